@@ -20,7 +20,7 @@ pub use error::{Error, Result};
 pub use hash::{CountingReader, HashingReader, HashingWriter, LimitedReader};
 pub use hoist_oci::media_type::Compression;
 pub use paths::{sanitize_entry_path, PathError};
-//pub use tarstream::{Entry, EntryKind, TarReader, TarWriter};
+pub use tarstream::{Entry, EntryKind, TarReader, TarWriter};
 //pub use unpack::{unpack, UnpackOptions, UnpackStats, WhiteoutMode};
 //pub use writer::{diff, write_tree, WriteOptions, WriteStats};
 
