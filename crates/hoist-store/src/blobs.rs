@@ -101,7 +101,8 @@ impl BlobWriter {
             .file
             .take()
             .ok_or_else(|| StoreError::Corrupt("blob writer finished twice".into()))?;
-        file.sync_data().map_err(|e| StoreError::io(&self.path, e))?;
+        file.sync_data()
+            .map_err(|e| StoreError::io(&self.path, e))?;
         drop(file);
         let digester = std::mem::replace(&mut self.digester, Digester::new(Algorithm::Sha256));
         Ok(StagedBlob {
@@ -121,7 +122,11 @@ impl Drop for BlobWriter {
 }
 
 fn random_name() -> String {
-    format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>())
+    format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    )
 }
 
 impl Store {

@@ -33,7 +33,9 @@ pub enum StoreError {
         actual: u64,
     },
     /// A blob the index refers to is not in `blobs/`.
-    #[error("blob {0} is missing from the store; run `hoist fsck --repair` and load the image again")]
+    #[error(
+        "blob {0} is missing from the store; run `hoist fsck --repair` and load the image again"
+    )]
     MissingBlob(Digest),
     /// No image matches a name or ID.
     #[error("No such image: {0}")]

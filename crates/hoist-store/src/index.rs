@@ -161,9 +161,12 @@ impl Db {
         };
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(120)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         Ok(Db {
             conn,
@@ -263,7 +266,11 @@ impl Db {
         }
         let id = img.id.to_string();
         let exists: bool = tx
-            .query_row("SELECT 1 FROM images WHERE id = ?1", params![id], |_| Ok(()))
+            .query_row(
+                "SELECT 1 FROM images WHERE id = ?1",
+                params![id],
+                |_| Ok(()),
+            )
             .optional()
             .map_err(err)?
             .is_some();
@@ -342,9 +349,11 @@ impl Db {
             return Err(StoreError::NoSuchImage(image.to_string()));
         }
         let prev: Option<String> = tx
-            .query_row("SELECT image FROM tags WHERE name = ?1", params![name], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT image FROM tags WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(err)?;
         tx.execute(
@@ -359,9 +368,11 @@ impl Db {
     /// The image a tag points to.
     pub fn tag(&self, name: &str) -> Result<Option<Digest>, StoreError> {
         self.conn
-            .query_row("SELECT image FROM tags WHERE name = ?1", params![name], |r| {
-                r.get::<_, String>(0)
-            })
+            .query_row(
+                "SELECT image FROM tags WHERE name = ?1",
+                params![name],
+                |r| r.get::<_, String>(0),
+            )
             .optional()
             .map_err(|e| self.err(e))?
             .map(parse_digest)
@@ -409,7 +420,9 @@ impl Db {
             .prepare("SELECT id FROM images WHERE substr(id, 8, ?2) = ?1")
             .map_err(|e| self.err(e))?;
         let ids = st
-            .query_map(params![prefix, prefix.len() as i64], |r| r.get::<_, String>(0))
+            .query_map(params![prefix, prefix.len() as i64], |r| {
+                r.get::<_, String>(0)
+            })
             .map_err(|e| self.err(e))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.err(e))?;
@@ -538,14 +551,18 @@ impl Db {
             }
         }
         let left: i64 = tx
-            .query_row("SELECT count(*) FROM tags WHERE image = ?1", params![id], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM tags WHERE image = ?1",
+                params![id],
+                |r| r.get(0),
+            )
             .map_err(err)?;
         if left == 0 && delete_if_untagged {
             let chains: Vec<String> = {
                 let mut st = tx
-                    .prepare("SELECT chain_id FROM image_layers WHERE image = ?1 ORDER BY position DESC")
+                    .prepare(
+                        "SELECT chain_id FROM image_layers WHERE image = ?1 ORDER BY position DESC",
+                    )
                     .map_err(err)?;
                 let v = st
                     .query_map(params![id], |r| r.get::<_, String>(0))

@@ -42,6 +42,11 @@ impl Store {
         &self.db
     }
 
+    /// Mutable access to the index, for transactions.
+    pub fn index_mut(&mut self) -> &mut index::Db {
+        &mut self.db
+    }
+
     /// Takes the store-wide lock that keeps deletions away from writers.
     pub fn lock(&self, mode: LockMode) -> Result<GcLock, StoreError> {
         GcLock::acquire(&self.root.join("gc.lock"), mode)
@@ -49,3 +54,54 @@ impl Store {
 }
 
 pub use index::Db;
+
+use hoist_oci::Digest;
+
+impl Store {
+    /// Untags `tags` from `image`; once it has no tags left (and
+    /// `delete_if_untagged`), deletes the image, its unused layers and every
+    /// blob nothing else refers to. Holds the exclusive lock throughout.
+    pub fn remove_image(
+        &mut self,
+        image: &Digest,
+        tags: &[String],
+        delete_if_untagged: bool,
+    ) -> Result<RemovedImage, StoreError> {
+        let _lock = self.lock(LockMode::Exclusive)?;
+        let before = self.db.image(image)?;
+        let removed = self.db.remove(image, tags, delete_if_untagged)?;
+        if let (Some(_), Some(img)) = (&removed.deleted_image, before) {
+            let referenced = self.db.referenced_blobs()?;
+            let mut blobs = vec![img.id.clone(), img.manifest.clone()];
+            blobs.extend(img.layers.iter().map(|l| l.blob.clone()));
+            for b in blobs {
+                if !referenced.contains(&b) {
+                    self.remove_blob(&b)?;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Deletes every blob the index does not refer to and every leftover in
+    /// `ingest/`; returns the blobs removed and the bytes freed.
+    pub fn sweep(&mut self) -> Result<(Vec<Digest>, u64), StoreError> {
+        let _lock = self.lock(LockMode::Exclusive)?;
+        self.db.drop_unused_layers()?;
+        let referenced = self.db.referenced_blobs()?;
+        let (all, _) = self.list_blobs()?;
+        let mut removed = Vec::new();
+        let mut freed = 0;
+        for d in all {
+            if !referenced.contains(&d) {
+                freed += std::fs::metadata(self.blob_path(&d)).map_or(0, |m| m.len());
+                if self.remove_blob(&d)? {
+                    removed.push(d);
+                }
+            }
+        }
+        // Under the exclusive lock no writer is running: all of ingest/ is garbage.
+        self.clean_ingest(std::time::Duration::ZERO)?;
+        Ok((removed, freed))
+    }
+}

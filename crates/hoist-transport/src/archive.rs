@@ -1,0 +1,385 @@
+//! Random access to the members of an image archive (a tar of a
+//! `docker save` or OCI layout). A regular file is scanned once for its
+//! headers, and members are then read in place; a stream (stdin, a compressed
+//! archive) is read once, with big members staged straight into the store's
+//! `ingest/` (hashed on the way) so no byte is written twice.
+
+use crate::TransportError;
+use hoist_oci::{Digest, Digester};
+use hoist_store::{StagedBlob, Store};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+
+/// Members up to this size are kept in memory when streaming.
+const SMALL_MEMBER: u64 = 1024 * 1024;
+/// At most this much is kept in memory in all when streaming.
+const MEMORY_BUDGET: u64 = 64 * 1024 * 1024;
+/// Symlinks followed at most this many times to resolve a member.
+const MAX_LINK_HOPS: usize = 8;
+
+/// Where a member's bytes are.
+pub(crate) enum Content {
+    /// `size` bytes at `offset` in the archive file.
+    Span { offset: u64, size: u64 },
+    /// Held in memory.
+    Memory(Vec<u8>),
+    /// Staged into the store's ingest directory, already hashed.
+    Staged(StagedBlob),
+}
+
+impl Content {
+    pub(crate) fn size(&self) -> u64 {
+        match self {
+            Content::Span { size, .. } => *size,
+            Content::Memory(v) => v.len() as u64,
+            Content::Staged(s) => s.size(),
+        }
+    }
+}
+
+/// The members of one archive.
+pub(crate) struct ArchiveFiles {
+    file: Option<File>,
+    entries: HashMap<String, Content>,
+    links: HashMap<String, String>,
+}
+
+/// Normalises a member name: no absolute paths, no `..`, no NUL.
+pub(crate) fn normalize(name: &str) -> Result<String, TransportError> {
+    if name.starts_with('/') {
+        return Err(TransportError::Archive(format!(
+            "member {name:?} has an absolute path; archives must only hold relative paths"
+        )));
+    }
+    if name.contains('\0') {
+        return Err(TransportError::Archive(format!(
+            "member {name:?} contains a NUL byte"
+        )));
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for c in name.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                return Err(TransportError::Archive(format!(
+                    "member {name:?} contains '..'; refusing a path that leaves the archive"
+                )))
+            }
+            c => parts.push(c),
+        }
+    }
+    if parts.is_empty() {
+        return Err(TransportError::Archive(format!(
+            "member {name:?} has an empty path"
+        )));
+    }
+    Ok(parts.join("/"))
+}
+
+/// Resolves `target` of a symlink at `link` to a member name inside the archive.
+fn resolve_link(link: &str, target: &str) -> Result<String, TransportError> {
+    if target.starts_with('/') {
+        return Err(TransportError::Archive(format!(
+            "symlink {link:?} points to absolute path {target:?}, outside the archive"
+        )));
+    }
+    let mut parts: Vec<&str> = link.split('/').collect();
+    parts.pop();
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(TransportError::Archive(format!(
+                        "symlink {link:?} points to {target:?}, outside the archive"
+                    )));
+                }
+            }
+            c => parts.push(c),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+fn tar_err(e: io::Error) -> TransportError {
+    TransportError::Archive(format!(
+        "cannot read the tar stream ({e}); the archive is truncated or not a tar file"
+    ))
+}
+
+impl ArchiveFiles {
+    /// Indexes a seekable archive file by reading its headers only.
+    pub(crate) fn scan_file(file: File) -> Result<Self, TransportError> {
+        let len = file
+            .metadata()
+            .map_err(|e| TransportError::io("archive", e))?
+            .len();
+        let mut entries = HashMap::new();
+        let mut links = HashMap::new();
+        {
+            let mut ar = tar::Archive::new(&file);
+            for ent in ar.entries_with_seek().map_err(tar_err)? {
+                let ent = ent.map_err(tar_err)?;
+                let raw = String::from_utf8_lossy(&ent.path_bytes()).into_owned();
+                let kind = ent.header().entry_type();
+                if kind.is_dir() {
+                    continue;
+                }
+                let name = normalize(&raw)?;
+                if kind.is_symlink() {
+                    let target = ent
+                        .link_name_bytes()
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default();
+                    links.insert(name.clone(), resolve_link(&name, &target)?);
+                } else if kind.is_hard_link() {
+                    let target = ent
+                        .link_name_bytes()
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default();
+                    links.insert(name.clone(), normalize(&target)?);
+                } else if kind.is_file() || kind == tar::EntryType::Continuous {
+                    let offset = ent.raw_file_position();
+                    let size = ent.size();
+                    if offset.saturating_add(size) > len {
+                        return Err(TransportError::Archive(format!(
+                            "member {name:?} is truncated: it needs {size} bytes at offset {offset} but the archive has {len}"
+                        )));
+                    }
+                    entries.insert(name, Content::Span { offset, size });
+                }
+            }
+        }
+        Ok(ArchiveFiles {
+            file: Some(file),
+            entries,
+            links,
+        })
+    }
+
+    /// Reads a tar stream once, staging large members into the store.
+    pub(crate) fn scan_stream(input: impl Read, store: &Store) -> Result<Self, TransportError> {
+        let mut entries = HashMap::new();
+        let mut links = HashMap::new();
+        let mut in_memory = 0u64;
+        let mut ar = tar::Archive::new(input);
+        for ent in ar.entries().map_err(tar_err)? {
+            let mut ent = ent.map_err(tar_err)?;
+            let raw = String::from_utf8_lossy(&ent.path_bytes()).into_owned();
+            let kind = ent.header().entry_type();
+            if kind.is_dir() {
+                continue;
+            }
+            let name = normalize(&raw)?;
+            if kind.is_symlink() || kind.is_hard_link() {
+                let target = ent
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                let resolved = if kind.is_symlink() {
+                    resolve_link(&name, &target)?
+                } else {
+                    normalize(&target)?
+                };
+                links.insert(name, resolved);
+                continue;
+            }
+            if !(kind.is_file() || kind == tar::EntryType::Continuous) {
+                continue;
+            }
+            let size = ent.size();
+            let content = if size <= SMALL_MEMBER && in_memory + size <= MEMORY_BUDGET {
+                let mut buf = Vec::with_capacity(size as usize);
+                ent.read_to_end(&mut buf).map_err(tar_err)?;
+                if (buf.len() as u64) != size {
+                    return Err(TransportError::Archive(format!(
+                        "member {name:?} is truncated"
+                    )));
+                }
+                in_memory += size;
+                Content::Memory(buf)
+            } else {
+                let mut w = store.blob_writer()?;
+                let n = copy_big(&mut ent, &mut w).map_err(tar_err)?;
+                if n != size {
+                    return Err(TransportError::Archive(format!(
+                        "member {name:?} is truncated: {n} of {size} bytes"
+                    )));
+                }
+                Content::Staged(w.finish()?)
+            };
+            entries.insert(name, content);
+        }
+        Ok(ArchiveFiles {
+            file: None,
+            entries,
+            links,
+        })
+    }
+
+    /// The canonical name a member resolves to, following links inside the archive.
+    pub(crate) fn resolve(&self, name: &str) -> Result<String, TransportError> {
+        let mut cur = normalize(name)?;
+        for _ in 0..=MAX_LINK_HOPS {
+            if self.entries.contains_key(&cur) {
+                return Ok(cur);
+            }
+            match self.links.get(&cur) {
+                Some(next) => cur = next.clone(),
+                None => {
+                    return Err(TransportError::Archive(format!(
+                        "{name:?} is listed but not in the archive"
+                    )))
+                }
+            }
+        }
+        Err(TransportError::Archive(format!(
+            "{name:?}: too many levels of links"
+        )))
+    }
+
+    /// True when a member exists (after links).
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.resolve(name).is_ok()
+    }
+
+    pub(crate) fn content(&self, name: &str) -> Result<(String, &Content), TransportError> {
+        let key = self.resolve(name)?;
+        let c = self
+            .entries
+            .get(&key)
+            .ok_or_else(|| TransportError::Archive(format!("{name:?} is not in the archive")))?;
+        Ok((key, c))
+    }
+
+    /// Reads a small member whole, refusing one larger than `limit`.
+    pub(crate) fn read_small(&self, name: &str, limit: u64) -> Result<Vec<u8>, TransportError> {
+        let (_, c) = self.content(name)?;
+        if c.size() > limit {
+            return Err(TransportError::Archive(format!(
+                "{name} is {} bytes, more than the {limit} bytes a JSON document may have here",
+                c.size()
+            )));
+        }
+        let mut buf = Vec::with_capacity(c.size() as usize);
+        self.open(name)?
+            .read_to_end(&mut buf)
+            .map_err(|e| TransportError::io(name.to_owned(), e))?;
+        Ok(buf)
+    }
+
+    /// Opens a member for reading.
+    pub(crate) fn open(&self, name: &str) -> Result<Box<dyn Read + '_>, TransportError> {
+        let (_, c) = self.content(name)?;
+        Ok(match c {
+            Content::Span { offset, size } => {
+                let file = self
+                    .file
+                    .as_ref()
+                    .ok_or_else(|| TransportError::Archive("archive file is gone".into()))?;
+                Box::new(SpanReader {
+                    file,
+                    pos: *offset,
+                    end: offset + size,
+                })
+            }
+            Content::Memory(v) => Box::new(&v[..]),
+            Content::Staged(s) => {
+                Box::new(File::open(s.path()).map_err(|e| TransportError::io(name.to_owned(), e))?)
+            }
+        })
+    }
+
+    /// Takes a staged member out, so it can be committed by rename.
+    pub(crate) fn take_staged(&mut self, key: &str) -> Option<StagedBlob> {
+        match self.entries.remove(key) {
+            Some(Content::Staged(s)) => Some(s),
+            Some(other) => {
+                self.entries.insert(key.to_owned(), other);
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+/// Reads a byte range of a file with positioned reads (no shared cursor).
+struct SpanReader<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for SpanReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.end - self.pos;
+        if left == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(left as usize);
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "archive ended inside a member",
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Copies with a large buffer; returns the bytes copied.
+pub(crate) fn copy_big(r: &mut impl Read, w: &mut impl Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
+/// Hashes everything a reader yields; returns the digest and byte count.
+pub(crate) fn hash_reader(
+    r: &mut impl Read,
+    mut on_bytes: impl FnMut(u64),
+    limit: Option<u64>,
+) -> io::Result<(Digest, u64)> {
+    let mut d = Digester::new(hoist_oci::Algorithm::Sha256);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok((d.finish(), total)),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        d.update(&buf[..n]);
+        total += n as u64;
+        on_bytes(n as u64);
+        if limit.is_some_and(|l| total > l) {
+            return Err(io::Error::other(BombError));
+        }
+    }
+}
+
+/// Marks a read cut short by the decompression limit.
+#[derive(Debug)]
+pub(crate) struct BombError;
+
+impl std::fmt::Display for BombError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("decompression limit exceeded")
+    }
+}
+
+impl std::error::Error for BombError {}

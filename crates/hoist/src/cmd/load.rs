@@ -1,0 +1,78 @@
+//! `hoist load`: images from a `docker save` or OCI archive into the store.
+
+use super::{Context, Error, Format};
+use crate::progress::Bars;
+use crate::resolve::familiar;
+use hoist_transport::{LoadInput, NoProgress, Progress};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `hoist load`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Read from this archive instead of stdin.
+    #[arg(short, long)]
+    input: Option<PathBuf>,
+    /// Suppress the progress output.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Output format: table (Docker's lines) or json.
+    #[arg(long, default_value = "table")]
+    format: Format,
+}
+
+/// Runs `hoist load`.
+pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
+    let input = match &args.input {
+        Some(p) if p.as_os_str() != "-" => LoadInput::File(
+            std::fs::File::open(p).map_err(|e| Error::Msg(format!("open {}: {e}", p.display())))?,
+        ),
+        _ => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                return Err(Error::Msg(
+                    "requested load from stdin, but stdin is empty (a terminal); use -i FILE or pipe an archive in".into(),
+                ));
+            }
+            LoadInput::Stream(Box::new(std::io::stdin()))
+        }
+    };
+    let mut store = ctx.store()?;
+    let bars = if args.quiet || args.format == Format::Json {
+        None
+    } else {
+        Bars::new("Loading layer")
+    };
+    let progress: &dyn Progress = match &bars {
+        Some(b) => b,
+        None => &NoProgress,
+    };
+    let loaded = hoist_transport::load(&mut store, input, progress)?;
+    if args.format == Format::Json {
+        let v: Vec<_> = loaded
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "ID": l.id.to_string(),
+                    "RepoTags": l.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+        return Ok(ExitCode::SUCCESS);
+    }
+    for l in &loaded {
+        for (tag, old) in &l.moved {
+            println!(
+                "The image {} already exists, renaming the old one with ID {old} to empty string",
+                familiar(tag)
+            );
+        }
+        if l.tags.is_empty() {
+            println!("Loaded image ID: {}", l.id);
+        }
+        for t in &l.tags {
+            println!("Loaded image: {}", t.familiar());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,61 @@
+//! One module per command; each parses its arguments and prints its output.
+
+pub mod images;
+pub mod inspect;
+pub mod load;
+pub mod rmi;
+pub mod save;
+pub mod tag;
+
+use hoist_store::Store;
+use std::path::PathBuf;
+
+/// What every command gets.
+pub struct Context {
+    /// The store directory.
+    pub root: PathBuf,
+}
+
+impl Context {
+    /// Opens the store.
+    pub fn store(&self) -> Result<Store, Error> {
+        Ok(Store::open(&self.root)?)
+    }
+}
+
+/// Any command's error; printed once by `main`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// From the store.
+    #[error(transparent)]
+    Store(#[from] hoist_store::StoreError),
+    /// From a transport.
+    #[error(transparent)]
+    Transport(#[from] hoist_transport::TransportError),
+    /// A bad reference on the command line.
+    #[error(transparent)]
+    Reference(#[from] hoist_oci::ReferenceError),
+    /// Anything else, already worded for the user.
+    #[error("{0}")]
+    Msg(String),
+}
+
+/// `--format` for commands that print data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Docker-style table or lines.
+    Table,
+    /// One JSON document (or one JSON object per line for lists, like Docker's `{{json .}}`).
+    Json,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "table" | "" => Ok(Format::Table),
+            "json" | "{{json .}}" => Ok(Format::Json),
+            other => Err(format!("unknown format {other:?}: use table or json")),
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! `hoist save`: images from the store into one archive.
+
+use super::{Context, Error};
+use crate::resolve;
+use hoist_transport::{SaveFormat, SaveItem, SaveOutput};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `hoist save`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Write to this file instead of stdout.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Archive layout: docker (docker save; Docker loads it) or oci (OCI image layout tar).
+    #[arg(long, default_value = "docker", value_parser = ["docker", "oci"])]
+    format: String,
+    /// Images to save, by reference or ID.
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+/// Runs `hoist save`.
+pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
+    let store = ctx.store()?;
+    let mut items: Vec<SaveItem> = Vec::new();
+    for name in &args.images {
+        let r = resolve::image(&store, name)?;
+        match items.iter_mut().find(|i| i.image.id == r.image.id) {
+            Some(item) => item.names.extend(r.reference),
+            None => items.push(SaveItem {
+                names: r.reference.into_iter().collect(),
+                image: r.image,
+            }),
+        }
+    }
+    let format = if args.format == "oci" {
+        SaveFormat::Oci
+    } else {
+        SaveFormat::Docker
+    };
+    match &args.output {
+        Some(path) if path.as_os_str() != "-" => save_to_file(&store, &items, format, path)?,
+        _ => {
+            let stdout = std::io::stdout();
+            if stdout.is_terminal() {
+                return Err(Error::Msg(
+                    "cowardly refusing to save to a terminal. Use the -o flag or redirect".into(),
+                ));
+            }
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            hoist_transport::save(&store, &items, format, SaveOutput::Stream(&mut out))?;
+            out.flush()
+                .map_err(|e| Error::Msg(format!("writing to stdout: {e}")))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes next to the target, fsyncs, then renames: never a half-written archive under its name.
+fn save_to_file(
+    store: &hoist_store::Store,
+    items: &[SaveItem],
+    format: SaveFormat,
+    path: &std::path::Path,
+) -> Result<(), Error> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::Msg(format!("{}: not a file name", path.display())))?;
+    let tmp = dir.join(format!(
+        ".{}.hoist-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let io = |what: &str, p: &std::path::Path, e: std::io::Error| {
+        Error::Msg(format!("{what} {}: {e}", p.display()))
+    };
+    let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
+    let result = hoist_transport::save(store, items, format, SaveOutput::File(&mut f))
+        .map_err(Error::from)
+        .and_then(|()| f.sync_all().map_err(|e| io("fsync", &tmp, e)))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io("rename to", path, e)));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
