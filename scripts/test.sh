@@ -52,6 +52,12 @@ for pkg in docker.io skopeo umoci crun docker-registry busybox-static; do
     missing+=("$pkg")
   fi
 done
+# With AppArmor on in the kernel but no apparmor_parser, dockerd cannot load
+# its docker-default profile and every `docker run` fails: bring the parser.
+if [ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" = Y ] \
+   && ! command -v apparmor_parser >/dev/null 2>&1; then
+  missing+=(apparmor)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   echo "all present: docker.io skopeo umoci crun docker-registry busybox-static"
 elif [ "${HOIST_TEST_NO_APT:-}" = 1 ]; then
@@ -65,13 +71,15 @@ else
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
     chmod +x /usr/sbin/policy-rc.d
     policy_created=1
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
-  export DEBIAN_FRONTEND=noninteractive
+  export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
   apt_opts=(-o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
   apt-get "${apt_opts[@]}" update -qq
   apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${missing[@]}" </dev/null
-  if [ $policy_created = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+  if [ $policy_created = 1 ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
   for pkg in "${missing[@]}"; do
+    [ -n "${PKG_FILE[$pkg]:-}" ] || continue
     [ -x "${PKG_FILE[$pkg]}" ] || die "$pkg installed but ${PKG_FILE[$pkg]} is missing"
   done
 fi
