@@ -21,8 +21,8 @@ pub use hash::{CountingReader, HashingReader, HashingWriter, LimitedReader};
 pub use hoist_oci::media_type::Compression;
 pub use paths::{sanitize_entry_path, PathError};
 pub use tarstream::{Entry, EntryKind, TarReader, TarWriter};
-//pub use unpack::{unpack, UnpackOptions, UnpackStats, WhiteoutMode};
-//pub use writer::{diff, write_tree, WriteOptions, WriteStats};
+pub use unpack::{unpack, UnpackOptions, UnpackStats, WhiteoutMode};
+pub use writer::{diff, write_tree, WriteOptions, WriteStats};
 
 /// The prefix that marks a whiteout entry: `.wh.NAME` deletes `NAME` below.
 pub const WHITEOUT_PREFIX: &str = ".wh.";
