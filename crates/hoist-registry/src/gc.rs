@@ -1,0 +1,418 @@
+//! Mark-and-sweep garbage collection of a registry root, safe to run while
+//! `hoist serve` (or `docker-registry`) serves pushes on the same root.
+//!
+//! Mark: in every repository, the manifests to keep are every revision (or,
+//! with `delete_untagged`, the tagged ones, the children of kept indexes,
+//! the referrers of kept manifests, and revisions linked after the
+//! collection started), and everything they reference.
+//!
+//! Sweep: a blob that nothing marked is deleted only when its `data` file
+//! was last modified before the collection started (minus a grace period).
+//! The server sets that mtime to "now" *before* checking that a blob exists
+//! whenever it makes the blob newly referenced (upload commit, mount, link,
+//! manifest PUT); the collector moves the blob aside, then re-reads the mtime
+//! and puts the blob back if it changed. So a blob referenced during a
+//! collection is either kept, or the referencing request saw it missing and
+//! failed cleanly — it is never referenced and deleted (distribution#3045).
+
+use crate::error::{IoContext, Result};
+use crate::fsutil::{self, is_not_found};
+use crate::names::{RepoName, Tag, UploadId};
+use crate::store::Store;
+use hoist_oci::{Algorithm, Digest, Document};
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// How far the filesystem's timestamps may lag the system clock (Linux
+/// stamps files with a coarse clock, a tick behind `SystemTime::now`).
+const CLOCK_SLOP: Duration = Duration::from_secs(2);
+
+/// What a collection does.
+#[derive(Clone, Debug)]
+pub struct GcOptions {
+    /// Also delete manifests no tag reaches (keeping index children and
+    /// referrers of kept manifests).
+    pub delete_untagged: bool,
+    /// Report only; change nothing.
+    pub dry_run: bool,
+    /// Keep anything modified less than this long before the collection started.
+    pub grace: Duration,
+    /// Delete upload sessions older than this.
+    pub upload_max_age: Duration,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            delete_untagged: false,
+            dry_run: false,
+            grace: Duration::from_secs(0),
+            upload_max_age: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// What a collection found and did.
+#[derive(Clone, Debug, Default)]
+pub struct GcReport {
+    /// Repositories walked.
+    pub repositories: usize,
+    /// Distinct blobs marked in use (manifests included).
+    pub marked: usize,
+    /// Manifests deleted (or, in a dry run, that would be).
+    pub manifests_deleted: Vec<(String, Digest)>,
+    /// Blobs deleted (or that would be), with their sizes.
+    pub blobs_deleted: Vec<(Digest, u64)>,
+    /// Unreferenced blobs kept because they were modified too recently.
+    pub blobs_kept_recent: usize,
+    /// Upload sessions deleted for age.
+    pub uploads_purged: usize,
+}
+
+impl GcReport {
+    /// Bytes freed (or that would be).
+    pub fn bytes_freed(&self) -> u64 {
+        self.blobs_deleted.iter().map(|(_, s)| s).sum()
+    }
+}
+
+fn mtime(path: &Path) -> Option<SystemTime> {
+    fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+struct Collector<'a> {
+    store: &'a Store,
+    opts: &'a GcOptions,
+    cutoff: SystemTime,
+    docs: HashMap<Digest, Option<Document>>,
+    marked: HashSet<Digest>,
+    report: GcReport,
+}
+
+/// Runs a collection on the registry root `root`.
+pub fn collect(root: &Path, opts: &GcOptions) -> Result<GcReport> {
+    let started = SystemTime::now();
+    let cutoff = started
+        .checked_sub(opts.grace + CLOCK_SLOP)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let store = Store::open(root)?;
+    let mut c = Collector {
+        store: &store,
+        opts,
+        cutoff,
+        docs: HashMap::new(),
+        marked: HashSet::new(),
+        report: GcReport::default(),
+    };
+    let repos = store.catalog()?;
+    c.report.repositories = repos.len();
+    for repo in &repos {
+        let Ok(name) = RepoName::new(repo) else {
+            continue;
+        };
+        c.mark_repo(&name)?;
+    }
+    c.report.marked = c.marked.len();
+    c.sweep_blobs()?;
+    for repo in &repos {
+        let Ok(name) = RepoName::new(repo) else {
+            continue;
+        };
+        c.prune_layer_links(&name)?;
+    }
+    c.purge_uploads()?;
+    Ok(c.report)
+}
+
+impl Collector<'_> {
+    fn recent(&self, path: &Path) -> bool {
+        mtime(path).is_some_and(|t| t >= self.cutoff)
+    }
+
+    fn doc(&mut self, d: &Digest) -> Option<&Document> {
+        if !self.docs.contains_key(d) {
+            let path = self.store.layout().blob_data(d);
+            let doc = fsutil::read_bounded(&path, 32 << 20)
+                .ok()
+                .flatten()
+                .and_then(|b| Document::parse(&b, None).ok());
+            self.docs.insert(d.clone(), doc);
+        }
+        self.docs.get(d).and_then(Option::as_ref)
+    }
+
+    /// Marks a kept manifest and everything it references.
+    fn mark_manifest(&mut self, d: &Digest) {
+        if !self.marked.insert(d.clone()) {
+            return;
+        }
+        let refs: Vec<Digest> = match self.doc(d) {
+            Some(Document::Manifest(m)) => std::iter::once(&m.config)
+                .chain(&m.layers)
+                .map(|x| x.digest.clone())
+                .collect(),
+            // Children are manifests: marked with their own references.
+            Some(Document::Index(i)) => {
+                let children: Vec<Digest> = i.manifests.iter().map(|x| x.digest.clone()).collect();
+                for c in &children {
+                    self.mark_manifest(c);
+                }
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        self.marked.extend(refs);
+    }
+
+    fn children(&mut self, d: &Digest) -> Vec<Digest> {
+        match self.doc(d) {
+            Some(Document::Index(i)) => i.manifests.iter().map(|x| x.digest.clone()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn subject(&mut self, d: &Digest) -> Option<Digest> {
+        match self.doc(d) {
+            Some(Document::Manifest(m)) => m.subject.as_ref().map(|s| s.digest.clone()),
+            Some(Document::Index(i)) => i.subject.as_ref().map(|s| s.digest.clone()),
+            None => None,
+        }
+    }
+
+    fn tagged(&self, name: &RepoName) -> Result<HashSet<Digest>> {
+        let mut out = HashSet::new();
+        for t in self.store.tags(name)? {
+            let Ok(t) = Tag::new(&t) else { continue };
+            if let Some(d) = self.store.resolve_tag(name, &t)? {
+                out.insert(d);
+            }
+        }
+        Ok(out)
+    }
+
+    fn mark_repo(&mut self, name: &RepoName) -> Result<()> {
+        let revisions = self.store.revisions(name)?;
+        if !self.opts.delete_untagged {
+            for d in &revisions {
+                self.mark_manifest(d);
+            }
+            return Ok(());
+        }
+        let layout = self.store.layout().clone();
+        let mut keep: HashSet<Digest> = HashSet::new();
+        let mut todo: Vec<Digest> = self.tagged(name)?.into_iter().collect();
+        for d in &revisions {
+            // Linked after the collection started: a push in flight.
+            if self.recent(&layout.revision_link(name, d)) {
+                todo.push(d.clone());
+            }
+        }
+        loop {
+            while let Some(d) = todo.pop() {
+                if keep.insert(d.clone()) {
+                    todo.extend(self.children(&d));
+                }
+            }
+            // Referrers (signatures, SBOMs) of kept manifests stay too.
+            for d in &revisions {
+                if !keep.contains(d) && self.subject(d).is_some_and(|s| keep.contains(&s)) {
+                    todo.push(d.clone());
+                }
+            }
+            if todo.is_empty() {
+                break;
+            }
+        }
+        for d in &revisions {
+            if keep.contains(d) {
+                self.mark_manifest(d);
+            } else if self.delete_revision(name, d)? {
+                self.report
+                    .manifests_deleted
+                    .push((name.as_str().to_owned(), d.clone()));
+            } else {
+                self.mark_manifest(d);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes an untagged revision link, unless it was touched or tagged
+    /// meanwhile. Returns whether it is (or, dry, would be) gone.
+    fn delete_revision(&mut self, name: &RepoName, d: &Digest) -> Result<bool> {
+        if self.opts.dry_run {
+            return Ok(true);
+        }
+        let layout = self.store.layout();
+        let link = layout.revision_link(name, d);
+        let (_, tomb) = fsutil::temp_file(&layout.tmp_dir())?;
+        match fs::rename(&link, &tomb) {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {
+                let _ = fs::remove_file(&tomb);
+                return Ok(false);
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tomb);
+                return Err(e).ctx("rename", &link);
+            }
+        }
+        let retagged = self.tagged(name)?.contains(d);
+        if retagged || self.recent(&tomb) {
+            if link.exists() {
+                fsutil::remove_file(&tomb)?;
+            } else {
+                fsutil::rename_into_place(&tomb, &link)?;
+            }
+            return Ok(false);
+        }
+        fsutil::remove_file(&tomb)?;
+        if let Some(dir) = link.parent() {
+            let _ = fs::remove_dir(dir);
+        }
+        Ok(true)
+    }
+
+    fn sweep_blobs(&mut self) -> Result<()> {
+        let layout = self.store.layout().clone();
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            let alg_dir = layout.blobs_root().join(alg.as_str());
+            for (prefix, is_dir) in fsutil::list_dir(&alg_dir)? {
+                if !is_dir {
+                    continue;
+                }
+                for (hex, _) in fsutil::list_dir(&alg_dir.join(&prefix))? {
+                    let Ok(d) = Digest::new(alg, &hex) else {
+                        continue;
+                    };
+                    if d.hex()[..2] != prefix || self.marked.contains(&d) {
+                        continue;
+                    }
+                    self.sweep_blob(&d)?;
+                }
+                let _ = fs::remove_dir(alg_dir.join(&prefix));
+            }
+        }
+        Ok(())
+    }
+
+    fn sweep_blob(&mut self, d: &Digest) -> Result<()> {
+        let layout = self.store.layout();
+        let data = layout.blob_data(d);
+        let Ok(meta) = fs::metadata(&data) else {
+            return Ok(());
+        };
+        if meta.modified().is_ok_and(|t| t >= self.cutoff) {
+            self.report.blobs_kept_recent += 1;
+            return Ok(());
+        }
+        if self.opts.dry_run {
+            self.report.blobs_deleted.push((d.clone(), meta.len()));
+            return Ok(());
+        }
+        // Move aside, then look again: a request that claimed the blob
+        // before the move changed the mtime of this very inode.
+        let (_, tomb) = fsutil::temp_file(&layout.tmp_dir())?;
+        match fs::rename(&data, &tomb) {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {
+                let _ = fs::remove_file(&tomb);
+                return Ok(());
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tomb);
+                return Err(e).ctx("rename", &data);
+            }
+        }
+        if self.recent(&tomb) {
+            if data.exists() {
+                fsutil::remove_file(&tomb)?;
+            } else {
+                fsutil::rename_into_place(&tomb, &data)?;
+            }
+            self.report.blobs_kept_recent += 1;
+            return Ok(());
+        }
+        fsutil::remove_file(&tomb)?;
+        if let Some(dir) = data.parent() {
+            let _ = fs::remove_dir(dir);
+        }
+        self.report.blobs_deleted.push((d.clone(), meta.len()));
+        Ok(())
+    }
+
+    /// Removes `_layers` links to blobs that no longer exist (old links only).
+    fn prune_layer_links(&mut self, name: &RepoName) -> Result<()> {
+        if self.opts.dry_run {
+            return Ok(());
+        }
+        let layout = self.store.layout().clone();
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            let dir = layout.layers_dir(name).join(alg.as_str());
+            for (hex, _) in fsutil::list_dir(&dir)? {
+                let Ok(d) = Digest::new(alg, &hex) else {
+                    continue;
+                };
+                let link = dir.join(&hex).join("link");
+                if self.store.blob_data_size(&d)?.is_some() || self.recent(&link) {
+                    continue;
+                }
+                fsutil::remove_file(&link)?;
+                let _ = fs::remove_dir(dir.join(&hex));
+            }
+        }
+        Ok(())
+    }
+
+    fn purge_uploads(&mut self) -> Result<()> {
+        let Some(limit) = SystemTime::now().checked_sub(self.opts.upload_max_age) else {
+            return Ok(());
+        };
+        let layout = self.store.layout().clone();
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let mut stack = vec![layout.repos_root()];
+        while let Some(dir) = stack.pop() {
+            for (entry, is_dir) in fsutil::list_dir(&dir)? {
+                if !is_dir {
+                    continue;
+                }
+                if entry == "_uploads" {
+                    dirs.push(dir.join(entry));
+                } else if !entry.starts_with('_') {
+                    stack.push(dir.join(entry));
+                }
+            }
+        }
+        for uploads in dirs {
+            for (id, _) in fsutil::list_dir(&uploads)? {
+                if UploadId::new(&id).is_err() {
+                    continue;
+                }
+                let dir = uploads.join(&id);
+                let newest = [dir.join("data"), dir.join("startedat"), dir.clone()]
+                    .iter()
+                    .filter_map(|p| mtime(p))
+                    .max();
+                if newest.is_some_and(|t| t >= limit) {
+                    continue;
+                }
+                if !self.opts.dry_run {
+                    fsutil::remove_dir_all(&dir)?;
+                }
+                self.report.uploads_purged += 1;
+            }
+        }
+        // Old scratch files (a crash mid-write) can go the same way.
+        if !self.opts.dry_run {
+            for (f, _) in fsutil::list_dir(&layout.tmp_dir())? {
+                let p = layout.tmp_dir().join(f);
+                if mtime(&p).is_some_and(|t| t < limit) {
+                    let _ = fs::remove_file(p);
+                }
+            }
+        }
+        Ok(())
+    }
+}

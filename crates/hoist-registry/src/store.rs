@@ -1,0 +1,625 @@
+//! The registry's storage: blobs, repository links, manifests, tags, the
+//! catalog and referrers, on the filesystem in distribution's layout.
+//!
+//! Every method is blocking (plain `std::fs`); the HTTP layer calls them on
+//! tokio's blocking pool. Nothing is kept in memory that the disk does not
+//! also say, except caches of immutable, content-addressed data, so another
+//! process (a garbage collector, `docker-registry`) can work on the same root.
+//!
+//! The garbage-collection protocol (see [`crate::gc`]): whoever makes a blob
+//! newly referenced (commits it, links it, mounts it, or names it in a
+//! manifest) first sets its `data` file's mtime to now and only then checks
+//! that it exists. The collector deletes a blob only when its mtime is older
+//! than the collection's start, re-checked after moving it aside, so a blob
+//! referenced during a collection is either kept or the referencing request
+//! fails cleanly with "blob unknown".
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{self, is_not_found, read_link, touch, write_atomic, write_link};
+use crate::layout::Layout;
+use crate::names::{ManifestRef, RepoName, Tag};
+use bytes::Bytes;
+use hoist_oci::{media_type, Algorithm, Descriptor, Digest, Digester, Document};
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The largest manifest accepted on PUT (the distribution-spec's suggested limit).
+pub const MAX_MANIFEST_SIZE: usize = 4 << 20;
+/// The largest stored manifest read back (another writer may have stored bigger).
+const MAX_STORED_MANIFEST: u64 = 32 << 20;
+/// Memory budget of the manifest cache.
+const MANIFEST_CACHE_BYTES: usize = 64 << 20;
+/// Entry budget of the referrers summary cache.
+const SUMMARY_CACHE_ENTRIES: usize = 200_000;
+
+/// A blob as found in the store.
+#[derive(Clone, Debug)]
+pub struct BlobInfo {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its `data` file.
+    pub path: PathBuf,
+}
+
+/// A manifest's stored bytes and what they are.
+#[derive(Clone, Debug)]
+pub struct ManifestData {
+    /// The digest of the bytes.
+    pub digest: Digest,
+    /// The media type the document declares or, failing that, its shape implies.
+    pub media_type: String,
+    /// The exact stored bytes.
+    pub bytes: Bytes,
+}
+
+/// What a manifest PUT stored.
+#[derive(Clone, Debug)]
+pub struct PutManifest {
+    /// The manifest's digest.
+    pub digest: Digest,
+    /// The manifest's `subject`, for the `OCI-Subject` header.
+    pub subject: Option<Digest>,
+}
+
+/// What the referrers API needs of a manifest, cached by digest.
+#[derive(Clone, Debug)]
+struct Summary {
+    media_type: String,
+    size: u64,
+    artifact_type: Option<String>,
+    subject: Option<Digest>,
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Default)]
+struct ManifestCache {
+    map: HashMap<Digest, Arc<ManifestData>>,
+    bytes: usize,
+}
+
+/// The storage of one registry root.
+pub struct Store {
+    pub(crate) layout: Layout,
+    manifests: Mutex<ManifestCache>,
+    summaries: Mutex<HashMap<Digest, Arc<Summary>>>,
+    pub(crate) uploads: crate::upload::Sessions,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("base", &self.layout.base())
+            .finish()
+    }
+}
+
+/// The media type of stored manifest bytes: the document's own `mediaType`,
+/// else what its shape says (as distribution decides on GET).
+pub fn stored_media_type(bytes: &[u8]) -> String {
+    match Document::parse(bytes, None) {
+        Ok(doc) => doc.media_type().to_owned(),
+        Err(_) => {
+            #[derive(serde::Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Probe {
+                #[serde(default)]
+                media_type: Option<String>,
+                #[serde(default)]
+                schema_version: Option<i64>,
+            }
+            match serde_json::from_slice::<Probe>(bytes) {
+                Ok(Probe {
+                    media_type: Some(m),
+                    ..
+                }) => m,
+                Ok(Probe {
+                    schema_version: Some(1),
+                    ..
+                }) => "application/vnd.docker.distribution.manifest.v1+prettyjws".to_owned(),
+                _ => "application/json".to_owned(),
+            }
+        }
+    }
+}
+
+/// Strips parameters (`; charset=...`) and whitespace from a Content-Type.
+fn bare_media_type(ct: &str) -> &str {
+    ct.split(';').next().unwrap_or("").trim()
+}
+
+fn compare_repo_paths(a: &str, b: &str) -> std::cmp::Ordering {
+    // '/' sorts before every other character, as in distribution's catalog.
+    a.split('/').cmp(b.split('/'))
+}
+
+impl Store {
+    /// Opens (and creates if needed) a registry root.
+    pub fn open(root: &Path) -> Result<Self> {
+        let layout = Layout::new(root);
+        fs::create_dir_all(layout.base()).ctx("create directory", layout.base())?;
+        Ok(Store {
+            layout,
+            manifests: Mutex::new(ManifestCache::default()),
+            summaries: Mutex::new(HashMap::new()),
+            uploads: Default::default(),
+        })
+    }
+
+    /// The path layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub(crate) fn tmp(&self) -> PathBuf {
+        self.layout.tmp_dir()
+    }
+
+    /// True when the repository exists (has a directory).
+    pub fn repo_exists(&self, name: &RepoName) -> bool {
+        self.layout.repo(name).is_dir()
+    }
+
+    /// The blob's `data` file size, if the global blob store has it.
+    pub fn blob_data_size(&self, d: &Digest) -> Result<Option<u64>> {
+        let p = self.layout.blob_data(d);
+        match fs::metadata(&p) {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e).ctx("stat", &p),
+        }
+    }
+
+    /// True when `name` links `d` as a layer blob.
+    fn layer_linked(&self, name: &RepoName, d: &Digest) -> Result<bool> {
+        Ok(read_link(&self.layout.layer_link(name, d))?.as_ref() == Some(d))
+    }
+
+    /// True when `name` has the manifest revision `d`.
+    pub fn revision_linked(&self, name: &RepoName, d: &Digest) -> Result<bool> {
+        Ok(read_link(&self.layout.revision_link(name, d))?.as_ref() == Some(d))
+    }
+
+    /// Finds a blob of a repository: linked there (as a layer, or as a
+    /// manifest revision) and present in the blob store.
+    pub fn blob_stat(&self, name: &RepoName, d: &Digest) -> Result<BlobInfo> {
+        if !(self.layer_linked(name, d)? || self.revision_linked(name, d)?) {
+            return Err(Error::BlobUnknown(d.clone()));
+        }
+        match self.blob_data_size(d)? {
+            Some(size) => Ok(BlobInfo {
+                digest: d.clone(),
+                size,
+                path: self.layout.blob_data(d),
+            }),
+            None => Err(Error::BlobUnknown(d.clone())),
+        }
+    }
+
+    /// Marks a blob as just referenced (see the module docs) and reports
+    /// whether it exists.
+    pub(crate) fn claim_blob(&self, d: &Digest) -> Result<bool> {
+        let p = self.layout.blob_data(d);
+        match touch(&p) {
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            // A read-only filesystem or foreign ownership: fall back to a stat.
+            Err(_) => Ok(self.blob_data_size(d)?.is_some()),
+        }
+    }
+
+    /// Links an existing blob into a repository.
+    pub(crate) fn link_blob(&self, name: &RepoName, d: &Digest) -> Result<()> {
+        write_link(&self.tmp(), &self.layout.layer_link(name, d), d)?;
+        Ok(())
+    }
+
+    /// Cross-repository mount: links `d` into `name` if `from` has it (or,
+    /// with `from` absent, if the registry has it at all). `None` when not.
+    pub fn mount_blob(
+        &self,
+        name: &RepoName,
+        d: &Digest,
+        from: Option<&RepoName>,
+    ) -> Result<Option<BlobInfo>> {
+        if let Some(from) = from {
+            if !self.layer_linked(from, d)? {
+                return Ok(None);
+            }
+        }
+        if !self.claim_blob(d)? {
+            return Ok(None);
+        }
+        self.link_blob(name, d)?;
+        self.blob_stat(name, d).map(Some)
+    }
+
+    /// Removes a blob from a repository (its link; the bytes go at the next
+    /// garbage collection if nothing else uses them).
+    pub fn delete_blob(&self, name: &RepoName, d: &Digest) -> Result<()> {
+        let link = self.layout.layer_link(name, d);
+        if read_link(&link)?.as_ref() != Some(d) {
+            return Err(Error::BlobUnknown(d.clone()));
+        }
+        fsutil::remove_file(&link)?;
+        if let Some(dir) = link.parent() {
+            fsutil::prune_empty_dirs(dir, &self.layout.layers_dir(name));
+        }
+        Ok(())
+    }
+
+    /// Commits a verified file as blob `d`: renames it into the blob store
+    /// (or drops it when the store already has `d`). The file must be fsync'd.
+    pub(crate) fn commit_blob_file(&self, file: &Path, d: &Digest) -> Result<()> {
+        if self.claim_blob(d)? {
+            fsutil::remove_file(file)?;
+            return Ok(());
+        }
+        let data = self.layout.blob_data(d);
+        fsutil::rename_into_place(file, &data)?;
+        if let Some(dir) = data.parent() {
+            fsutil::sync_dir(dir);
+        }
+        // The rename keeps the file's old mtime (its first byte's time); make
+        // it "now" so a collection that started meanwhile keeps it.
+        let _ = touch(&data);
+        Ok(())
+    }
+
+    /// Stores bytes as blob `d` (already verified) unless present.
+    fn put_blob_bytes(&self, d: &Digest, bytes: &[u8]) -> Result<()> {
+        if self.claim_blob(d)? {
+            return Ok(());
+        }
+        write_atomic(&self.tmp(), &self.layout.blob_data(d), bytes)
+    }
+
+    /// Resolves a tag to the digest its `current/link` names.
+    pub fn resolve_tag(&self, name: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
+        read_link(&self.layout.tag_current(name, tag))
+    }
+
+    /// Reads a manifest by tag or digest.
+    pub fn get_manifest(&self, name: &RepoName, r: &ManifestRef) -> Result<Arc<ManifestData>> {
+        let unknown = || Error::ManifestUnknown {
+            name: name.clone(),
+            reference: r.to_string(),
+        };
+        let d = match r {
+            ManifestRef::Digest(d) => d.clone(),
+            ManifestRef::Tag(t) => self.resolve_tag(name, t)?.ok_or_else(unknown)?,
+        };
+        if !self.revision_linked(name, &d)? {
+            return Err(unknown());
+        }
+        self.manifest_by_digest(&d)?.ok_or_else(unknown)
+    }
+
+    /// A manifest's bytes from the blob store (cached: content-addressed,
+    /// so a cached entry can never be stale).
+    fn manifest_by_digest(&self, d: &Digest) -> Result<Option<Arc<ManifestData>>> {
+        if let Some(m) = self.lock_manifests().map.get(d) {
+            return Ok(Some(m.clone()));
+        }
+        let path = self.layout.blob_data(d);
+        let Some(bytes) = fsutil::read_bounded(&path, MAX_STORED_MANIFEST)? else {
+            return Ok(None);
+        };
+        let data = Arc::new(ManifestData {
+            digest: d.clone(),
+            media_type: stored_media_type(&bytes),
+            bytes: Bytes::from(bytes),
+        });
+        let mut cache = self.lock_manifests();
+        if cache.bytes + data.bytes.len() > MANIFEST_CACHE_BYTES {
+            cache.map.clear();
+            cache.bytes = 0;
+        }
+        cache.bytes += data.bytes.len();
+        cache.map.insert(d.clone(), data.clone());
+        Ok(Some(data))
+    }
+
+    fn lock_manifests(&self) -> std::sync::MutexGuard<'_, ManifestCache> {
+        // A panic while holding the lock cannot leave the cache inconsistent
+        // in a harmful way (worst case a stale byte count), so poison is ignored.
+        self.manifests.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Validates and stores a manifest, then points the tag at it.
+    pub fn put_manifest(
+        &self,
+        name: &RepoName,
+        r: &ManifestRef,
+        content_type: Option<&str>,
+        bytes: Bytes,
+    ) -> Result<PutManifest> {
+        if bytes.len() > MAX_MANIFEST_SIZE {
+            return Err(Error::ManifestTooLarge(MAX_MANIFEST_SIZE));
+        }
+        let alg = match r {
+            ManifestRef::Digest(d) => d.algorithm(),
+            ManifestRef::Tag(_) => Algorithm::Sha256,
+        };
+        let mut h = Digester::new(alg);
+        h.update(&bytes);
+        let digest = h.finish();
+        if let ManifestRef::Digest(expected) = r {
+            if *expected != digest {
+                return Err(Error::DigestMismatch {
+                    expected: expected.clone(),
+                    actual: digest,
+                });
+            }
+        }
+        let declared = content_type.map(bare_media_type).filter(|c| !c.is_empty());
+        let doc =
+            Document::parse(&bytes, declared).map_err(|e| Error::ManifestInvalid(e.to_string()))?;
+        let mt = doc.media_type().to_owned();
+        if !(media_type::is_manifest(&mt) || media_type::is_index(&mt)) {
+            return Err(Error::ManifestInvalid(format!(
+                "unsupported manifest media type {mt:?}"
+            )));
+        }
+        if let Some(ct) = declared {
+            let generic = ct == "application/json" || ct == "application/octet-stream";
+            if !generic && ct != mt {
+                return Err(Error::ManifestInvalid(format!(
+                    "Content-Type {ct:?} does not match the document's media type {mt:?}"
+                )));
+            }
+        }
+        let subject = match &doc {
+            Document::Manifest(m) => {
+                for desc in std::iter::once(&m.config).chain(&m.layers) {
+                    // Foreign layers live elsewhere (their `urls`); the
+                    // registry is not expected to hold them.
+                    if !desc.urls.is_empty() {
+                        continue;
+                    }
+                    if !self.claim_blob(&desc.digest)? || !self.layer_linked(name, &desc.digest)? {
+                        return Err(Error::ManifestBlobUnknown(desc.digest.clone()));
+                    }
+                }
+                m.subject.as_ref().map(|s| s.digest.clone())
+            }
+            Document::Index(i) => {
+                for desc in &i.manifests {
+                    if !self.revision_linked(name, &desc.digest)?
+                        || !self.claim_blob(&desc.digest)?
+                    {
+                        return Err(Error::ManifestBlobUnknown(desc.digest.clone()));
+                    }
+                }
+                i.subject.as_ref().map(|s| s.digest.clone())
+            }
+        };
+        self.put_blob_bytes(&digest, &bytes)?;
+        let tmp = self.tmp();
+        write_link(&tmp, &self.layout.revision_link(name, &digest), &digest)?;
+        if let ManifestRef::Tag(tag) = r {
+            write_link(
+                &tmp,
+                &self.layout.tag_index_link(name, tag, &digest),
+                &digest,
+            )?;
+            write_link(&tmp, &self.layout.tag_current(name, tag), &digest)?;
+        }
+        Ok(PutManifest { digest, subject })
+    }
+
+    /// Deletes a tag alone, or a manifest by digest (with the tags that point
+    /// at it, as distribution does).
+    pub fn delete_manifest(&self, name: &RepoName, r: &ManifestRef) -> Result<()> {
+        let unknown = || Error::ManifestUnknown {
+            name: name.clone(),
+            reference: r.to_string(),
+        };
+        match r {
+            ManifestRef::Tag(tag) => {
+                let current = self.layout.tag_current(name, tag);
+                // Removing current/link first makes the tag vanish at once;
+                // the rest of its directory is bookkeeping.
+                if !fsutil::remove_file(&current)? {
+                    return Err(unknown());
+                }
+                fsutil::remove_dir_all(&self.layout.tag_dir(name, tag))
+            }
+            ManifestRef::Digest(d) => {
+                let link = self.layout.revision_link(name, d);
+                if read_link(&link)?.as_ref() != Some(d) {
+                    return Err(unknown());
+                }
+                for tag in self.tags(name)? {
+                    let Ok(tag) = Tag::new(&tag) else { continue };
+                    if self.resolve_tag(name, &tag)?.as_ref() == Some(d) {
+                        fsutil::remove_file(&self.layout.tag_current(name, &tag))?;
+                        fsutil::remove_dir_all(&self.layout.tag_dir(name, &tag))?;
+                    }
+                }
+                fsutil::remove_file(&link)?;
+                if let Some(dir) = link.parent() {
+                    let _ = fs::remove_dir(dir);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// All tags of a repository, sorted.
+    pub fn tags(&self, name: &RepoName) -> Result<Vec<String>> {
+        if !self.repo_exists(name) {
+            return Err(Error::NameUnknown(name.clone()));
+        }
+        let mut tags: Vec<String> = fsutil::list_dir(&self.layout.tags_dir(name))?
+            .into_iter()
+            .filter(|(n, is_dir)| *is_dir && Tag::new(n).is_ok())
+            .map(|(n, _)| n)
+            .collect();
+        tags.sort_unstable();
+        Ok(tags)
+    }
+
+    /// Every repository (a directory holding `_manifests`), sorted with '/'
+    /// before any other character, as distribution orders its catalog.
+    pub fn catalog(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let root = self.layout.repos_root();
+        let mut stack = vec![(root, String::new())];
+        while let Some((dir, prefix)) = stack.pop() {
+            for (entry, is_dir) in fsutil::list_dir(&dir)? {
+                if !is_dir {
+                    continue;
+                }
+                if entry == "_manifests" {
+                    if !prefix.is_empty() {
+                        out.push(prefix.clone());
+                    }
+                    continue;
+                }
+                if entry.starts_with('_') {
+                    continue;
+                }
+                let name = if prefix.is_empty() {
+                    entry.clone()
+                } else {
+                    format!("{prefix}/{entry}")
+                };
+                if RepoName::new(&name).is_err() {
+                    continue;
+                }
+                stack.push((dir.join(&entry), name));
+            }
+        }
+        out.sort_unstable_by(|a, b| compare_repo_paths(a, b));
+        Ok(out)
+    }
+
+    /// The manifest revisions a repository holds.
+    pub fn revisions(&self, name: &RepoName) -> Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            let dir = self.layout.revisions_dir(name, alg);
+            for (hex, is_dir) in fsutil::list_dir(&dir)? {
+                if !is_dir {
+                    continue;
+                }
+                let Ok(d) = Digest::new(alg, &hex) else {
+                    continue;
+                };
+                if read_link(&dir.join(&hex).join("link"))?.as_ref() == Some(&d) {
+                    out.push(d);
+                }
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    fn summary(&self, d: &Digest) -> Result<Option<Arc<Summary>>> {
+        let cached = self
+            .summaries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(d)
+            .cloned();
+        if let Some(s) = cached {
+            return Ok(Some(s));
+        }
+        let Some(m) = self.manifest_by_digest(d)? else {
+            return Ok(None);
+        };
+        let s = match Document::parse(&m.bytes, None) {
+            Ok(Document::Manifest(man)) => Summary {
+                media_type: m.media_type.clone(),
+                size: m.bytes.len() as u64,
+                artifact_type: man
+                    .artifact_type
+                    .clone()
+                    .or_else(|| Some(man.config.media_type.clone())),
+                subject: man.subject.map(|s| s.digest),
+                annotations: man.annotations,
+            },
+            Ok(Document::Index(idx)) => Summary {
+                media_type: m.media_type.clone(),
+                size: m.bytes.len() as u64,
+                artifact_type: idx.artifact_type,
+                subject: idx.subject.map(|s| s.digest),
+                annotations: idx.annotations,
+            },
+            Err(_) => Summary {
+                media_type: m.media_type.clone(),
+                size: m.bytes.len() as u64,
+                artifact_type: None,
+                subject: None,
+                annotations: BTreeMap::new(),
+            },
+        };
+        let s = Arc::new(s);
+        let mut cache = self.summaries.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= SUMMARY_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(d.clone(), s.clone());
+        Ok(Some(s))
+    }
+
+    /// The manifests of `name` whose `subject` is `subject`, optionally only
+    /// those of one artifact type, as descriptors for a referrers index.
+    pub fn referrers(
+        &self,
+        name: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>> {
+        if !self.repo_exists(name) {
+            return Err(Error::NameUnknown(name.clone()));
+        }
+        let mut out = Vec::new();
+        for d in self.revisions(name)? {
+            let Some(s) = self.summary(&d)? else { continue };
+            if s.subject.as_ref() != Some(subject) {
+                continue;
+            }
+            if let Some(want) = artifact_type {
+                if s.artifact_type.as_deref() != Some(want) {
+                    continue;
+                }
+            }
+            let mut desc = Descriptor::new(&s.media_type, d, s.size);
+            desc.artifact_type = s.artifact_type.clone();
+            desc.annotations = s.annotations.clone();
+            out.push(desc);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_order_puts_slash_first() {
+        let mut v = vec!["a-b", "a/b", "a", "a.b", "b"];
+        v.sort_by(|a, b| compare_repo_paths(a, b));
+        assert_eq!(v, ["a", "a/b", "a-b", "a.b", "b"]);
+    }
+
+    #[test]
+    fn media_type_of_stored_bytes() {
+        assert_eq!(
+            stored_media_type(br#"{"schemaVersion":2,"manifests":[]}"#),
+            media_type::OCI_INDEX
+        );
+        assert_eq!(
+            stored_media_type(br#"{"schemaVersion":1,"name":"x"}"#),
+            "application/vnd.docker.distribution.manifest.v1+prettyjws"
+        );
+        assert_eq!(stored_media_type(b"nonsense"), "application/json");
+    }
+}
