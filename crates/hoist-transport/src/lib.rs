@@ -5,11 +5,13 @@
 
 mod archive;
 mod error;
+mod import;
 mod load;
 mod progress;
 mod save;
 
 pub use error::TransportError;
+pub use import::{apply_change, import, ImportError, ImportOptions, ImportedImage};
 pub use load::{load, LoadInput, LoadedImage};
 pub use progress::{NoProgress, Progress};
 pub use save::{save, SaveFormat, SaveItem, SaveOutput};

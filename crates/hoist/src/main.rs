@@ -36,6 +36,10 @@ enum Command {
     Rmi(cmd::rmi::Args),
     /// Show low-level information on images.
     Inspect(cmd::inspect::Args),
+    /// Show the history of an image.
+    History(cmd::history::Args),
+    /// Import the contents from a tarball to create a filesystem image.
+    Import(cmd::import::Args),
 }
 
 /// The store root when none is given.
@@ -70,6 +74,8 @@ fn main() -> ExitCode {
         Command::Tag(a) => cmd::tag::run(&ctx, a),
         Command::Rmi(a) => cmd::rmi::run(&ctx, a),
         Command::Inspect(a) => cmd::inspect::run(&ctx, a),
+        Command::History(a) => cmd::history::run(&ctx, a),
+        Command::Import(a) => cmd::import::run(&ctx, a),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,8 @@
 //! One module per command; each parses its arguments and prints its output.
 
+pub mod history;
 pub mod images;
+pub mod import;
 pub mod inspect;
 pub mod load;
 pub mod rmi;
