@@ -15,7 +15,9 @@ pub mod tarstream;
 pub mod unpack;
 pub mod writer;
 
-pub use compression::{compress_writer, decompress_reader, detect, sniff, Compressor};
+pub use compression::{
+    compress_writer, decompress_auto, decompress_reader, detect, sniff, Compressor,
+};
 pub use error::{Error, Result};
 pub use hash::{CountingReader, HashingReader, HashingWriter, LimitedReader};
 pub use hoist_oci::media_type::Compression;

@@ -422,7 +422,7 @@ fn stream_error(e: io::Error) -> Error {
     match take_inner(e) {
         Ok(ours) => ours,
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Error::Truncated {
-            place: format!("in the compressed stream ({e})"),
+            place: format!("where the compressed stream ends early ({e})"),
         },
         Err(e)
             if matches!(
