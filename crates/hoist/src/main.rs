@@ -40,6 +40,8 @@ enum Command {
     History(cmd::history::Args),
     /// Import the contents from a tarball to create a filesystem image.
     Import(cmd::import::Args),
+    /// Manage images (ls, rm, inspect, history, tag, load, save, import, prune).
+    Image(cmd::image::Args),
 }
 
 /// The store root when none is given.
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cmd::inspect::run(&ctx, a),
         Command::History(a) => cmd::history::run(&ctx, a),
         Command::Import(a) => cmd::import::run(&ctx, a),
+        Command::Image(a) => cmd::image::run(&ctx, a),
     };
     match result {
         Ok(code) => code,

@@ -1,10 +1,12 @@
 //! One module per command; each parses its arguments and prints its output.
 
 pub mod history;
+pub mod image;
 pub mod images;
 pub mod import;
 pub mod inspect;
 pub mod load;
+pub mod prune;
 pub mod rmi;
 pub mod save;
 pub mod tag;
