@@ -81,7 +81,7 @@ pub struct UnpackStats {
     pub hardlinks: u64,
     /// Device nodes and FIFOs created.
     pub specials: u64,
-    /// Whiteouts and opaque markers applied or converted.
+    /// Whiteout and opaque-marker entries processed.
     pub whiteouts: u64,
     /// Entries skipped (devices without privilege, AUFS metadata).
     pub skipped: u64,
@@ -382,6 +382,7 @@ impl Unpacker<'_> {
                 entry: shown.to_owned(),
             });
         }
+        self.stats.whiteouts += 1;
         match self.opts.whiteouts {
             WhiteoutMode::Apply => {
                 // No parent means nothing below to hide.
@@ -410,12 +411,12 @@ impl Unpacker<'_> {
             }
             WhiteoutMode::Keep => {}
         }
-        self.stats.whiteouts += 1;
         Ok(())
     }
 
     /// Applies or converts the opaque marker found in `parent_rel`.
     fn opaque(&mut self, parent_rel: &Path, shown: &str) -> Result<()> {
+        self.stats.whiteouts += 1;
         match self.opts.whiteouts {
             WhiteoutMode::Apply => {
                 let Some(parent) = self.resolve(parent_rel, shown, How::Existing)? else {
@@ -436,7 +437,6 @@ impl Unpacker<'_> {
             }
             WhiteoutMode::Keep => {}
         }
-        self.stats.whiteouts += 1;
         Ok(())
     }
 

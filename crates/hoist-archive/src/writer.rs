@@ -60,9 +60,7 @@ pub struct WriteStats {
 /// skipped, as Docker does.
 pub fn write_tree<W: Write>(root: &Path, out: W, opts: &WriteOptions) -> Result<WriteStats> {
     let mut w = TreeWriter::new(out, opts);
-    for name in children(root)? {
-        w.add_tree(&root.join(&name), Path::new(&name))?;
-    }
+    w.add_children(root, Path::new(""))?;
     w.finish()
 }
 
@@ -98,6 +96,11 @@ fn children(dir: &Path) -> Result<Vec<OsString>> {
 
 fn lstat(path: &Path) -> Result<Metadata> {
     fs::symlink_metadata(path).map_err(|e| Error::io(e, || format!("reading metadata of {path:?}")))
+}
+
+/// True for overlayfs' whiteout: a character device numbered 0/0.
+fn is_overlay_whiteout(md: &Metadata) -> bool {
+    md.file_type().is_char_device() && md.rdev() == 0
 }
 
 /// The overlayfs xattrs that mark an opaque directory.
@@ -139,8 +142,28 @@ impl<'a, W: Write> TreeWriter<'a, W> {
         let md = lstat(fs)?;
         self.add(fs, name, &md)?;
         if md.is_dir() {
-            for child in children(fs)? {
-                self.add_tree(&fs.join(&child), &name.join(&child))?;
+            self.add_children(fs, name)?;
+        }
+        Ok(())
+    }
+
+    /// Writes everything under directory `fs`, whose entry is named `name`.
+    fn add_children(&mut self, fs: &Path, name: &Path) -> Result<()> {
+        let mut kids = Vec::new();
+        for child in children(fs)? {
+            let md = lstat(&fs.join(&child))?;
+            kids.push((child, md));
+        }
+        if self.opts.overlay_whiteouts {
+            // Whiteouts before their siblings, as the image-spec asks and as
+            // `diff` writes them; the sort is stable, so names stay sorted.
+            kids.sort_by_key(|(_, md)| !is_overlay_whiteout(md));
+        }
+        for (child, md) in kids {
+            let (cfs, cname) = (fs.join(&child), name.join(&child));
+            self.add(&cfs, &cname, &md)?;
+            if md.is_dir() {
+                self.add_children(&cfs, &cname)?;
             }
         }
         Ok(())
@@ -152,7 +175,7 @@ impl<'a, W: Write> TreeWriter<'a, W> {
         if ft.is_socket() {
             return Ok(());
         }
-        if self.opts.overlay_whiteouts && ft.is_char_device() && md.rdev() == 0 {
+        if self.opts.overlay_whiteouts && is_overlay_whiteout(md) {
             let parent = name.parent().unwrap_or(Path::new(""));
             let mut wh = OsString::from(WHITEOUT_PREFIX);
             wh.push(name.file_name().unwrap_or_default());

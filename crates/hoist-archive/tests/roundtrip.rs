@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{is_root, names, set_mtime, snapshot, Node};
+use common::{get_xattr, is_root, names, set_mtime, snapshot, Node};
 use hoist_archive::{
     compress_writer, decompress_auto, diff, unpack, write_tree, Compression, HashingReader,
     UnpackOptions, WriteOptions,
@@ -101,6 +101,12 @@ fn write_tree_then_unpack_gives_the_same_tree() {
         1,
         "one hardlink group of three"
     );
+    // Where the file system keeps user xattrs, they survive, binary and all.
+    let x = get_xattr(&src.path().join("a/file"), "user.hoist");
+    assert_eq!(x, get_xattr(&dst.path().join("a/file"), "user.hoist"));
+    if is_root() {
+        assert!(dst.path().join("dev/null").exists());
+    }
 }
 
 #[test]

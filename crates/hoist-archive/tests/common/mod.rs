@@ -269,3 +269,17 @@ pub fn set_mtime(path: &Path, secs: i64) {
     };
     assert_eq!(r, 0, "utimensat {path:?}");
 }
+
+/// Reads an xattr (not following symlinks); `None` when absent or unsupported.
+pub fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let k = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid C strings and buffer of the length passed.
+    let n = unsafe { libc::lgetxattr(c.as_ptr(), k.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return None;
+    }
+    buf.truncate(n as usize);
+    Some(buf)
+}
