@@ -6,11 +6,13 @@ mod blobs;
 mod error;
 mod index;
 mod lock;
+mod usage;
 
 pub use blobs::{BlobWriter, StagedBlob};
 pub use error::StoreError;
 pub use index::{ImageRecord, LayerRecord, NewImage, NewLayer, RemovedImage, TagRecord};
 pub use lock::{GcLock, LockMode};
+pub use usage::{ImageUsage, LayerUsage, Usage, UsageSummary};
 
 use std::path::{Path, PathBuf};
 

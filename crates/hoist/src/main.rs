@@ -42,6 +42,8 @@ enum Command {
     Import(cmd::import::Args),
     /// Manage images (ls, rm, inspect, history, tag, load, save, import, prune).
     Image(cmd::image::Args),
+    /// Manage hoist (df).
+    System(cmd::system::Args),
 }
 
 /// The store root when none is given.
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
         Command::History(a) => cmd::history::run(&ctx, a),
         Command::Import(a) => cmd::import::run(&ctx, a),
         Command::Image(a) => cmd::image::run(&ctx, a),
+        Command::System(a) => cmd::system::run(&ctx, a),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,6 @@
 //! One module per command; each parses its arguments and prints its output.
 
+pub mod df;
 pub mod history;
 pub mod image;
 pub mod images;
@@ -9,6 +10,7 @@ pub mod load;
 pub mod prune;
 pub mod rmi;
 pub mod save;
+pub mod system;
 pub mod tag;
 
 use hoist_store::Store;
