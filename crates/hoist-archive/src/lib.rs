@@ -10,6 +10,7 @@ pub mod compression;
 mod error;
 mod fsat;
 pub mod hash;
+pub mod kcopy;
 pub mod paths;
 pub mod tarstream;
 pub mod unpack;

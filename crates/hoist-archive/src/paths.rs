@@ -22,16 +22,34 @@ pub enum PathError {
          directory; refusing a hostile or broken archive"
     )]
     ParentDir(String),
+    /// The name is longer than any path Linux can open (`PATH_MAX`).
+    #[error(
+        "tar entry {name:?}… is {len} bytes long, over the {max}-byte path limit of Linux; \
+         refusing a hostile or broken archive"
+    )]
+    TooLong {
+        /// The start of the name.
+        name: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The name holds a NUL byte, which no file name can.
     #[error("tar entry {0:?} contains a NUL byte; refusing a hostile or broken archive")]
     Nul(String),
 }
 
+/// The longest member name accepted: Linux's `PATH_MAX` less the final NUL.
+/// Longer names cannot be real files, and bounding them bounds the memory
+/// the unpacker spends remembering what a layer wrote.
+pub const MAX_PATH_LEN: usize = 4095;
+
 /// Normalises a tar member name into a relative path that stays inside any root.
 ///
 /// Leading `./`, repeated and trailing slashes and inner `.` components are
-/// dropped. Absolute names, `..` components, NUL bytes and empty names are
-/// refused. The names `.` and `./` denote the root itself and give an empty
+/// dropped. Absolute names, `..` components, NUL bytes, empty names and
+/// names over [`MAX_PATH_LEN`] bytes are refused. The names `.` and `./` denote the root itself and give an empty
 /// path.
 pub fn sanitize_entry_path(name: &Path) -> Result<PathBuf, PathError> {
     let bytes = name.as_os_str().as_bytes();
@@ -41,6 +59,13 @@ pub fn sanitize_entry_path(name: &Path) -> Result<PathBuf, PathError> {
     }
     if bytes.contains(&0) {
         return Err(PathError::Nul(shown()));
+    }
+    if bytes.len() > MAX_PATH_LEN {
+        return Err(PathError::TooLong {
+            name: String::from_utf8_lossy(&bytes[..64]).into_owned(),
+            len: bytes.len(),
+            max: MAX_PATH_LEN,
+        });
     }
     let mut out = PathBuf::new();
     for component in name.components() {
@@ -89,6 +114,11 @@ mod tests {
         assert!(matches!(err(b"a/.."), PathError::ParentDir(_)));
         assert!(matches!(err(b"./.."), PathError::ParentDir(_)));
         assert!(matches!(err(b"a\0b"), PathError::Nul(_)));
+        assert!(matches!(
+            err(&b"a/".repeat(2048)),
+            PathError::TooLong { len: 4096, .. }
+        ));
+        assert!(sanitize_entry_path(Path::new(&"a".repeat(4095))).is_ok());
     }
 
     #[test]

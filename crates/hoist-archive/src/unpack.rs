@@ -336,6 +336,7 @@ impl Unpacker<'_> {
                 PathError::ParentDir(_) => "climbs out of the archive with \"..\"".into(),
                 PathError::Empty => "is empty".into(),
                 PathError::Nul(_) => "contains a NUL byte".into(),
+                PathError::TooLong { len, .. } => format!("is {len} bytes long, over PATH_MAX"),
             })
         })?;
         let missing = || {
