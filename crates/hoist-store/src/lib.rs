@@ -4,12 +4,14 @@
 
 mod blobs;
 mod error;
+mod fsck;
 mod index;
 mod lock;
 mod usage;
 
 pub use blobs::{BlobWriter, StagedBlob};
 pub use error::StoreError;
+pub use fsck::{FsckReport, Problem, ProblemKind, RepairReport};
 pub use index::{ImageRecord, LayerRecord, NewImage, NewLayer, RemovedImage, TagRecord};
 pub use lock::{GcLock, LockMode};
 pub use usage::{ImageUsage, LayerUsage, Usage, UsageSummary};

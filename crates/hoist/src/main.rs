@@ -44,6 +44,8 @@ enum Command {
     Image(cmd::image::Args),
     /// Manage hoist (df).
     System(cmd::system::Args),
+    /// Check the store: re-hash every blob, check the index; --repair drops what is broken.
+    Fsck(cmd::fsck::Args),
 }
 
 /// The store root when none is given.
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
         Command::Import(a) => cmd::import::run(&ctx, a),
         Command::Image(a) => cmd::image::run(&ctx, a),
         Command::System(a) => cmd::system::run(&ctx, a),
+        Command::Fsck(a) => cmd::fsck::run(&ctx, a),
     };
     match result {
         Ok(code) => code,

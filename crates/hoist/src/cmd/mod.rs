@@ -1,6 +1,7 @@
 //! One module per command; each parses its arguments and prints its output.
 
 pub mod df;
+pub mod fsck;
 pub mod history;
 pub mod image;
 pub mod images;
