@@ -132,9 +132,9 @@ pub struct Index {
 #[derive(Clone, Debug)]
 pub enum Document {
     /// An image manifest.
-    Manifest(Manifest),
+    Manifest(Box<Manifest>),
     /// An index or manifest list.
-    Index(Index),
+    Index(Box<Index>),
 }
 
 #[derive(Deserialize)]
@@ -193,7 +193,7 @@ impl Document {
             if idx.schema_version != 2 {
                 return Err(DocumentError::SchemaVersion(idx.schema_version));
             }
-            Ok(Document::Index(idx))
+            Ok(Document::Index(Box::new(idx)))
         } else {
             if has_index {
                 return Err(DocumentError::Ambiguous);
@@ -206,7 +206,7 @@ impl Document {
             if m.schema_version != 2 {
                 return Err(DocumentError::SchemaVersion(m.schema_version));
             }
-            Ok(Document::Manifest(m))
+            Ok(Document::Manifest(Box::new(m)))
         }
     }
 

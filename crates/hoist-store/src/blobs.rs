@@ -12,8 +12,85 @@ use std::path::{Path, PathBuf};
 pub struct BlobWriter {
     file: Option<File>,
     path: PathBuf,
-    digester: Digester,
+    hasher: Hasher,
     size: u64,
+}
+
+/// Writes at or above this size are hashed on a second thread, overlapping
+/// hashing with the write; smaller ones are not worth the hand-off.
+const OFFLOAD_MIN: usize = 256 << 10;
+/// Buffers in flight to the hashing thread (bounds memory to this × chunk size).
+const OFFLOAD_DEPTH: usize = 4;
+
+/// Hashes inline, or on a helper thread once big writes arrive.
+enum Hasher {
+    Inline(Digester),
+    Thread {
+        tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+        back: std::sync::mpsc::Receiver<Vec<u8>>,
+        handle: std::thread::JoinHandle<Digester>,
+        spare: usize,
+    },
+    Done,
+}
+
+impl Hasher {
+    fn update(&mut self, buf: &[u8]) {
+        if let Hasher::Inline(d) = self {
+            if buf.len() < OFFLOAD_MIN {
+                d.update(buf);
+                return;
+            }
+            let d = std::mem::replace(d, Digester::new(Algorithm::Sha256));
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(OFFLOAD_DEPTH);
+            let (back_tx, back) = std::sync::mpsc::channel::<Vec<u8>>();
+            let handle = std::thread::spawn(move || {
+                let mut d = d;
+                for chunk in rx {
+                    d.update(&chunk);
+                    let _ = back_tx.send(chunk);
+                }
+                d
+            });
+            *self = Hasher::Thread {
+                tx,
+                back,
+                handle,
+                spare: 0,
+            };
+        }
+        if let Hasher::Thread {
+            tx, back, spare, ..
+        } = self
+        {
+            let mut chunk = match back.try_recv() {
+                Ok(c) => c,
+                Err(_) if *spare < OFFLOAD_DEPTH + 2 => {
+                    *spare += 1;
+                    Vec::with_capacity(buf.len())
+                }
+                Err(_) => back.recv().unwrap_or_default(),
+            };
+            chunk.clear();
+            chunk.extend_from_slice(buf);
+            // A send fails only if the thread died; finish() then reports it.
+            let _ = tx.send(chunk);
+        }
+    }
+
+    fn finish(self) -> Result<Digest, StoreError> {
+        match self {
+            Hasher::Inline(d) => Ok(d.finish()),
+            Hasher::Thread { tx, handle, .. } => {
+                drop(tx);
+                handle
+                    .join()
+                    .map(Digester::finish)
+                    .map_err(|_| StoreError::Corrupt("hashing thread panicked".into()))
+            }
+            Hasher::Done => Err(StoreError::Corrupt("blob writer finished twice".into())),
+        }
+    }
 }
 
 /// A fully written, fsync'd blob waiting in `ingest/` to be committed.
@@ -78,10 +155,10 @@ impl Write for BlobWriter {
             .file
             .as_mut()
             .ok_or_else(|| io::Error::other("blob writer already finished"))?;
-        let n = file.write(buf)?;
-        self.digester.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
+        file.write_all(buf)?;
+        self.hasher.update(buf);
+        self.size += buf.len() as u64;
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -104,10 +181,10 @@ impl BlobWriter {
         file.sync_data()
             .map_err(|e| StoreError::io(&self.path, e))?;
         drop(file);
-        let digester = std::mem::replace(&mut self.digester, Digester::new(Algorithm::Sha256));
+        let digest = std::mem::replace(&mut self.hasher, Hasher::Done).finish()?;
         Ok(StagedBlob {
             path: std::mem::take(&mut self.path),
-            digest: digester.finish(),
+            digest,
             size: self.size,
         })
     }
@@ -121,6 +198,8 @@ impl Drop for BlobWriter {
     }
 }
 
+/// Bytes hashed per read; large enough to amortise syscalls, small enough for cache.
+const HASH_CHUNK: usize = 4 << 20;
 fn random_name() -> String {
     format!(
         "{:016x}{:016x}",
@@ -188,7 +267,7 @@ impl Store {
         Ok(BlobWriter {
             file: Some(file),
             path,
-            digester: Digester::new(algorithm),
+            hasher: Hasher::Inline(Digester::new(algorithm)),
             size: 0,
         })
     }
@@ -207,6 +286,63 @@ impl Store {
             staged.verify("content", d, Some(bytes.len() as u64))?;
         }
         Ok(staged)
+    }
+
+    /// Stages `len` bytes at `offset` of `src` as a new blob. The kernel copies
+    /// (`copy_file_range`, with writeback started as it goes) while a second
+    /// thread hashes the same range from the page cache, so the copy costs
+    /// max(hash, write) rather than their sum. `progress` sees hashed bytes.
+    pub fn stage_range(
+        &self,
+        src: &File,
+        offset: u64,
+        len: u64,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<StagedBlob, StoreError> {
+        use std::os::unix::fs::FileExt;
+        let mut w = self.blob_writer()?;
+        let path = w.path.clone();
+        let dst = w
+            .file
+            .take()
+            .ok_or_else(|| StoreError::Corrupt("blob writer without a file".into()))?;
+        let (copied, hashed) = std::thread::scope(|s| {
+            let hasher = s.spawn(|| -> io::Result<Digest> {
+                let mut d = Digester::new(Algorithm::Sha256);
+                let mut buf = vec![0u8; HASH_CHUNK];
+                let mut pos = offset;
+                let end = offset + len;
+                while pos < end {
+                    let want = buf.len().min((end - pos) as usize);
+                    let n = src.read_at(&mut buf[..want], pos)?;
+                    if n == 0 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "source ended early",
+                        ));
+                    }
+                    d.update(&buf[..n]);
+                    progress(n as u64);
+                    pos += n as u64;
+                }
+                Ok(d.finish())
+            });
+            let copied = hoist_archive::kcopy::copy_range(src, offset, &dst, len);
+            let hashed = hasher
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked")));
+            (copied, hashed)
+        });
+        copied.map_err(|e| StoreError::io(&path, e))?;
+        let digest = hashed.map_err(|e| StoreError::io(&path, e))?;
+        dst.sync_data().map_err(|e| StoreError::io(&path, e))?;
+        drop(dst);
+        w.path = PathBuf::new();
+        Ok(StagedBlob {
+            path,
+            digest,
+            size: len,
+        })
     }
 
     /// Makes a staged blob visible under its digest. Idempotent: if the blob

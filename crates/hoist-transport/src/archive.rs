@@ -292,6 +292,14 @@ impl ArchiveFiles {
         })
     }
 
+    /// The archive file and byte range of a member read in place, if it is one.
+    pub(crate) fn span(&self, key: &str) -> Option<(&File, u64, u64)> {
+        match (self.entries.get(key), &self.file) {
+            (Some(Content::Span { offset, size }), Some(f)) => Some((f, *offset, *size)),
+            _ => None,
+        }
+    }
+
     /// Takes a staged member out, so it can be committed by rename.
     pub(crate) fn take_staged(&mut self, key: &str) -> Option<StagedBlob> {
         match self.entries.remove(key) {
@@ -332,7 +340,7 @@ impl Read for SpanReader<'_> {
 }
 
 /// Copies with a large buffer; returns the bytes copied.
-pub(crate) fn copy_big(r: &mut impl Read, w: &mut impl Write) -> io::Result<u64> {
+pub(crate) fn copy_big(r: &mut impl Read, w: &mut (impl Write + ?Sized)) -> io::Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {

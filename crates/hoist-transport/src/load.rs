@@ -146,7 +146,7 @@ fn resolve_manifest(
                 .media_type
                 .clone()
                 .unwrap_or_else(|| desc.media_type.clone());
-            Ok(Some((bytes, m, mt)))
+            Ok(Some((bytes, *m, mt)))
         }
         Document::Index(idx) => {
             let host = Platform::host();
@@ -306,6 +306,12 @@ fn verify_layer(
         Some(s) => {
             progress.advance(short, total);
             s
+        }
+        None if files.span(&key).is_some() => {
+            let (file, offset, size) = files
+                .span(&key)
+                .ok_or_else(|| TransportError::Archive(format!("{member}: member vanished")))?;
+            store.stage_range(file, offset, size, &|n| progress.advance(short, n))?
         }
         None => {
             let mut w = store.blob_writer()?;

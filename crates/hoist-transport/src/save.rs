@@ -117,8 +117,10 @@ impl TarOut<'_> {
         let io_err = |e| TransportError::io(format!("writing blob {d}"), e);
         self.header(&member(d), size).map_err(io_err)?;
         let n = match &mut self.out {
-            SaveOutput::File(out) => io::copy(&mut f, *out),
-            SaveOutput::Stream(w) => io::copy(&mut f, *w),
+            SaveOutput::File(out) => {
+                hoist_archive::kcopy::copy_range(&f, 0, out, size).map(|()| size)
+            }
+            SaveOutput::Stream(w) => crate::archive::copy_big(&mut f, *w),
         }
         .map_err(io_err)?;
         if n != size {

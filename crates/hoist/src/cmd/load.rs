@@ -33,7 +33,12 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
                     "requested load from stdin, but stdin is empty (a terminal); use -i FILE or pipe an archive in".into(),
                 ));
             }
-            LoadInput::Stream(Box::new(std::io::stdin()))
+            let stdin = std::io::stdin();
+            // SAFETY: fcntl on stdin; failure (not a pipe) only costs speed.
+            unsafe {
+                libc::fcntl(0, libc::F_SETPIPE_SZ, 1 << 20);
+            }
+            LoadInput::Stream(Box::new(stdin))
         }
     };
     let mut store = ctx.store()?;

@@ -3,7 +3,7 @@
 use super::{Context, Error};
 use crate::resolve;
 use hoist_transport::{SaveFormat, SaveItem, SaveOutput};
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -49,10 +49,13 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
                     "cowardly refusing to save to a terminal. Use the -o flag or redirect".into(),
                 ));
             }
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-            hoist_transport::save(&store, &items, format, SaveOutput::Stream(&mut out))?;
-            out.flush()
-                .map_err(|e| Error::Msg(format!("writing to stdout: {e}")))?;
+            // As a File, stdout gets the kernel's file-to-pipe splice for blobs.
+            let fd = std::os::fd::AsFd::as_fd(&stdout)
+                .try_clone_to_owned()
+                .map_err(|e| Error::Msg(format!("stdout: {e}")))?;
+            let mut out = std::fs::File::from(fd);
+            grow_pipe(&out);
+            hoist_transport::save(&store, &items, format, SaveOutput::File(&mut out))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -89,4 +92,14 @@ fn save_to_file(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Asks for a 1 MiB pipe buffer (when stdout is a pipe) so fewer, larger
+/// transfers cross to the reader; failure only costs speed.
+fn grow_pipe(f: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a descriptor we own; errors are ignored on purpose.
+    unsafe {
+        libc::fcntl(f.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
+    }
 }
