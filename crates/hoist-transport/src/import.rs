@@ -220,7 +220,7 @@ fn exposed_ports(rest: &str) -> Result<Vec<String>, String> {
             p.parse::<u16>()
                 .ok()
                 .filter(|&n| n > 0)
-                .ok_or_else(|| format!("{spec:?}: {p:?} is not a port number (1-65535)"))
+                .ok_or_else(|| format!("{p:?} is not a port number (1-65535)"))
         };
         let (lo, hi) = match ports.split_once('-') {
             Some((a, b)) => (port(a)?, port(b)?),
