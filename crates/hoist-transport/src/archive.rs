@@ -27,6 +27,12 @@ pub(crate) enum Content {
     Memory(Vec<u8>),
     /// Staged into the store's ingest directory, already hashed.
     Staged(StagedBlob),
+    /// Named `blobs/<alg>/<hex>` and already committed in the store: not written again.
+    InStore {
+        digest: Digest,
+        size: u64,
+        path: std::path::PathBuf,
+    },
 }
 
 impl Content {
@@ -35,6 +41,7 @@ impl Content {
             Content::Span { size, .. } => *size,
             Content::Memory(v) => v.len() as u64,
             Content::Staged(s) => s.size(),
+            Content::InStore { size, .. } => *size,
         }
     }
 }
@@ -200,6 +207,19 @@ impl ArchiveFiles {
                 }
                 in_memory += size;
                 Content::Memory(buf)
+            } else if let Some(digest) = committed_blob(store, &name, size) {
+                // The store has these exact bytes: read past them, write nothing.
+                let n = io::copy(&mut ent, &mut io::sink()).map_err(tar_err)?;
+                if n != size {
+                    return Err(TransportError::Archive(format!(
+                        "member {name:?} is truncated: {n} of {size} bytes"
+                    )));
+                }
+                Content::InStore {
+                    path: store.blob_path(&digest),
+                    digest,
+                    size,
+                }
             } else {
                 let mut w = store.blob_writer()?;
                 let n = copy_big(&mut ent, &mut w).map_err(tar_err)?;
@@ -289,7 +309,18 @@ impl ArchiveFiles {
             Content::Staged(s) => {
                 Box::new(File::open(s.path()).map_err(|e| TransportError::io(name.to_owned(), e))?)
             }
+            Content::InStore { path, .. } => {
+                Box::new(File::open(path).map_err(|e| TransportError::io(name.to_owned(), e))?)
+            }
         })
+    }
+
+    /// The committed store blob a member is known to be, if it is one.
+    pub(crate) fn in_store(&self, key: &str) -> Option<(Digest, u64)> {
+        match self.entries.get(key) {
+            Some(Content::InStore { digest, size, .. }) => Some((digest.clone(), *size)),
+            _ => None,
+        }
     }
 
     /// The archive file and byte range of a member read in place, if it is one.
@@ -311,6 +342,16 @@ impl ArchiveFiles {
             None => None,
         }
     }
+}
+
+/// The digest a member named `blobs/<alg>/<hex>` claims, when the store
+/// already holds that blob with the same size.
+fn committed_blob(store: &Store, name: &str, size: u64) -> Option<Digest> {
+    let rest = name.strip_prefix("blobs/")?;
+    let (alg, hex) = rest.split_once('/')?;
+    let d: Digest = format!("{alg}:{hex}").parse().ok()?;
+    let on_disk = std::fs::metadata(store.blob_path(&d)).ok()?;
+    (on_disk.is_file() && on_disk.len() == size).then_some(d)
 }
 
 /// Reads a byte range of a file with positioned reads (no shared cursor).

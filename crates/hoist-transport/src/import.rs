@@ -14,7 +14,7 @@ use hoist_oci::{
 };
 use hoist_store::{BlobWriter, LayerRecord, LockMode, NewImage, NewLayer, Store};
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 
 /// The Dockerfile instructions `--change` accepts, for error messages.
 const SUPPORTED: &str = "CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR";
@@ -325,16 +325,16 @@ fn stage_layer(
         source_name: source_name.to_owned(),
         reason,
     };
-    let mut br = BufReader::with_capacity(1 << 20, input);
-    let head = br
-        .fill_buf()
+    // `sniff` reads until it has the whole magic: one read from a pipe may
+    // return fewer bytes, and a cut magic would pass gzip for a plain tar.
+    let (comp, sniffed) = compression::sniff(BufReader::with_capacity(1 << 20, input))
         .map_err(|e| bad(format!("cannot read it: {e}")))?;
-    if head.is_empty() {
+    if sniffed.get_ref().0.get_ref().is_empty() {
         return Err(bad(
             "the input is empty; give a rootfs tarball (tar, tar.gz or tar.zst)".into(),
         ));
     }
-    let comp = compression::detect(head);
+    let mut br = sniffed;
     let mut writer = store.blob_writer()?;
     let (diff_id, size) = {
         let mut tee = Tee {

@@ -61,10 +61,6 @@ struct Plan {
     tags: Vec<Reference>,
 }
 
-struct Verified {
-    layer: NewLayer,
-}
-
 fn doc_err(what: &str) -> impl FnOnce(hoist_oci::DocumentError) -> TransportError + '_ {
     move |source| TransportError::Document {
         what: what.to_owned(),
@@ -297,11 +293,16 @@ fn verify_layer(
     diff_id: &Digest,
     chain: &LayerRecord,
     progress: &dyn Progress,
-) -> Result<(Option<StagedBlob>, Verified), TransportError> {
+) -> Result<(Option<StagedBlob>, NewLayer), TransportError> {
     let key = files.resolve(member)?;
     let total = files.content(&key)?.1.size();
     let short = &diff_id.hex()[..12];
     progress.start(short, total);
+    if let Some((digest, size)) = files.in_store(&key) {
+        return verify_committed(
+            store, member, declared, diff_id, chain, digest, size, progress,
+        );
+    }
     let staged = match files.take_staged(&key) {
         Some(s) => {
             progress.advance(short, total);
@@ -325,32 +326,81 @@ fn verify_layer(
             w.finish()?
         }
     };
+    let layer = check_blob(
+        staged.path(),
+        member,
+        staged.digest(),
+        staged.size(),
+        declared,
+        diff_id,
+        chain,
+    )?;
+    progress.finish(short, false);
+    Ok((Some(staged), layer))
+}
+
+/// A layer member the store already holds under the digest its name claims.
+#[allow(clippy::too_many_arguments)]
+fn verify_committed(
+    store: &Store,
+    member: &str,
+    declared: Option<&Descriptor>,
+    diff_id: &Digest,
+    chain: &LayerRecord,
+    digest: Digest,
+    size: u64,
+    progress: &dyn Progress,
+) -> Result<(Option<StagedBlob>, NewLayer), TransportError> {
+    let short = &diff_id.hex()[..12];
+    let layer = check_blob(
+        &store.blob_path(&digest),
+        member,
+        &digest,
+        size,
+        declared,
+        diff_id,
+        chain,
+    )?;
+    progress.finish(short, true);
+    Ok((None, layer))
+}
+
+/// Checks a layer blob against its descriptor and the config's diffID
+/// (decompressing, bounded, when it is compressed) and makes its record.
+fn check_blob(
+    path: &std::path::Path,
+    member: &str,
+    digest: &Digest,
+    blob_size: u64,
+    declared: Option<&Descriptor>,
+    diff_id: &Digest,
+    chain: &LayerRecord,
+) -> Result<NewLayer, TransportError> {
     if let Some(d) = declared {
-        if staged.digest() != &d.digest {
+        if digest != &d.digest {
             return Err(TransportError::DigestMismatch {
                 path: member.to_owned(),
                 expected: d.digest.clone(),
-                actual: staged.digest().clone(),
+                actual: digest.clone(),
             });
         }
-        if staged.size() != d.size {
+        if blob_size != d.size {
             return Err(TransportError::Archive(format!(
-                "{member}: size mismatch: the manifest says {} bytes, the archive has {}",
-                d.size,
-                staged.size()
+                "{member}: size mismatch: the manifest says {} bytes, the archive has {blob_size}",
+                d.size
             )));
         }
     }
     let mut head = [0u8; 8];
-    let f = File::open(staged.path()).map_err(|e| TransportError::io(member.to_owned(), e))?;
+    let f = File::open(path).map_err(|e| TransportError::io(member.to_owned(), e))?;
     let n = f
         .read_at(&mut head, 0)
         .map_err(|e| TransportError::io(member.to_owned(), e))?;
     let comp = compression::detect(&head[..n]);
     let (actual, size) = match comp {
-        Compression::None => (staged.digest().clone(), staged.size()),
+        Compression::None => (digest.clone(), blob_size),
         c => {
-            let limit = BOMB_FLOOR.max(staged.size().saturating_mul(BOMB_RATIO));
+            let limit = BOMB_FLOOR.max(blob_size.saturating_mul(BOMB_RATIO));
             let mut r = decompress(Box::new(f), c)?;
             hash_reader(&mut r, |_| {}, Some(limit)).map_err(|e| {
                 if e.get_ref().is_some_and(|i| i.is::<BombError>()) {
@@ -377,17 +427,15 @@ fn verify_layer(
     let media_type = declared
         .map(|d| d.media_type.clone())
         .unwrap_or_else(|| media_type::oci_layer(comp).to_owned());
-    progress.finish(short, false);
-    let layer = NewLayer {
+    Ok(NewLayer {
         layer: LayerRecord {
             size,
             ..chain.clone()
         },
-        blob: staged.digest().clone(),
+        blob: digest.clone(),
         media_type,
-        blob_size: staged.size(),
-    };
-    Ok((Some(staged), Verified { layer }))
+        blob_size,
+    })
 }
 
 struct ProgressReader<'a, R> {
@@ -504,8 +552,8 @@ pub fn load(
                 progress,
             )?;
             staged.extend(s);
-            by_member.insert(key, v.layer.clone());
-            layers.push(v.layer);
+            by_member.insert(key, v.clone());
+            layers.push(v);
         }
         let id = Digest::sha256(&plan.config);
         staged.push(store.stage_bytes(&plan.config, None)?);
