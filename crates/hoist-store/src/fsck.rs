@@ -663,3 +663,101 @@ impl Store {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LayerRecord, NewImage, NewLayer};
+
+    /// A one-layer image (plain tar layer) committed and indexed; returns (store, layer, config).
+    fn store_with_image() -> (tempfile::TempDir, Store, Digest, Digest) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let layer = vec![0u8; 1024];
+        let diff = Digest::sha256(&layer);
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#
+        );
+        let config_d = Digest::sha256(config.as_bytes());
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_d}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{diff}","size":1024}}]}}"#,
+            config.len()
+        );
+        let mut manifest_d = None;
+        for bytes in [&layer[..], config.as_bytes(), manifest.as_bytes()] {
+            let staged = store.stage_bytes(bytes, None).unwrap();
+            manifest_d = Some(store.commit_blob(staged).unwrap());
+        }
+        store
+            .index_mut()
+            .add_image(&NewImage {
+                id: config_d.clone(),
+                config_size: config.len() as u64,
+                manifest: manifest_d.unwrap(),
+                manifest_media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                created: None,
+                layers: vec![NewLayer {
+                    layer: LayerRecord {
+                        chain_id: diff.clone(),
+                        diff_id: diff.clone(),
+                        parent: None,
+                        size: 1024,
+                    },
+                    blob: diff.clone(),
+                    media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+                    blob_size: 1024,
+                }],
+                tags: vec!["docker.io/library/t:latest".into()],
+            })
+            .unwrap();
+        (dir, store, diff, config_d)
+    }
+
+    #[test]
+    fn a_fresh_image_is_clean_and_leftovers_are_only_reclaimable() {
+        let (_dir, store, _, _) = store_with_image();
+        let r = store.fsck().unwrap();
+        assert!(r.is_clean(), "{:?}", r.problems);
+        assert_eq!((r.blobs_checked, r.images_checked), (3, 1));
+        let orphan = store.stage_bytes(b"orphan", None).unwrap();
+        store.commit_blob(orphan).unwrap();
+        std::fs::write(store.root().join("ingest/partial"), b"x").unwrap();
+        let r = store.fsck().unwrap();
+        assert!(r.is_clean());
+        assert_eq!(r.unreferenced_blobs.len(), 1);
+        assert_eq!(r.ingest_leftovers.len(), 1);
+    }
+
+    #[test]
+    fn a_missing_layer_breaks_the_image_and_repair_drops_it() {
+        let (_dir, mut store, layer, config) = store_with_image();
+        std::fs::remove_file(store.blob_path(&layer)).unwrap();
+        let r = store.fsck().unwrap();
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        assert_eq!(r.problems[0].kind, ProblemKind::BrokenImage);
+        assert!(r.problems[0].to_string().contains(&layer.to_string()));
+        let (_, done) = store.fsck_repair().unwrap();
+        assert_eq!(done.dropped_images.len(), 1);
+        assert_eq!(done.dropped_images[0].0, config);
+        assert!(store.fsck().unwrap().is_clean());
+        assert!(store.index().images().unwrap().is_empty());
+        assert!(
+            store.list_blobs().unwrap().0.is_empty(),
+            "config and manifest swept"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_layer_is_named_with_its_image() {
+        let (_dir, mut store, layer, _) = store_with_image();
+        std::fs::write(store.blob_path(&layer), vec![1u8; 1024]).unwrap();
+        let r = store.fsck().unwrap();
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        let p = &r.problems[0];
+        assert_eq!(p.kind, ProblemKind::CorruptBlob);
+        assert!(p.detail.contains("t:latest"), "{p}");
+        let (_, done) = store.fsck_repair().unwrap();
+        assert_eq!(done.deleted_blobs, vec![layer]);
+        assert!(store.fsck().unwrap().is_clean());
+    }
+}
