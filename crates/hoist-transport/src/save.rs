@@ -1,8 +1,9 @@
-//! `save`: write images from the store as a `docker save` archive (the
-//! layout Docker 25+ writes: an OCI layout plus `manifest.json` and
-//! `repositories`, which every Docker since 1.10 loads) or as an OCI archive.
+//! `save`: write images from the store as a `docker save` archive — the
+//! layout Docker 25+ writes (an OCI layout plus `manifest.json` and
+//! `repositories`, which every Docker since 1.10 loads) or the classic one
+//! (`<id>/layer.tar`, `<id>/json`, `<id>/VERSION`) — or as an OCI archive.
 //! Blobs are written byte for byte as stored, so digests and the image ID
-//! never change; file-to-file copies go through `copy_file_range`.
+//! never change; they move in the kernel (`copy_file_range`/`sendfile`).
 
 use crate::TransportError;
 use hoist_oci::{media_type, Descriptor, Digest, Index, Reference};
@@ -10,13 +11,15 @@ use hoist_store::{ImageRecord, Store};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 /// The archive layout to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SaveFormat {
-    /// `docker save`: OCI layout plus manifest.json and repositories.
+    /// `docker save` as Docker 25+ writes it: OCI layout plus manifest.json and repositories.
     Docker,
+    /// `docker save` as Docker before 25 wrote it: one directory per layer with an uncompressed `layer.tar`.
+    DockerClassic,
     /// An OCI image layout tar (`oci-archive:`).
     Oci,
 }
@@ -39,12 +42,25 @@ pub struct SaveItem {
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct ManifestEntry<'a> {
+struct ManifestEntry {
     config: String,
     repo_tags: Option<Vec<String>>,
     layers: Vec<String>,
-    #[serde(skip)]
-    _p: std::marker::PhantomData<&'a ()>,
+}
+
+/// The legacy per-layer `json` of the classic layout (ignored by loaders that read manifest.json).
+#[derive(Serialize)]
+struct LegacyLayerJson<'a> {
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent: Option<&'a str>,
+    created: &'a str,
+    os: &'a str,
+}
+
+/// Serialises what hoist itself creates (never documents it received).
+fn json(v: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
 }
 
 fn member(d: &Digest) -> String {
@@ -132,6 +148,117 @@ impl TarOut<'_> {
     }
 }
 
+impl TarOut<'_> {
+    /// Writes a layer as an uncompressed `layer.tar`, decompressing a compressed blob on the way.
+    fn uncompressed_layer(
+        &mut self,
+        store: &Store,
+        path: &str,
+        layer: &hoist_store::NewLayer,
+    ) -> Result<(), TransportError> {
+        let comp = hoist_oci::media_type::layer_compression(&layer.media_type);
+        if comp == Some(hoist_oci::media_type::Compression::None) {
+            let mut f = store.open_blob(&layer.blob)?;
+            let io_err = |e| TransportError::io(format!("writing layer {}", layer.blob), e);
+            self.header(path, layer.blob_size).map_err(io_err)?;
+            let n = match &mut self.out {
+                SaveOutput::File(out) => {
+                    hoist_archive::kcopy::copy_range(&f, 0, out, layer.blob_size)
+                        .map(|()| layer.blob_size)
+                }
+                SaveOutput::Stream(w) => crate::archive::copy_big(&mut f, *w),
+            }
+            .map_err(io_err)?;
+            if n != layer.blob_size {
+                return Err(TransportError::Archive(format!(
+                    "blob {} changed size while being saved; run `hoist fsck`",
+                    layer.blob
+                )));
+            }
+            return self.pad(n).map_err(io_err);
+        }
+        let f = store.open_blob(&layer.blob)?;
+        let (_, mut r) = hoist_archive::compression::decompress_auto(f)
+            .map_err(|e| TransportError::io(format!("decompressing layer {}", layer.blob), e))?;
+        let io_err = |e| TransportError::io(format!("writing layer {}", layer.blob), e);
+        self.header(path, layer.layer.size).map_err(io_err)?;
+        let mut limited = (&mut r).take(layer.layer.size);
+        let n = match &mut self.out {
+            SaveOutput::File(out) => crate::archive::copy_big(&mut limited, *out),
+            SaveOutput::Stream(w) => crate::archive::copy_big(&mut limited, *w),
+        }
+        .map_err(io_err)?;
+        if n != layer.layer.size {
+            return Err(TransportError::Archive(format!(
+                "layer {} decompresses to {n} bytes but the store recorded {}; run `hoist fsck`",
+                layer.blob, layer.layer.size
+            )));
+        }
+        self.pad(n).map_err(io_err)
+    }
+}
+
+/// Writes `items` as one classic `docker save` archive.
+fn save_classic(
+    store: &Store,
+    items: &[SaveItem],
+    tar: &mut TarOut<'_>,
+) -> Result<(), TransportError> {
+    let io_err = |e| TransportError::io("writing the archive", e);
+    let mut written: BTreeSet<String> = BTreeSet::new();
+    let mut manifest_json = Vec::new();
+    let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for item in items {
+        let img = &item.image;
+        let mut layers = Vec::new();
+        // A layer directory is named by its chainID: the same stack prefix, the same directory.
+        for (i, l) in img.layers.iter().enumerate() {
+            let dir = l.layer.chain_id.hex().to_owned();
+            if written.insert(dir.clone()) {
+                let parent = i.checked_sub(1).map(|p| img.layers[p].layer.chain_id.hex());
+                let legacy = LegacyLayerJson {
+                    id: &dir,
+                    parent,
+                    created: "1970-01-01T00:00:00Z",
+                    os: "linux",
+                };
+                tar.bytes(&format!("{dir}/VERSION"), b"1.0")
+                    .map_err(io_err)?;
+                tar.bytes(&format!("{dir}/json"), &json(&legacy))
+                    .map_err(io_err)?;
+                tar.uncompressed_layer(store, &format!("{dir}/layer.tar"), l)?;
+            }
+            layers.push(format!("{dir}/layer.tar"));
+        }
+        let config = format!("{}.json", img.id.hex());
+        if written.insert(config.clone()) {
+            tar.bytes(&config, &store.read_blob(&img.id, crate::MAX_JSON)?)
+                .map_err(io_err)?;
+        }
+        for n in &item.names {
+            if let (Some(t), Some(top)) = (n.tag(), img.layers.last()) {
+                repositories
+                    .entry(n.familiar_name())
+                    .or_default()
+                    .insert(t.to_owned(), top.layer.chain_id.hex().to_owned());
+            }
+        }
+        manifest_json.push(ManifestEntry {
+            config,
+            repo_tags: (!item.names.is_empty())
+                .then(|| item.names.iter().map(Reference::familiar).collect()),
+            layers,
+        });
+    }
+    tar.bytes("manifest.json", &json(&manifest_json))
+        .map_err(io_err)?;
+    if !repositories.is_empty() {
+        tar.bytes("repositories", &json(&repositories))
+            .map_err(io_err)?;
+    }
+    tar.write_all(&[0u8; 1024]).map_err(io_err)
+}
+
 /// Writes `items` as one archive; blobs shared by several images are written once.
 pub fn save(
     store: &Store,
@@ -140,6 +267,9 @@ pub fn save(
     out: SaveOutput<'_>,
 ) -> Result<(), TransportError> {
     let mut tar = TarOut { out };
+    if format == SaveFormat::DockerClassic {
+        return save_classic(store, items, &mut tar);
+    }
     let mut written: BTreeSet<Digest> = BTreeSet::new();
     let mut index_entries = Vec::new();
     let mut manifest_json = Vec::new();
@@ -189,7 +319,6 @@ pub fn save(
             repo_tags: (!item.names.is_empty())
                 .then(|| item.names.iter().map(Reference::familiar).collect()),
             layers: img.layers.iter().map(|l| member(&l.blob)).collect(),
-            _p: std::marker::PhantomData,
         });
     }
     let index = Index {
@@ -200,7 +329,6 @@ pub fn save(
         subject: None,
         annotations: BTreeMap::new(),
     };
-    let json = |v: &dyn erased::Json| v.to_vec();
     let io_err = |e| TransportError::io("writing the archive", e);
     tar.bytes("index.json", &json(&index)).map_err(io_err)?;
     tar.bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
@@ -216,16 +344,4 @@ pub fn save(
     // Two zero blocks end a tar archive.
     tar.write_all(&[0u8; 1024]).map_err(io_err)?;
     Ok(())
-}
-
-mod erased {
-    /// Serialises what hoist itself creates (never documents it received).
-    pub trait Json {
-        fn to_vec(&self) -> Vec<u8>;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_vec(&self) -> Vec<u8> {
-            serde_json::to_vec(self).unwrap_or_default()
-        }
-    }
 }

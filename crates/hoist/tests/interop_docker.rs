@@ -238,3 +238,65 @@ fn hoist_loads_what_skopeo_writes_and_docker_runs_it_after() {
     }
     d.rmi(&img);
 }
+
+#[test]
+fn classic_layout_from_compressed_layers_loads_and_runs_in_docker() {
+    let d = docker();
+    require_tool("skopeo");
+    let img = d.tag_unique(APP_IMAGE);
+    let s = scratch_dir();
+    // skopeo's oci-archive carries gzip layers: the classic layout needs them uncompressed.
+    let oci = s.path().join("gz.oci.tar");
+    let out = tool("skopeo")
+        .arg("copy")
+        .args(d.skopeo_host_args("src"))
+        .args([
+            &format!("docker-daemon:{img}"),
+            &format!("oci-archive:{}:{img}", p(&oci)),
+        ])
+        .output()
+        .expect("skopeo copy");
+    assert_success("skopeo copy to oci-archive", &out);
+    let store = hoist_store();
+    store.hoist_ok(["load", "-i", p(&oci)]);
+    let inspect = store.hoist_ok(["inspect", &img]);
+    assert!(
+        inspect.contains("tar+gzip"),
+        "expected gzip layers: {inspect}"
+    );
+    let id = store
+        .hoist_ok(["images", "-q", "--no-trunc"])
+        .trim()
+        .to_owned();
+    let classic = s.path().join("classic.tar");
+    store.hoist_ok([
+        "save",
+        "--format",
+        "docker-classic",
+        "-o",
+        p(&classic),
+        &img,
+    ]);
+    let names: Vec<String> = tar::Archive::new(File::open(&classic).expect("open"))
+        .entries()
+        .expect("entries")
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with("/layer.tar")), "{names:?}");
+    assert!(names.iter().any(|n| n.ends_with("/VERSION")), "{names:?}");
+    d.rmi(&img);
+    d.load(&classic);
+    assert_eq!(
+        d.image_id(&img),
+        id,
+        "image ID changed through the classic layout"
+    );
+    d.assert_runs_app(&img);
+    d.rmi(&img);
+}

@@ -13,8 +13,8 @@ pub struct Args {
     /// Write to this file instead of stdout.
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// Archive layout: docker (docker save; Docker loads it) or oci (OCI image layout tar).
-    #[arg(long, default_value = "docker", value_parser = ["docker", "oci"])]
+    /// Archive layout: docker (as Docker 25+ writes it), docker-classic (as Docker before 25 did), or oci (an OCI image layout tar).
+    #[arg(long, default_value = "docker", value_parser = ["docker", "docker-classic", "oci"])]
     format: String,
     /// Images to save, by reference or ID.
     #[arg(required = true)]
@@ -35,10 +35,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
             }),
         }
     }
-    let format = if args.format == "oci" {
-        SaveFormat::Oci
-    } else {
-        SaveFormat::Docker
+    let format = match args.format.as_str() {
+        "oci" => SaveFormat::Oci,
+        "docker-classic" => SaveFormat::DockerClassic,
+        _ => SaveFormat::Docker,
     };
     match &args.output {
         Some(path) if path.as_os_str() != "-" => save_to_file(&store, &items, format, path)?,
