@@ -6,6 +6,8 @@
 //! Nothing here touches the store or the network; every function works on
 //! `Read`/`Write` streams and directories the caller names.
 
+#![warn(missing_docs)]
+
 pub mod compression;
 mod error;
 mod fsat;

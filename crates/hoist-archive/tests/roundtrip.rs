@@ -32,6 +32,30 @@ fn set_xattr(p: &Path, k: &str, v: &[u8]) -> bool {
     unsafe { libc::lsetxattr(c.as_ptr(), k.as_ptr(), v.as_ptr().cast(), v.len(), 0) == 0 }
 }
 
+/// A temporary directory that makes its read-only directories writable
+/// before it is removed, so an unprivileged run leaves nothing behind.
+struct Scratch(tempfile::TempDir);
+
+impl Scratch {
+    fn new() -> Self {
+        Scratch(tempfile::tempdir().unwrap())
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for (p, n) in snapshot(self.path()).0 {
+            if matches!(n, Node::Dir { .. }) {
+                chmod(&self.path().join(p), 0o755);
+            }
+        }
+    }
+}
+
 /// A tree with every kind of entry hoist writes.
 fn rich_tree(root: &Path) {
     let long_dir = root.join("long").join("d".repeat(120));
@@ -85,10 +109,10 @@ fn tar_of(root: &Path, opts: &WriteOptions) -> Vec<u8> {
 
 #[test]
 fn write_tree_then_unpack_gives_the_same_tree() {
-    let src = tempfile::tempdir().unwrap();
+    let src = Scratch::new();
     rich_tree(src.path());
     let tar = tar_of(src.path(), &WriteOptions::default());
-    let dst = tempfile::tempdir().unwrap();
+    let dst = Scratch::new();
     let stats = unpack(&tar[..], dst.path(), &UnpackOptions::default()).unwrap();
     assert_eq!(snapshot(src.path()), snapshot(dst.path()));
     assert_eq!(stats.hardlinks, 2);
@@ -111,13 +135,13 @@ fn write_tree_then_unpack_gives_the_same_tree() {
 
 #[test]
 fn written_tars_are_deterministic() {
-    let src = tempfile::tempdir().unwrap();
+    let src = Scratch::new();
     rich_tree(src.path());
     let opts = WriteOptions::default();
     let first = tar_of(src.path(), &opts);
     assert_eq!(first, tar_of(src.path(), &opts));
     // Another copy of the tree (new inodes, another creation order) gives the same bytes.
-    let copy = tempfile::tempdir().unwrap();
+    let copy = Scratch::new();
     unpack(&first[..], copy.path(), &UnpackOptions::default()).unwrap();
     assert_eq!(first, tar_of(copy.path(), &opts));
     // Entries are sorted, each directory before its contents.
@@ -129,7 +153,7 @@ fn written_tars_are_deterministic() {
 
 #[test]
 fn fixed_mtime_and_owner_apply_to_every_entry() {
-    let src = tempfile::tempdir().unwrap();
+    let src = Scratch::new();
     rich_tree(src.path());
     let opts = WriteOptions {
         mtime: Some(0),
@@ -145,7 +169,7 @@ fn fixed_mtime_and_owner_apply_to_every_entry() {
 
 #[test]
 fn diff_id_matches_through_compression() {
-    let src = tempfile::tempdir().unwrap();
+    let src = Scratch::new();
     rich_tree(src.path());
     let tar = tar_of(src.path(), &WriteOptions::default());
     let diff_id = Digest::sha256(&tar);
@@ -156,7 +180,7 @@ fn diff_id_matches_through_compression() {
         let (got, reader) = decompress_auto(&packed[..]).unwrap();
         assert_eq!(got, c);
         let mut hashing = HashingReader::new(reader, Algorithm::Sha256);
-        let dst = tempfile::tempdir().unwrap();
+        let dst = Scratch::new();
         unpack(&mut hashing, dst.path(), &UnpackOptions::default()).unwrap();
         assert_eq!(
             hashing.finish(),
@@ -193,7 +217,7 @@ fn copy_tree(from: &Path, to: &Path) {
 
 #[test]
 fn diff_then_unpack_over_lower_gives_upper() {
-    let lower = tempfile::tempdir().unwrap();
+    let lower = Scratch::new();
     let l = lower.path();
     for f in ["keep", "modify", "grow", "chmod", "gone", "f2d"] {
         fs::write(l.join(f), format!("{f} data")).unwrap();
@@ -221,7 +245,7 @@ fn diff_then_unpack_over_lower_gives_upper() {
         set_mtime(&l.join(p), 1_000_000 + i as i64);
     }
 
-    let upper = tempfile::tempdir().unwrap();
+    let upper = Scratch::new();
     let u = upper.path();
     copy_tree(l, u);
     fs::write(u.join("modify"), b"MODIFY data").unwrap();
@@ -286,7 +310,7 @@ fn diff_then_unpack_over_lower_gives_upper() {
     // Whiteouts come before their siblings.
     assert!(n.iter().position(|x| x == ".wh.gone") < n.iter().position(|x| x == "chmod"));
 
-    let flat = tempfile::tempdir().unwrap();
+    let flat = Scratch::new();
     copy_tree(l, flat.path());
     unpack(&layer[..], flat.path(), &UnpackOptions::default()).unwrap();
     assert_eq!(content(u), content(flat.path()));
@@ -294,13 +318,13 @@ fn diff_then_unpack_over_lower_gives_upper() {
 
 #[test]
 fn diff_ignores_touch_but_sees_same_size_changes() {
-    let lower = tempfile::tempdir().unwrap();
+    let lower = Scratch::new();
     let l = lower.path();
     fs::write(l.join("touched"), b"same").unwrap();
     fs::write(l.join("edited"), b"abcd").unwrap();
     set_mtime(&l.join("touched"), 1000);
     set_mtime(&l.join("edited"), 1000);
-    let upper = tempfile::tempdir().unwrap();
+    let upper = Scratch::new();
     let u = upper.path();
     copy_tree(l, u);
     set_mtime(&u.join("touched"), 2000);
