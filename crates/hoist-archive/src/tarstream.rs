@@ -107,6 +107,8 @@ pub struct TarReader<R> {
     index: u64,
     /// Set once the end-of-archive marker (or a clean EOF) is seen.
     ended: bool,
+    /// Bytes of the stream consumed so far.
+    position: u64,
 }
 
 impl<R: Read> TarReader<R> {
@@ -119,7 +121,29 @@ impl<R: Read> TarReader<R> {
             current: None,
             index: 0,
             ended: false,
+            position: 0,
         }
+    }
+
+    /// Bytes of the stream consumed so far: right after [`TarReader::next_entry`],
+    /// the offset of that entry's data in the stream.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Passes over the rest of the current entry (data and padding) by asking
+    /// `jump` to advance the inner reader that many bytes, instead of reading
+    /// them: for readers over a file, where this is a seek.
+    pub fn skip_entry_by(
+        &mut self,
+        jump: impl FnOnce(&mut R, u64) -> io::Result<()>,
+    ) -> Result<()> {
+        let left = self.remaining + self.padding;
+        jump(&mut self.inner, left).map_err(stream_error)?;
+        self.position += left;
+        self.remaining = 0;
+        self.padding = 0;
+        Ok(())
     }
 
     /// The next entry's metadata, skipping whatever of the previous entry's data was not read.
@@ -349,7 +373,10 @@ impl<R: Read> TarReader<R> {
         while got < buf.len() {
             match self.inner.read(&mut buf[got..]) {
                 Ok(0) => break,
-                Ok(n) => got += n,
+                Ok(n) => {
+                    got += n;
+                    self.position += n as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(stream_error(e)),
             }
@@ -413,6 +440,7 @@ impl<R: Read> Read for TarReader<R> {
             .into_io());
         }
         self.remaining -= n as u64;
+        self.position += n as u64;
         Ok(n)
     }
 }

@@ -5,6 +5,7 @@
 //! `ingest/` (hashed on the way) so no byte is written twice.
 
 use crate::TransportError;
+use hoist_archive::tarstream::{Entry, EntryKind, TarReader};
 use hoist_oci::{Digest, Digester};
 use hoist_store::{StagedBlob, Store};
 use std::collections::HashMap;
@@ -110,10 +111,59 @@ fn resolve_link(link: &str, target: &str) -> Result<String, TransportError> {
     Ok(parts.join("/"))
 }
 
-fn tar_err(e: io::Error) -> TransportError {
-    TransportError::Archive(format!(
-        "cannot read the tar stream ({e}); the archive is truncated or not a tar file"
-    ))
+fn tar_err(e: hoist_archive::Error) -> TransportError {
+    TransportError::Archive(format!("{e}; the archive is truncated or not a tar file"))
+}
+
+/// A read error from inside a member (the tar reader's own errors travel inside it).
+fn io_tar_err(e: io::Error) -> TransportError {
+    TransportError::Archive(format!("{e}; the archive is truncated or corrupt"))
+}
+
+/// What a tar member is to an archive reader.
+enum Member {
+    /// A directory or special file: nothing to index.
+    Skip,
+    /// A symlink or hardlink, resolved to the member name it points at.
+    Link(String, String),
+    /// A regular file.
+    File(String),
+}
+
+fn classify(ent: &Entry) -> Result<Member, TransportError> {
+    let raw = ent.path.to_string_lossy();
+    match ent.kind {
+        EntryKind::File => Ok(Member::File(normalize(&raw)?)),
+        EntryKind::Symlink | EntryKind::Hardlink => {
+            let name = normalize(&raw)?;
+            let target = ent
+                .link
+                .as_ref()
+                .map(|l| l.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let resolved = if ent.kind == EntryKind::Symlink {
+                resolve_link(&name, &target)?
+            } else {
+                normalize(&target)?
+            };
+            Ok(Member::Link(name, resolved))
+        }
+        _ => Ok(Member::Skip),
+    }
+}
+
+/// Reads a file at a cursor with positioned reads; a jump is just a new cursor.
+struct FileCursor<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Read for FileCursor<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
 }
 
 impl ArchiveFiles {
@@ -126,37 +176,33 @@ impl ArchiveFiles {
         let mut entries = HashMap::new();
         let mut links = HashMap::new();
         {
-            let mut ar = tar::Archive::new(&file);
-            for ent in ar.entries_with_seek().map_err(tar_err)? {
-                let ent = ent.map_err(tar_err)?;
-                let raw = String::from_utf8_lossy(&ent.path_bytes()).into_owned();
-                let kind = ent.header().entry_type();
-                if kind.is_dir() {
-                    continue;
-                }
-                let name = normalize(&raw)?;
-                if kind.is_symlink() {
-                    let target = ent
-                        .link_name_bytes()
-                        .map(|b| String::from_utf8_lossy(&b).into_owned())
-                        .unwrap_or_default();
-                    links.insert(name.clone(), resolve_link(&name, &target)?);
-                } else if kind.is_hard_link() {
-                    let target = ent
-                        .link_name_bytes()
-                        .map(|b| String::from_utf8_lossy(&b).into_owned())
-                        .unwrap_or_default();
-                    links.insert(name.clone(), normalize(&target)?);
-                } else if kind.is_file() || kind == tar::EntryType::Continuous {
-                    let offset = ent.raw_file_position();
-                    let size = ent.size();
-                    if offset.saturating_add(size) > len {
-                        return Err(TransportError::Archive(format!(
-                            "member {name:?} is truncated: it needs {size} bytes at offset {offset} but the archive has {len}"
-                        )));
+            let mut tr = TarReader::new(FileCursor {
+                file: &file,
+                pos: 0,
+            });
+            while let Some(ent) = tr.next_entry().map_err(tar_err)? {
+                let offset = tr.position();
+                let size = ent.size;
+                match classify(&ent)? {
+                    Member::Skip => {}
+                    Member::Link(name, target) => {
+                        links.insert(name, target);
                     }
-                    entries.insert(name, Content::Span { offset, size });
+                    Member::File(name) => {
+                        if offset.saturating_add(size) > len {
+                            return Err(TransportError::Archive(format!(
+                                "member {name:?} is truncated: it needs {size} bytes at offset {offset} but the archive has {len}"
+                            )));
+                        }
+                        entries.insert(name, Content::Span { offset, size });
+                    }
                 }
+                // Data is read in place later: jump over it instead of reading it.
+                tr.skip_entry_by(|c, n| {
+                    c.pos += n;
+                    Ok(())
+                })
+                .map_err(tar_err)?;
             }
         }
         Ok(ArchiveFiles {
@@ -171,50 +217,25 @@ impl ArchiveFiles {
         let mut entries = HashMap::new();
         let mut links = HashMap::new();
         let mut in_memory = 0u64;
-        let mut ar = tar::Archive::new(input);
-        for ent in ar.entries().map_err(tar_err)? {
-            let mut ent = ent.map_err(tar_err)?;
-            let raw = String::from_utf8_lossy(&ent.path_bytes()).into_owned();
-            let kind = ent.header().entry_type();
-            if kind.is_dir() {
-                continue;
-            }
-            let name = normalize(&raw)?;
-            if kind.is_symlink() || kind.is_hard_link() {
-                let target = ent
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default();
-                let resolved = if kind.is_symlink() {
-                    resolve_link(&name, &target)?
-                } else {
-                    normalize(&target)?
-                };
-                links.insert(name, resolved);
-                continue;
-            }
-            if !(kind.is_file() || kind == tar::EntryType::Continuous) {
-                continue;
-            }
-            let size = ent.size();
+        let mut tr = TarReader::new(input);
+        while let Some(ent) = tr.next_entry().map_err(tar_err)? {
+            let size = ent.size;
+            let name = match classify(&ent)? {
+                Member::Skip => continue,
+                Member::Link(name, target) => {
+                    links.insert(name, target);
+                    continue;
+                }
+                Member::File(name) => name,
+            };
             let content = if size <= SMALL_MEMBER && in_memory + size <= MEMORY_BUDGET {
                 let mut buf = Vec::with_capacity(size as usize);
-                ent.read_to_end(&mut buf).map_err(tar_err)?;
-                if (buf.len() as u64) != size {
-                    return Err(TransportError::Archive(format!(
-                        "member {name:?} is truncated"
-                    )));
-                }
+                tr.read_to_end(&mut buf).map_err(io_tar_err)?;
                 in_memory += size;
                 Content::Memory(buf)
             } else if let Some(digest) = committed_blob(store, &name, size) {
                 // The store has these exact bytes: read past them, write nothing.
-                let n = io::copy(&mut ent, &mut io::sink()).map_err(tar_err)?;
-                if n != size {
-                    return Err(TransportError::Archive(format!(
-                        "member {name:?} is truncated: {n} of {size} bytes"
-                    )));
-                }
+                io::copy(&mut tr, &mut io::sink()).map_err(io_tar_err)?;
                 Content::InStore {
                     path: store.blob_path(&digest),
                     digest,
@@ -222,12 +243,7 @@ impl ArchiveFiles {
                 }
             } else {
                 let mut w = store.blob_writer()?;
-                let n = copy_big(&mut ent, &mut w).map_err(tar_err)?;
-                if n != size {
-                    return Err(TransportError::Archive(format!(
-                        "member {name:?} is truncated: {n} of {size} bytes"
-                    )));
-                }
+                copy_big(&mut tr, &mut w).map_err(io_tar_err)?;
                 Content::Staged(w.finish()?)
             };
             entries.insert(name, content);

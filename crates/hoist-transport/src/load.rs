@@ -12,7 +12,7 @@ use hoist_store::{LayerRecord, LockMode, NewImage, NewLayer, StagedBlob, Store};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::os::unix::fs::FileExt;
 
 /// Decompressed layers may be at most this many times their compressed size…
@@ -86,18 +86,18 @@ fn open_input(input: LoadInput, store: &Store) -> Result<ArchiveFiles, Transport
             }
         }
         LoadInput::Stream(r) => {
-            let mut br = BufReader::with_capacity(1 << 20, r);
-            let head = br
-                .fill_buf()
-                .map_err(|e| TransportError::io("reading the archive", e))?;
-            if head.is_empty() {
+            // A pipe may hand over fewer bytes than the magic needs: sniff loops until it has them.
+            let br = BufReader::with_capacity(1 << 20, r);
+            let (comp, sniffed) =
+                compression::sniff(br).map_err(|e| TransportError::io("reading the archive", e))?;
+            if sniffed.get_ref().0.get_ref().is_empty() {
                 return Err(TransportError::Archive(
                     "the input is empty; give an archive with -i FILE or on stdin".into(),
                 ));
             }
-            match compression::detect(head) {
-                Compression::None => ArchiveFiles::scan_stream(br, store),
-                c => ArchiveFiles::scan_stream(decompress(Box::new(br), c)?, store),
+            match comp {
+                Compression::None => ArchiveFiles::scan_stream(sniffed, store),
+                c => ArchiveFiles::scan_stream(decompress(Box::new(sniffed), c)?, store),
             }
         }
     }
@@ -453,7 +453,7 @@ impl<R: Read> Read for ProgressReader<'_, R> {
 }
 
 /// Builds the OCI manifest for an image that arrived without one.
-fn synthesize_manifest(config: &[u8], layers: &[NewLayer]) -> Vec<u8> {
+fn synthesize_manifest(config: &[u8], layers: &[NewLayer]) -> Result<Vec<u8>, TransportError> {
     let m = Manifest {
         schema_version: 2,
         media_type: Some(media_type::OCI_MANIFEST.to_owned()),
@@ -470,7 +470,8 @@ fn synthesize_manifest(config: &[u8], layers: &[NewLayer]) -> Vec<u8> {
         subject: None,
         annotations: Default::default(),
     };
-    serde_json::to_vec(&m).unwrap_or_default()
+    serde_json::to_vec(&m)
+        .map_err(|e| TransportError::Archive(format!("cannot serialise the manifest: {e}")))
 }
 
 /// Loads every image of an archive into the store.
@@ -560,7 +561,7 @@ pub fn load(
         let (manifest_bytes, manifest_mt) = match plan.manifest {
             Some(m) => m,
             None => (
-                synthesize_manifest(&plan.config, &layers),
+                synthesize_manifest(&plan.config, &layers)?,
                 media_type::OCI_MANIFEST.to_owned(),
             ),
         };

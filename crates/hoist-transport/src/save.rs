@@ -59,8 +59,8 @@ struct LegacyLayerJson<'a> {
 }
 
 /// Serialises what hoist itself creates (never documents it received).
-fn json(v: &impl Serialize) -> Vec<u8> {
-    serde_json::to_vec(v).unwrap_or_default()
+fn json(v: &impl Serialize) -> io::Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(io::Error::other)
 }
 
 fn member(d: &Digest) -> String {
@@ -224,7 +224,7 @@ fn save_classic(
                 };
                 tar.bytes(&format!("{dir}/VERSION"), b"1.0")
                     .map_err(io_err)?;
-                tar.bytes(&format!("{dir}/json"), &json(&legacy))
+                tar.bytes(&format!("{dir}/json"), &json(&legacy).map_err(io_err)?)
                     .map_err(io_err)?;
                 tar.uncompressed_layer(store, &format!("{dir}/layer.tar"), l)?;
             }
@@ -250,10 +250,10 @@ fn save_classic(
             layers,
         });
     }
-    tar.bytes("manifest.json", &json(&manifest_json))
+    tar.bytes("manifest.json", &json(&manifest_json).map_err(io_err)?)
         .map_err(io_err)?;
     if !repositories.is_empty() {
-        tar.bytes("repositories", &json(&repositories))
+        tar.bytes("repositories", &json(&repositories).map_err(io_err)?)
             .map_err(io_err)?;
     }
     tar.write_all(&[0u8; 1024]).map_err(io_err)
@@ -330,14 +330,15 @@ pub fn save(
         annotations: BTreeMap::new(),
     };
     let io_err = |e| TransportError::io("writing the archive", e);
-    tar.bytes("index.json", &json(&index)).map_err(io_err)?;
+    tar.bytes("index.json", &json(&index).map_err(io_err)?)
+        .map_err(io_err)?;
     tar.bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
         .map_err(io_err)?;
     if format == SaveFormat::Docker {
-        tar.bytes("manifest.json", &json(&manifest_json))
+        tar.bytes("manifest.json", &json(&manifest_json).map_err(io_err)?)
             .map_err(io_err)?;
         if !repositories.is_empty() {
-            tar.bytes("repositories", &json(&repositories))
+            tar.bytes("repositories", &json(&repositories).map_err(io_err)?)
                 .map_err(io_err)?;
         }
     }
