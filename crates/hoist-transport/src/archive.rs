@@ -52,6 +52,9 @@ pub(crate) struct ArchiveFiles {
     file: Option<File>,
     entries: HashMap<String, Content>,
     links: HashMap<String, String>,
+    /// Staged members handed out by `take_staged`: still members of the
+    /// archive (a layer several images share resolves to its key again).
+    taken: std::collections::HashSet<String>,
 }
 
 /// Normalises a member name: no absolute paths, no `..`, no NUL.
@@ -209,6 +212,7 @@ impl ArchiveFiles {
             file: Some(file),
             entries,
             links,
+            taken: Default::default(),
         })
     }
 
@@ -252,6 +256,7 @@ impl ArchiveFiles {
             file: None,
             entries,
             links,
+            taken: Default::default(),
         })
     }
 
@@ -259,7 +264,7 @@ impl ArchiveFiles {
     pub(crate) fn resolve(&self, name: &str) -> Result<String, TransportError> {
         let mut cur = normalize(name)?;
         for _ in 0..=MAX_LINK_HOPS {
-            if self.entries.contains_key(&cur) {
+            if self.entries.contains_key(&cur) || self.taken.contains(&cur) {
                 return Ok(cur);
             }
             match self.links.get(&cur) {
@@ -350,7 +355,10 @@ impl ArchiveFiles {
     /// Takes a staged member out, so it can be committed by rename.
     pub(crate) fn take_staged(&mut self, key: &str) -> Option<StagedBlob> {
         match self.entries.remove(key) {
-            Some(Content::Staged(s)) => Some(s),
+            Some(Content::Staged(s)) => {
+                self.taken.insert(key.to_owned());
+                Some(s)
+            }
             Some(other) => {
                 self.entries.insert(key.to_owned(), other);
                 None
