@@ -82,7 +82,7 @@ fn open_input(input: LoadInput, store: &Store) -> Result<ArchiveFiles, Transport
                 .map_err(|e| TransportError::io("reading the archive", e))?;
             match compression::detect(&head[..n]) {
                 Compression::None => ArchiveFiles::scan_file(f),
-                c => ArchiveFiles::scan_stream(decompress(Box::new(f), c)?, store),
+                c => ArchiveFiles::scan_stream(decompress_archive(Box::new(f), c)?, store),
             }
         }
         LoadInput::Stream(r) => {
@@ -97,10 +97,47 @@ fn open_input(input: LoadInput, store: &Store) -> Result<ArchiveFiles, Transport
             }
             match comp {
                 Compression::None => ArchiveFiles::scan_stream(sniffed, store),
-                c => ArchiveFiles::scan_stream(decompress(Box::new(sniffed), c)?, store),
+                c => ArchiveFiles::scan_stream(decompress_archive(Box::new(sniffed), c)?, store),
             }
         }
     }
+}
+
+/// Undoes a compressed archive's outer compression, held to the same bound
+/// as a layer's: past `BOMB_FLOOR`, at most `BOMB_RATIO` bytes out per byte
+/// in so far. Without it a small .tar.gz could fill the disk via `ingest/`.
+fn decompress_archive(
+    r: Box<dyn Read + Send>,
+    c: Compression,
+) -> Result<Box<dyn Read + Send>, TransportError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    struct Counted<R>(R, Arc<AtomicU64>);
+    impl<R: Read> Read for Counted<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.read(buf)?;
+            self.1.fetch_add(n as u64, Ordering::Relaxed);
+            Ok(n)
+        }
+    }
+    struct Bounded(Box<dyn Read + Send>, Arc<AtomicU64>, u64);
+    impl Read for Bounded {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.read(buf)?;
+            self.2 += n as u64;
+            let read = self.1.load(Ordering::Relaxed);
+            let limit = BOMB_FLOOR.max(read.saturating_mul(BOMB_RATIO));
+            if self.2 > limit {
+                return Err(std::io::Error::other(format!(
+                    "the archive decompresses to more than {limit} bytes ({BOMB_RATIO}x its compressed size): refusing a likely decompression bomb"
+                )));
+            }
+            Ok(n)
+        }
+    }
+    let read = Arc::new(AtomicU64::new(0));
+    let inner = decompress(Box::new(Counted(r, read.clone())), c)?;
+    Ok(Box::new(Bounded(inner, read, 0)))
 }
 
 fn decompress(
