@@ -251,6 +251,119 @@ impl Store {
         Ok(buf)
     }
 
+    /// The ingest area, a handle that threads can share.
+    pub fn ingest(&self) -> Ingest {
+        Ingest {
+            dir: self.root.join("ingest"),
+        }
+    }
+
+    /// Starts a new blob in `ingest/`, hashed with sha256.
+    pub fn blob_writer(&self) -> Result<BlobWriter, StoreError> {
+        self.ingest().blob_writer()
+    }
+
+    /// Writes small bytes as a staged blob, checking them against `expected` if given.
+    pub fn stage_bytes(
+        &self,
+        bytes: &[u8],
+        expected: Option<&Digest>,
+    ) -> Result<StagedBlob, StoreError> {
+        self.ingest().stage_bytes(bytes, expected)
+    }
+
+    /// Stages a byte range of a file; see [`Ingest::stage_range`].
+    pub fn stage_range(
+        &self,
+        src: &File,
+        offset: u64,
+        len: u64,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<StagedBlob, StoreError> {
+        self.ingest().stage_range(src, offset, len, progress)
+    }
+
+    /// Makes a staged blob visible under its digest. Idempotent: if the blob
+    /// is already there, the staged copy is dropped. Call [`Store::sync_blobs`]
+    /// once after a batch so the renames are durable.
+    pub fn commit_blob(&self, staged: StagedBlob) -> Result<Digest, StoreError> {
+        let dest = self.blob_path(&staged.digest);
+        if !dest.exists() {
+            std::fs::rename(&staged.path, &dest).map_err(|e| StoreError::io(&dest, e))?;
+        }
+        Ok(staged.digest.clone())
+    }
+
+    /// fsyncs the blob directories so committed renames survive a crash.
+    pub fn sync_blobs(&self) -> Result<(), StoreError> {
+        for alg in ["sha256", "sha512"] {
+            let d = self.root.join("blobs").join(alg);
+            File::open(&d)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| StoreError::io(&d, e))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a committed blob (the caller holds the exclusive lock).
+    pub fn remove_blob(&self, digest: &Digest) -> Result<bool, StoreError> {
+        let p = self.blob_path(digest);
+        match std::fs::remove_file(&p) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError::io(&p, e)),
+        }
+    }
+
+    /// Lists every committed blob by digest; files with invalid names are returned separately.
+    pub fn list_blobs(&self) -> Result<(Vec<Digest>, Vec<PathBuf>), StoreError> {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            let dir = self.root.join("blobs").join(alg.as_str());
+            let rd = std::fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;
+            for ent in rd {
+                let ent = ent.map_err(|e| StoreError::io(&dir, e))?;
+                let name = ent.file_name();
+                match name.to_str().and_then(|n| Digest::new(alg, n).ok()) {
+                    Some(d) => good.push(d),
+                    None => bad.push(ent.path()),
+                }
+            }
+        }
+        good.sort();
+        Ok((good, bad))
+    }
+
+    /// Removes leftovers in `ingest/` (from killed processes) older than `min_age`.
+    pub fn clean_ingest(&self, min_age: std::time::Duration) -> Result<usize, StoreError> {
+        let dir = self.root.join("ingest");
+        let mut n = 0;
+        let rd = std::fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        for ent in rd.flatten() {
+            let old = ent
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= min_age);
+            if old && std::fs::remove_file(ent.path()).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The store's `ingest/` directory, where blobs are written before they are
+/// verified and committed. Unlike [`Store`] it holds no database handle, so
+/// threads can stage blobs side by side.
+#[derive(Clone, Debug)]
+pub struct Ingest {
+    dir: PathBuf,
+}
+
+impl Ingest {
     /// Starts a new blob in `ingest/`, hashed with sha256.
     pub fn blob_writer(&self) -> Result<BlobWriter, StoreError> {
         self.blob_writer_with(Algorithm::Sha256)
@@ -258,7 +371,7 @@ impl Store {
 
     /// Starts a new blob in `ingest/`, hashed with `algorithm`.
     pub fn blob_writer_with(&self, algorithm: Algorithm) -> Result<BlobWriter, StoreError> {
-        let path = self.root.join("ingest").join(random_name());
+        let path = self.dir.join(random_name());
         let file = File::options()
             .write(true)
             .create_new(true)
@@ -343,76 +456,5 @@ impl Store {
             digest,
             size: len,
         })
-    }
-
-    /// Makes a staged blob visible under its digest. Idempotent: if the blob
-    /// is already there, the staged copy is dropped. Call [`Store::sync_blobs`]
-    /// once after a batch so the renames are durable.
-    pub fn commit_blob(&self, staged: StagedBlob) -> Result<Digest, StoreError> {
-        let dest = self.blob_path(&staged.digest);
-        if !dest.exists() {
-            std::fs::rename(&staged.path, &dest).map_err(|e| StoreError::io(&dest, e))?;
-        }
-        Ok(staged.digest.clone())
-    }
-
-    /// fsyncs the blob directories so committed renames survive a crash.
-    pub fn sync_blobs(&self) -> Result<(), StoreError> {
-        for alg in ["sha256", "sha512"] {
-            let d = self.root.join("blobs").join(alg);
-            File::open(&d)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| StoreError::io(&d, e))?;
-        }
-        Ok(())
-    }
-
-    /// Deletes a committed blob (the caller holds the exclusive lock).
-    pub fn remove_blob(&self, digest: &Digest) -> Result<bool, StoreError> {
-        let p = self.blob_path(digest);
-        match std::fs::remove_file(&p) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(StoreError::io(&p, e)),
-        }
-    }
-
-    /// Lists every committed blob by digest; files with invalid names are returned separately.
-    pub fn list_blobs(&self) -> Result<(Vec<Digest>, Vec<PathBuf>), StoreError> {
-        let mut good = Vec::new();
-        let mut bad = Vec::new();
-        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
-            let dir = self.root.join("blobs").join(alg.as_str());
-            let rd = std::fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;
-            for ent in rd {
-                let ent = ent.map_err(|e| StoreError::io(&dir, e))?;
-                let name = ent.file_name();
-                match name.to_str().and_then(|n| Digest::new(alg, n).ok()) {
-                    Some(d) => good.push(d),
-                    None => bad.push(ent.path()),
-                }
-            }
-        }
-        good.sort();
-        Ok((good, bad))
-    }
-
-    /// Removes leftovers in `ingest/` (from killed processes) older than `min_age`.
-    pub fn clean_ingest(&self, min_age: std::time::Duration) -> Result<usize, StoreError> {
-        let dir = self.root.join("ingest");
-        let mut n = 0;
-        let rd = std::fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;
-        for ent in rd.flatten() {
-            let old = ent
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age >= min_age);
-            if old && std::fs::remove_file(ent.path()).is_ok() {
-                n += 1;
-            }
-        }
-        Ok(n)
     }
 }

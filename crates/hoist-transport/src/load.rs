@@ -8,7 +8,7 @@ use crate::{Progress, TransportError, MAX_JSON};
 use hoist_archive::compression;
 use hoist_oci::media_type::{self, Compression};
 use hoist_oci::{chain_ids, Config, Descriptor, Digest, Document, Manifest, Platform, Reference};
-use hoist_store::{LayerRecord, LockMode, NewImage, NewLayer, StagedBlob, Store};
+use hoist_store::{Ingest, LayerRecord, LockMode, NewImage, NewLayer, StagedBlob, Store};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fs::File;
@@ -321,47 +321,76 @@ fn plan_oci(files: &ArchiveFiles) -> Result<Vec<Plan>, TransportError> {
     Ok(plans)
 }
 
+/// One layer member to stage and verify; several images may share it.
+struct Job {
+    key: String,
+    member: String,
+    declared: Option<Descriptor>,
+    record: LayerRecord,
+    /// Already staged while the stream was read.
+    staged: Option<StagedBlob>,
+    size: u64,
+}
+
+/// Layers verified at once: one per core keeps both busy (hashing a big
+/// layer on one while the kernel copies and another layer hashes).
+const PARALLEL_LAYERS: usize = 2;
+
 /// Stages and verifies one layer member; returns the staged blob (if new) and its record.
-fn verify_layer(
-    store: &Store,
-    files: &mut ArchiveFiles,
-    member: &str,
-    declared: Option<&Descriptor>,
-    diff_id: &Digest,
-    chain: &LayerRecord,
+fn verify_job(
+    ingest: &Ingest,
+    store_blob: &dyn Fn(&Digest) -> std::path::PathBuf,
+    files: &ArchiveFiles,
+    job: Job,
     progress: &dyn Progress,
 ) -> Result<(Option<StagedBlob>, NewLayer), TransportError> {
-    let key = files.resolve(member)?;
-    let total = files.content(&key)?.1.size();
+    let Job {
+        key,
+        member,
+        declared,
+        record: chain,
+        staged,
+        size: total,
+    } = job;
+    let member = member.as_str();
+    let declared = declared.as_ref();
+    let diff_id = &chain.diff_id;
     let short = &diff_id.hex()[..12];
     progress.start(short, total);
     if let Some((digest, size)) = files.in_store(&key) {
-        return verify_committed(
-            store, member, declared, diff_id, chain, digest, size, progress,
-        );
+        let layer = check_blob(
+            &store_blob(&digest),
+            member,
+            &digest,
+            size,
+            declared,
+            diff_id,
+            &chain,
+        )?;
+        progress.finish(short, true);
+        return Ok((None, layer));
     }
-    let staged = match files.take_staged(&key) {
+    let staged = match staged {
         Some(s) => {
             progress.advance(short, total);
             s
         }
-        None if files.span(&key).is_some() => {
-            let (file, offset, size) = files
-                .span(&key)
-                .ok_or_else(|| TransportError::Archive(format!("{member}: member vanished")))?;
-            store.stage_range(file, offset, size, &|n| progress.advance(short, n))?
-        }
-        None => {
-            let mut w = store.blob_writer()?;
-            let mut r = files.open(&key)?;
-            let mut counted = ProgressReader {
-                inner: &mut r,
-                progress,
-                id: short,
-            };
-            copy_big(&mut counted, &mut w).map_err(|e| TransportError::io(key.clone(), e))?;
-            w.finish()?
-        }
+        None => match files.span(&key) {
+            Some((file, offset, size)) => {
+                ingest.stage_range(file, offset, size, &|n| progress.advance(short, n))?
+            }
+            None => {
+                let mut w = ingest.blob_writer()?;
+                let mut r = files.open(&key)?;
+                let mut counted = ProgressReader {
+                    inner: &mut r,
+                    progress,
+                    id: short,
+                };
+                copy_big(&mut counted, &mut w).map_err(|e| TransportError::io(key.clone(), e))?;
+                w.finish()?
+            }
+        },
     };
     let layer = check_blob(
         staged.path(),
@@ -370,36 +399,10 @@ fn verify_layer(
         staged.size(),
         declared,
         diff_id,
-        chain,
+        &chain,
     )?;
     progress.finish(short, false);
     Ok((Some(staged), layer))
-}
-
-/// A layer member the store already holds under the digest its name claims.
-#[allow(clippy::too_many_arguments)]
-fn verify_committed(
-    store: &Store,
-    member: &str,
-    declared: Option<&Descriptor>,
-    diff_id: &Digest,
-    chain: &LayerRecord,
-    digest: Digest,
-    size: u64,
-    progress: &dyn Progress,
-) -> Result<(Option<StagedBlob>, NewLayer), TransportError> {
-    let short = &diff_id.hex()[..12];
-    let layer = check_blob(
-        &store.blob_path(&digest),
-        member,
-        &digest,
-        size,
-        declared,
-        diff_id,
-        chain,
-    )?;
-    progress.finish(short, true);
-    Ok((None, layer))
 }
 
 /// Checks a layer blob against its descriptor and the config's diffID
@@ -511,6 +514,63 @@ fn synthesize_manifest(config: &[u8], layers: &[NewLayer]) -> Result<Vec<u8>, Tr
         .map_err(|e| TransportError::Archive(format!("cannot serialise the manifest: {e}")))
 }
 
+/// Verifies the jobs, [`PARALLEL_LAYERS`] at a time, biggest first; results
+/// come back in job order. The first failure stops workers taking new jobs.
+fn run_jobs(
+    store: &Store,
+    files: &ArchiveFiles,
+    jobs: Vec<Job>,
+    progress: &dyn Progress,
+) -> Result<Vec<(Option<StagedBlob>, NewLayer)>, TransportError> {
+    let n = jobs.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    // Ascending, popped from the end: the biggest layer starts first.
+    order.sort_by_key(|&i| jobs[i].size);
+    let queue = std::sync::Mutex::new((order, jobs.into_iter().map(Some).collect::<Vec<_>>()));
+    let results = std::sync::Mutex::new((0..n).map(|_| None).collect::<Vec<_>>());
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let ingest = store.ingest();
+    let root = store.root().to_owned();
+    let store_blob = move |d: &Digest| {
+        root.join("blobs")
+            .join(d.algorithm().as_str())
+            .join(d.hex())
+    };
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL_LAYERS.min(n) {
+            s.spawn(|| loop {
+                if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                let next = {
+                    let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                    let (order, jobs) = &mut *q;
+                    order.pop().and_then(|i| jobs[i].take().map(|j| (i, j)))
+                };
+                let Some((i, job)) = next else { return };
+                let r = verify_job(&ingest, &store_blob, files, job, progress);
+                if r.is_err() {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+            });
+        }
+    });
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut out = Vec::with_capacity(n);
+    for r in results {
+        match r {
+            Some(r) => out.push(r?),
+            None => {
+                return Err(TransportError::Archive(
+                    "layer verification stopped after an earlier error".into(),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Loads every image of an archive into the store.
 pub fn load(
     store: &mut Store,
@@ -530,9 +590,16 @@ pub fn load(
         ));
     };
 
-    let mut staged: Vec<StagedBlob> = Vec::new();
-    let mut images: Vec<(NewImage, Vec<Reference>)> = Vec::new();
-    let mut by_member: HashMap<String, NewLayer> = HashMap::new();
+    // Decide, image by image, which layers the store already has (by chainID)
+    // and which archive members must be staged and verified; a member several
+    // images share is one job.
+    enum Slot {
+        Ready(NewLayer),
+        Job(usize, LayerRecord),
+    }
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut job_of: HashMap<String, usize> = HashMap::new();
+    let mut planned = Vec::with_capacity(plans.len());
     for plan in plans {
         let config = Config::parse(&plan.config).map_err(doc_err(&plan.config_member))?;
         let diff_ids = &config.rootfs.diff_ids;
@@ -545,7 +612,7 @@ pub fn load(
             )));
         }
         let chains = chain_ids(diff_ids);
-        let mut layers = Vec::with_capacity(plan.layers.len());
+        let mut slots = Vec::with_capacity(plan.layers.len());
         for (i, pl) in plan.layers.iter().enumerate() {
             let record = LayerRecord {
                 chain_id: chains[i].clone(),
@@ -558,40 +625,65 @@ pub fn load(
                 let wanted = pl.declared.as_ref().map(|d| &d.digest);
                 if store.has_blob(&have.blob) && wanted.is_none_or(|w| w == &have.blob) {
                     progress.finish(&record.diff_id.hex()[..12], true);
-                    layers.push(have);
+                    slots.push(Slot::Ready(have));
                     continue;
                 }
             }
             let key = files.resolve(&pl.member)?;
-            if let Some(prev) = by_member.get(&key) {
-                if prev.layer.diff_id != record.diff_id {
-                    return Err(TransportError::DiffIdMismatch {
-                        path: pl.member.clone(),
-                        expected: record.diff_id.clone(),
-                        actual: prev.layer.diff_id.clone(),
+            let idx = match job_of.get(&key) {
+                Some(&j) => j,
+                None => {
+                    let size = files.content(&key)?.1.size();
+                    jobs.push(Job {
+                        staged: files.take_staged(&key),
+                        key: key.clone(),
+                        member: pl.member.clone(),
+                        declared: pl.declared.clone(),
+                        record: record.clone(),
+                        size,
+                    });
+                    job_of.insert(key, jobs.len() - 1);
+                    jobs.len() - 1
+                }
+            };
+            slots.push(Slot::Job(idx, record));
+        }
+        planned.push((plan, config, slots));
+    }
+
+    let results = run_jobs(store, &files, jobs, progress)?;
+    let mut staged: Vec<StagedBlob> = Vec::new();
+    let mut verified: Vec<NewLayer> = Vec::with_capacity(results.len());
+    for (s, layer) in results {
+        staged.extend(s);
+        verified.push(layer);
+    }
+
+    let mut images: Vec<(NewImage, Vec<Reference>)> = Vec::new();
+    for (plan, config, slots) in planned {
+        let mut layers = Vec::with_capacity(slots.len());
+        for slot in slots {
+            match slot {
+                Slot::Ready(l) => layers.push(l),
+                Slot::Job(j, record) => {
+                    let got = &verified[j];
+                    // A member shared by two images must be the layer each config names.
+                    if got.layer.diff_id != record.diff_id {
+                        return Err(TransportError::DiffIdMismatch {
+                            path: plan.layers[layers.len()].member.clone(),
+                            expected: record.diff_id,
+                            actual: got.layer.diff_id.clone(),
+                        });
+                    }
+                    layers.push(NewLayer {
+                        layer: LayerRecord {
+                            size: got.layer.size,
+                            ..record
+                        },
+                        ..got.clone()
                     });
                 }
-                layers.push(NewLayer {
-                    layer: LayerRecord {
-                        size: prev.layer.size,
-                        ..record
-                    },
-                    ..prev.clone()
-                });
-                continue;
             }
-            let (s, v) = verify_layer(
-                store,
-                &mut files,
-                &pl.member,
-                pl.declared.as_ref(),
-                &record.diff_id,
-                &record,
-                progress,
-            )?;
-            staged.extend(s);
-            by_member.insert(key, v.clone());
-            layers.push(v);
         }
         let id = Digest::sha256(&plan.config);
         staged.push(store.stage_bytes(&plan.config, None)?);
