@@ -42,6 +42,19 @@ pub(crate) fn read_link(path: &Path) -> Result<Option<Digest>> {
     }
 }
 
+/// `create_dir_all` that tolerates a concurrent garbage collection removing
+/// an empty parent between two of its `mkdir`s (it then sees ENOENT).
+pub(crate) fn create_dirs(dir: &Path) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match fs::create_dir_all(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 10 => tries += 1,
+            Err(e) => return Err(e).ctx("create directory", dir),
+        }
+    }
+}
+
 /// A fresh temporary file in `tmp_dir`, created with its parents if needed.
 pub(crate) fn temp_file(tmp_dir: &Path) -> Result<(File, std::path::PathBuf)> {
     for _ in 0..3 {
@@ -49,9 +62,7 @@ pub(crate) fn temp_file(tmp_dir: &Path) -> Result<(File, std::path::PathBuf)> {
         let path = tmp_dir.join(name);
         match File::options().write(true).create_new(true).open(&path) {
             Ok(f) => return Ok((f, path)),
-            Err(e) if is_not_found(&e) => {
-                fs::create_dir_all(tmp_dir).ctx("create directory", tmp_dir)?;
-            }
+            Err(e) if is_not_found(&e) => create_dirs(tmp_dir)?,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e).ctx("create", &path),
         }
@@ -65,11 +76,11 @@ pub(crate) fn temp_file(tmp_dir: &Path) -> Result<(File, std::path::PathBuf)> {
 pub(crate) fn rename_into_place(from: &Path, to: &Path) -> Result<()> {
     let parent = to.parent().unwrap_or(Path::new("/"));
     let mut last = None;
-    for _ in 0..5 {
+    for _ in 0..10 {
         match fs::rename(from, to) {
             Ok(()) => return Ok(()),
             Err(e) if is_not_found(&e) && from.exists() => {
-                fs::create_dir_all(parent).ctx("create directory", parent)?;
+                create_dirs(parent)?;
                 last = Some(e);
             }
             Err(e) => return Err(e).ctx("rename into", to),

@@ -391,7 +391,7 @@ impl Collector<'_> {
                     continue;
                 }
                 let dir = uploads.join(&id);
-                let newest = [dir.join("data"), dir.join("startedat"), dir.clone()]
+                let newest = [dir.join("data"), dir.join("startedat")]
                     .iter()
                     .filter_map(|p| mtime(p))
                     .max();

@@ -314,7 +314,19 @@ fn route(path: &str) -> Option<Route> {
             _ => {}
         }
     }
-    None
+    // A reference with slashes in it (`sha256:../../x`): route it anyway so
+    // the client hears "invalid digest/tag" rather than "no such endpoint".
+    let i = (1..n.saturating_sub(1))
+        .find(|&i| matches!(segs[i], "blobs" | "manifests" | "referrers"))?;
+    let (name, reference) = (
+        segs[..i].join("/"),
+        percent_decode(&segs[i + 1..].join("/")),
+    );
+    Some(match segs[i] {
+        "blobs" => Route::Blob(name, reference),
+        "manifests" => Route::Manifest(name, reference),
+        _ => Route::Referrers(name, reference),
+    })
 }
 
 /// The router: `/v2/`, `/v2/_catalog`, `/healthz`, and everything under `/v2/<name>/`.
@@ -1065,6 +1077,10 @@ mod tests {
         );
         assert_eq!(route("/v2/"), None);
         assert_eq!(route("/v2/blobs/x"), None);
+        assert_eq!(
+            route("/v2/a/blobs/sha256:../../x"),
+            Some(Route::Blob("a".into(), "sha256:../../x".into()))
+        );
         assert_eq!(route("/other"), None);
     }
 

@@ -66,7 +66,7 @@ impl Store {
     pub fn start_upload(&self, name: &RepoName) -> Result<UploadId> {
         let id = UploadId::random();
         let dir = self.layout.upload_dir(name, &id);
-        fs::create_dir_all(&dir).ctx("create directory", &dir)?;
+        fsutil::create_dirs(&dir)?;
         let data = self.layout.upload_data(name, &id);
         File::create(&data).ctx("create", &data)?;
         let started = self.layout.upload_started_at(name, &id);
@@ -83,15 +83,24 @@ impl Store {
 
     /// How many bytes an upload session has received.
     pub fn upload_status(&self, name: &RepoName, id: &UploadId) -> Result<u64> {
-        if let Some(Slot::Idle(s)) = self.uploads.lock().get(&key(name, id)) {
-            return Ok(s.size);
-        }
+        // The data file is the truth (a collector may have purged the
+        // session); the cache only knows the size more cheaply.
         let data = self.layout.upload_data(name, id);
-        match fs::metadata(&data) {
-            Ok(m) if m.is_file() => Ok(m.len()),
-            Ok(_) => Err(Error::UploadUnknown(id.clone())),
-            Err(e) if is_not_found(&e) => Err(Error::UploadUnknown(id.clone())),
-            Err(e) => Err(e).ctx("stat", &data),
+        let on_disk = match fs::metadata(&data) {
+            Ok(m) if m.is_file() => m.len(),
+            Ok(_) => return Err(Error::UploadUnknown(id.clone())),
+            Err(e) if is_not_found(&e) => {
+                let mut map = self.uploads.lock();
+                if let Some(Slot::Idle(_)) = map.get(&key(name, id)) {
+                    map.remove(&key(name, id));
+                }
+                return Err(Error::UploadUnknown(id.clone()));
+            }
+            Err(e) => return Err(e).ctx("stat", &data),
+        };
+        match self.uploads.lock().get(&key(name, id)) {
+            Some(Slot::Idle(s)) => Ok(s.size),
+            _ => Ok(on_disk),
         }
     }
 
@@ -329,7 +338,7 @@ impl UploadWriter {
         let layout = &self.store.layout;
         let dir = layout.upload_hashstates(&self.name, &self.id, Algorithm::Sha256);
         let path = dir.join(h.len().to_string());
-        if fs::create_dir_all(&dir).is_err()
+        if fsutil::create_dirs(&dir).is_err()
             || fsutil::write_atomic(&layout.tmp_dir(), &path, &h.marshal()).is_err()
         {
             // Only an optimisation: a resume without it re-hashes the data.

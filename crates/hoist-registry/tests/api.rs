@@ -1,0 +1,802 @@
+//! The distribution-spec workflows against a real server over HTTP.
+
+mod common;
+
+use common::*;
+use hoist_oci::Digest;
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn base_endpoint_and_health() {
+    let dir = tmp();
+    let s = TestServer::start(dir.path()).await;
+    let r = s.req("GET", "/v2/").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("docker-distribution-api-version"),
+        Some("registry/2.0")
+    );
+    assert_eq!(s.req("GET", "/v2").await.status, 200);
+    assert_eq!(s.req("HEAD", "/v2/").await.status, 200);
+    assert_eq!(s.req("GET", "/healthz").await.status, 200);
+    let r = s.req("GET", "/v2/nothing-here").await;
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monolithic_push_then_pull_with_ranges() {
+    let dir = tmp();
+    let s = TestServer::start(dir.path()).await;
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    let d = s.push_blob("lib/app", &data).await;
+
+    let r = s.req("HEAD", &format!("/v2/lib/app/blobs/{d}")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some("1000000"));
+    assert_eq!(
+        r.header("docker-content-digest"),
+        Some(d.to_string().as_str())
+    );
+    assert!(r.body.is_empty());
+
+    let r = s.req("GET", &format!("/v2/lib/app/blobs/{d}")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.as_ref(), &data[..]);
+
+    let r = s
+        .send(
+            "GET",
+            &format!("/v2/lib/app/blobs/{d}"),
+            &[("range", "bytes=10-19")],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), Some("bytes 10-19/1000000"));
+    assert_eq!(r.body.as_ref(), &data[10..20]);
+
+    let r = s
+        .send(
+            "GET",
+            &format!("/v2/lib/app/blobs/{d}"),
+            &[("range", "bytes=999000-")],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body.as_ref(), &data[999_000..]);
+
+    let r = s
+        .send(
+            "GET",
+            &format!("/v2/lib/app/blobs/{d}"),
+            &[("range", "bytes=2000000-")],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 416);
+    assert_eq!(r.header("content-range"), Some("bytes */1000000"));
+
+    // On disk exactly where distribution puts it.
+    let hex = d.hex();
+    let data_path = dir.path().join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    ));
+    assert_eq!(std::fs::read(&data_path).unwrap(), data);
+    let link = dir.path().join(format!(
+        "docker/registry/v2/repositories/lib/app/_layers/sha256/{hex}/link"
+    ));
+    assert_eq!(std::fs::read_to_string(link).unwrap(), d.to_string());
+    // No upload left behind.
+    assert!(
+        files_under(&dir.path().join("docker/registry/v2/repositories/lib/app"))
+            .iter()
+            .all(|f| !f.starts_with("_uploads"))
+    );
+
+    // Unknown in another repository.
+    let r = s.req("GET", &format!("/v2/lib/other/blobs/{d}")).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.code(), "BLOB_UNKNOWN");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_then_put_and_chunked_patch_uploads() {
+    let dir = tmp();
+    let s = TestServer::start(dir.path()).await;
+
+    // POST then PUT with the whole body.
+    let r = s.req("POST", "/v2/a/blobs/uploads/").await;
+    assert_eq!(r.status, 202);
+    assert_eq!(r.header("range"), Some("0-0"));
+    let uuid = r.header("docker-upload-uuid").unwrap().to_owned();
+    let loc = r.header("location").unwrap().to_owned();
+    assert_eq!(loc, format!("/v2/a/blobs/uploads/{uuid}"));
+    let body = b"hello monolithic".to_vec();
+    let d = Digest::sha256(&body);
+    let r = s
+        .send("PUT", &format!("{loc}?digest={d}"), &[], body.clone())
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/v2/a/blobs/{d}").as_str())
+    );
+    assert_eq!(s.req("GET", &format!("/v2/a/blobs/{d}")).await.body, body);
+
+    // Chunked: three PATCHes with Content-Range, then an empty PUT.
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let d = Digest::sha256(&data);
+    let r = s.req("POST", "/v2/a/blobs/uploads/").await;
+    let loc = r.header("location").unwrap().to_owned();
+    let mut off = 0;
+    for chunk in data.chunks(100_000) {
+        let range = format!("{}-{}", off, off + chunk.len() - 1);
+        let r = s
+            .send(
+                "PATCH",
+                &loc,
+                &[("content-range", range.as_str())],
+                chunk.to_vec(),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        off += chunk.len();
+        assert_eq!(r.header("range"), Some(format!("0-{}", off - 1).as_str()));
+        let st = s.req("GET", &loc).await;
+        assert_eq!(st.status, 204);
+        assert_eq!(st.header("range"), Some(format!("0-{}", off - 1).as_str()));
+        assert_eq!(st.header("location"), Some(loc.as_str()));
+        assert!(st.header("docker-upload-uuid").is_some());
+        if off == 100_000 {
+            // The hash state is kept in distribution's place and format.
+            let id = st.header("docker-upload-uuid").unwrap();
+            let hs = dir.path().join(format!(
+                "docker/registry/v2/repositories/a/_uploads/{id}/hashstates/sha256/100000"
+            ));
+            assert_eq!(std::fs::read(hs).unwrap().len(), 108);
+        }
+    }
+    // Out of order and repeated chunks: 416 with the current range.
+    for range in ["0-9", "300001-300010"] {
+        let r = s
+            .send("PATCH", &loc, &[("content-range", range)], vec![0u8; 10])
+            .await;
+        assert_eq!(r.status, 416, "{range}");
+        assert_eq!(r.header("range"), Some("0-299999"));
+    }
+    let r = s.send("PUT", &format!("{loc}?digest={d}"), &[], "").await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(s.req("GET", &format!("/v2/a/blobs/{d}")).await.body, data);
+    // The session is gone.
+    assert_eq!(s.req("GET", &loc).await.status, 404);
+    assert_eq!(s.req("GET", &loc).await.code(), "BLOB_UPLOAD_UNKNOWN");
+
+    // PATCH without Content-Range (streamed), then cancel.
+    let r = s.req("POST", "/v2/a/blobs/uploads/").await;
+    let loc = r.header("location").unwrap().to_owned();
+    assert_eq!(s.send("PATCH", &loc, &[], vec![1u8; 5]).await.status, 202);
+    assert_eq!(s.req("DELETE", &loc).await.status, 204);
+    assert_eq!(s.req("GET", &loc).await.status, 404);
+    assert_eq!(s.req("DELETE", &loc).await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_mismatch_commits_nothing() {
+    let dir = tmp();
+    let s = TestServer::start(dir.path()).await;
+    let wrong = Digest::sha256(b"something else");
+    let r = s
+        .send(
+            "POST",
+            &format!("/v2/a/blobs/uploads/?digest={wrong}"),
+            &[],
+            b"actual".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.code(), "DIGEST_INVALID");
+    let r = s.req("POST", "/v2/a/blobs/uploads/").await;
+    let loc = r.header("location").unwrap().to_owned();
+    let r = s
+        .send(
+            "PUT",
+            &format!("{loc}?digest={wrong}"),
+            &[],
+            b"actual".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.code(), "DIGEST_INVALID");
+    let base = dir.path().join("docker/registry/v2");
+    assert!(files_under(&base.join("blobs")).is_empty());
+    assert!(files_under(&base.join("repositories")).is_empty());
+    assert_eq!(
+        s.req("HEAD", &format!("/v2/a/blobs/{wrong}")).await.status,
+        404
+    );
+    let actual = Digest::sha256(b"actual");
+    assert_eq!(
+        s.req("HEAD", &format!("/v2/a/blobs/{actual}")).await.status,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifests_by_tag_and_digest() {
+    let dir = tmp();
+    let s = TestServer::start(dir.path()).await;
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let layer = b"layer data".repeat(10);
+    let cd = Digest::sha256(config);
+    let ld = Digest::sha256(&layer);
+    let m = schema2((&cd, config.len()), &[(&ld, layer.len())]);
+    let md = Digest::sha256(&m);
+
+    // Blobs not pushed yet.
+    let r = s.put_manifest("r", "v1", DOCKER_MANIFEST, &m).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.code(), "MANIFEST_BLOB_UNKNOWN");
+    // Pushed to another repository only: still unknown here.
+    s.push_blob("elsewhere", config).await;
+    s.push_blob("elsewhere", &layer).await;
+    assert_eq!(
+        s.put_manifest("r", "v1", DOCKER_MANIFEST, &m).await.code(),
+        "MANIFEST_BLOB_UNKNOWN"
+    );
+
+    s.push_blob("r", config).await;
+    s.push_blob("r", &layer).await;
+    let r = s.put_manifest("r", "v1", DOCKER_MANIFEST, &m).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        r.header("docker-content-digest"),
+        Some(md.to_string().as_str())
+    );
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/v2/r/manifests/{md}").as_str())
+    );
+
+    for reference in ["v1".to_owned(), md.to_string()] {
+        let r = s.req("GET", &format!("/v2/r/manifests/{reference}")).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.as_ref(), &m[..]);
+        assert_eq!(r.header("content-type"), Some(DOCKER_MANIFEST));
+        assert_eq!(
+            r.header("docker-content-digest"),
+            Some(md.to_string().as_str())
+        );
+        let h = s.req("HEAD", &format!("/v2/r/manifests/{reference}")).await;
+        assert_eq!(h.status, 200);
+        assert_eq!(
+            h.header("content-length"),
+            Some(m.len().to_string().as_str())
+        );
+        assert!(h.body.is_empty());
+    }
+    // A manifest can be fetched through the blobs endpoint too.
+    assert_eq!(
+        s.req("GET", &format!("/v2/r/blobs/{md}"))
+            .await
+            .body
+            .as_ref(),
+        &m[..]
+    );
+
+    // PUT by digest: must match.
+    let r = s
+        .put_manifest("r", &md.to_string(), DOCKER_MANIFEST, &m)
+        .await;
+    assert_eq!(r.status, 201);
+    let r = s
+        .put_manifest("r", &cd.to_string(), DOCKER_MANIFEST, &m)
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.code(), "DIGEST_INVALID");
+
+    // Content-Type disagreeing with the document.
+    let r = s.put_manifest("r", "bad", OCI_MANIFEST, &m).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.code(), "MANIFEST_INVALID");
+    for junk in [
+        &b"not json"[..],
+        br#"{"schemaVersion":1}"#,
+        br#"{"schemaVersion":2,"mediaType":"application/vnd.example"}"#,
+    ] {
+        let r = s.put_manifest("r", "bad", "application/json", junk).await;
+        assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(junk));
+        assert_eq!(r.code(), "MANIFEST_INVALID");
+    }
+
+    // On-disk layout.
+    let repo = dir
+        .path()
+        .join("docker/registry/v2/repositories/r/_manifests");
+    let link = |p: &str| std::fs::read_to_string(repo.join(p)).unwrap();
+    assert_eq!(
+        link(&format!("revisions/sha256/{}/link", md.hex())),
+        md.to_string()
+    );
+    assert_eq!(link("tags/v1/current/link"), md.to_string());
+    assert_eq!(
+        link(&format!("tags/v1/index/sha256/{}/link", md.hex())),
+        md.to_string()
+    );
+
+    // Unknown.
+    let r = s.req("GET", "/v2/r/manifests/nope").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.code(), "MANIFEST_UNKNOWN");
+    let r = s.req("GET", &format!("/v2/r/manifests/{cd}")).await;
+    assert_eq!(r.code(), "MANIFEST_UNKNOWN");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oci_index_and_manifest_list_need_their_children() {
+    let dir = tmp();
+    let s = TestServer::start(dir.path()).await;
+    let (d1, m1) = push_image(&s, "multi", "amd64", "one").await;
+    let missing = Digest::sha256(b"a child never pushed");
+    for mt in [OCI_INDEX, DOCKER_LIST] {
+        let bad = index(
+            mt,
+            &[
+                (&d1, m1.len(), DOCKER_MANIFEST),
+                (&missing, 10, DOCKER_MANIFEST),
+            ],
+        );
+        let r = s.put_manifest("multi", "latest", mt, &bad).await;
+        assert_eq!(r.status, 400);
+        assert_eq!(r.code(), "MANIFEST_BLOB_UNKNOWN");
+        let good = index(mt, &[(&d1, m1.len(), DOCKER_MANIFEST)]);
+        let r = s.put_manifest("multi", "latest", mt, &good).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let r = s.req("GET", "/v2/multi/manifests/latest").await;
+        assert_eq!(r.header("content-type"), Some(mt));
+        assert_eq!(r.body.as_ref(), &good[..]);
+    }
+    // An index without mediaType is served as an OCI index (its shape says so).
+    let bare = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{ "mediaType": DOCKER_MANIFEST, "digest": d1.to_string(), "size": m1.len() }]
+    }))
+    .unwrap();
+    let r = s.put_manifest("multi", "bare", OCI_INDEX, &bare).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = s.req("GET", "/v2/multi/manifests/bare").await;
+    assert_eq!(r.header("content-type"), Some(OCI_INDEX));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_list_paginates() {
+    let dir = tmp();
+    let s = TestServer::start(dir.path()).await;
+    let (_, m) = push_image(&s, "t", "a", "x").await;
+    for tag in ["b", "c", "d", "e"] {
+        assert_eq!(
+            s.put_manifest("t", tag, DOCKER_MANIFEST, &m).await.status,
+            201
+        );
+    }
+    let r = s.req("GET", "/v2/t/tags/list").await;
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"name": "t", "tags": ["a", "b", "c", "d", "e"]})
+    );
+    assert!(r.header("link").is_none());
+
+    let r = s.req("GET", "/v2/t/tags/list?n=2").await;
+    assert_eq!(r.json()["tags"], serde_json::json!(["a", "b"]));
+    assert_eq!(
+        r.header("link"),
+        Some("</v2/t/tags/list?n=2&last=b>; rel=\"next\"")
+    );
+    let r = s.req("GET", "/v2/t/tags/list?n=2&last=b").await;
+    assert_eq!(r.json()["tags"], serde_json::json!(["c", "d"]));
+    let r = s.req("GET", "/v2/t/tags/list?n=2&last=d").await;
+    assert_eq!(r.json()["tags"], serde_json::json!(["e"]));
+    assert!(r.header("link").is_none());
+    let r = s.req("GET", "/v2/t/tags/list?n=0").await;
+    assert_eq!(r.json()["tags"], serde_json::json!([]));
+    let r = s.req("GET", "/v2/t/tags/list?n=10000000").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["tags"].as_array().unwrap().len(), 5);
+    let r = s.req("GET", "/v2/t/tags/list?n=-1").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.code(), "PAGINATION_NUMBER_INVALID");
+    let r = s.req("GET", "/v2/unknown/tags/list").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.code(), "NAME_UNKNOWN");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_paginates_in_distribution_order() {
+    let dir = tmp();
+    let s = TestServer::start(dir.path()).await;
+    for repo in ["b", "a", "a/b", "a-b", "c/d/e"] {
+        push_image(&s, repo, "latest", repo).await;
+    }
+    // A repository with only an upload in progress is not listed.
+    s.req("POST", "/v2/zz/blobs/uploads/").await;
+    let r = s.req("GET", "/v2/_catalog").await;
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"repositories": ["a", "a/b", "a-b", "b", "c/d/e"]})
+    );
+    let r = s.req("GET", "/v2/_catalog?n=2").await;
+    assert_eq!(r.json()["repositories"], serde_json::json!(["a", "a/b"]));
+    assert_eq!(
+        r.header("link"),
+        Some("</v2/_catalog?n=2&last=a%2Fb>; rel=\"next\"")
+    );
+    let r = s.req("GET", "/v2/_catalog?n=2&last=a%2Fb").await;
+    assert_eq!(r.json()["repositories"], serde_json::json!(["a-b", "b"]));
+    let r = s.req("GET", "/v2/_catalog?n=2&last=b").await;
+    assert_eq!(r.json()["repositories"], serde_json::json!(["c/d/e"]));
+    assert!(r.header("link").is_none());
+    assert_eq!(s.req("GET", "/v2/_catalog?n=99999999").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_tag_alone_manifest_and_blob() {
+    let dir = tmp();
+    let s = TestServer::start(dir.path()).await;
+    let (d, m) = push_image(&s, "del", "one", "x").await;
+    assert_eq!(
+        s.put_manifest("del", "two", DOCKER_MANIFEST, &m)
+            .await
+            .status,
+        201
+    );
+
+    // Deleting a tag leaves the manifest and other tags.
+    let r = s.req("DELETE", "/v2/del/manifests/one").await;
+    assert_eq!(r.status, 202);
+    assert_eq!(s.req("GET", "/v2/del/manifests/one").await.status, 404);
+    assert_eq!(
+        s.req("GET", &format!("/v2/del/manifests/{d}")).await.status,
+        200
+    );
+    assert_eq!(s.req("GET", "/v2/del/manifests/two").await.status, 200);
+    assert_eq!(
+        s.req("GET", "/v2/del/tags/list").await.json()["tags"],
+        serde_json::json!(["two"])
+    );
+    assert_eq!(s.req("DELETE", "/v2/del/manifests/one").await.status, 404);
+
+    // Deleting by digest removes the tags pointing at it.
+    assert_eq!(
+        s.req("DELETE", &format!("/v2/del/manifests/{d}"))
+            .await
+            .status,
+        202
+    );
+    assert_eq!(
+        s.req("GET", &format!("/v2/del/manifests/{d}")).await.status,
+        404
+    );
+    assert_eq!(s.req("GET", "/v2/del/manifests/two").await.status, 404);
+    assert_eq!(
+        s.req("GET", "/v2/del/tags/list").await.json()["tags"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        s.req("DELETE", &format!("/v2/del/manifests/{d}"))
+            .await
+            .status,
+        404
+    );
+
+    // Blob delete unlinks it from the repository.
+    let b = s.push_blob("del", b"blob to delete").await;
+    assert_eq!(
+        s.req("DELETE", &format!("/v2/del/blobs/{b}")).await.status,
+        202
+    );
+    assert_eq!(
+        s.req("HEAD", &format!("/v2/del/blobs/{b}")).await.status,
+        404
+    );
+    let r = s.req("DELETE", &format!("/v2/del/blobs/{b}")).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.code(), "BLOB_UNKNOWN");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_disabled_and_read_only() {
+    let dir = tmp();
+    {
+        let s = TestServer::start(dir.path()).await;
+        push_image(&s, "ro", "latest", "x").await;
+        s.stop().await;
+    }
+    let s = TestServer::start_with(dir.path(), |c| c.delete_enabled = false).await;
+    let r = s.req("DELETE", "/v2/ro/manifests/latest").await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.code(), "UNSUPPORTED");
+    s.stop().await;
+
+    let s = TestServer::start_with(dir.path(), |c| c.read_only = true).await;
+    assert_eq!(s.req("GET", "/v2/ro/manifests/latest").await.status, 200);
+    for (m, p) in [
+        ("POST", "/v2/ro/blobs/uploads/"),
+        ("PUT", "/v2/ro/manifests/x"),
+        ("DELETE", "/v2/ro/manifests/latest"),
+    ] {
+        let r = s.req(m, p).await;
+        assert_eq!(r.status, 405, "{m} {p}");
+        assert_eq!(r.code(), "UNSUPPORTED");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_repository_mount() {
+    let dir = tmp();
+    let s = TestServer::start(dir.path()).await;
+    let d = s.push_blob("src", b"shared layer").await;
+    let r = s
+        .req(
+            "POST",
+            &format!("/v2/dst/blobs/uploads/?mount={d}&from=src"),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/v2/dst/blobs/{d}").as_str())
+    );
+    assert_eq!(
+        r.header("docker-content-digest"),
+        Some(d.to_string().as_str())
+    );
+    assert_eq!(
+        s.req("GET", &format!("/v2/dst/blobs/{d}"))
+            .await
+            .body
+            .as_ref(),
+        b"shared layer"
+    );
+
+    // From a repository that lacks it: an ordinary upload session instead.
+    let r = s
+        .req(
+            "POST",
+            &format!("/v2/dst2/blobs/uploads/?mount={d}&from=nothere"),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    assert!(r.header("docker-upload-uuid").is_some());
+
+    // Without `from`: mounted from wherever the registry has it.
+    let r = s
+        .req("POST", &format!("/v2/dst3/blobs/uploads/?mount={d}"))
+        .await;
+    assert_eq!(r.status, 201);
+    let unknown = Digest::sha256(b"unknown");
+    let r = s
+        .req("POST", &format!("/v2/dst3/blobs/uploads/?mount={unknown}"))
+        .await;
+    assert_eq!(r.status, 202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referrers_api_with_subject_and_filter() {
+    let dir = tmp();
+    let s = TestServer::start(dir.path()).await;
+    let (subject, sm) = push_image(&s, "app", "v1", "img").await;
+    let empty = s.push_blob("app", b"{}").await;
+    let sig = s.push_blob("app", b"signature bytes").await;
+    let sbom = s.push_blob("app", b"sbom bytes").await;
+
+    let a1 = oci_manifest(
+        (&empty, 2, "application/vnd.oci.empty.v1+json"),
+        &[(&sig, 15)],
+        Some((&subject, sm.len())),
+        Some("application/vnd.example.sig"),
+    );
+    let r = s
+        .put_manifest("app", &Digest::sha256(&a1).to_string(), OCI_MANIFEST, &a1)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("oci-subject"), Some(subject.to_string().as_str()));
+
+    // No artifactType: the config's media type stands in.
+    let a2 = oci_manifest(
+        (&empty, 2, "application/vnd.example.sbom+json"),
+        &[(&sbom, 10)],
+        Some((&subject, sm.len())),
+        None,
+    );
+    let r = s
+        .put_manifest("app", &Digest::sha256(&a2).to_string(), OCI_MANIFEST, &a2)
+        .await;
+    assert_eq!(r.status, 201);
+
+    // A subject that does not exist (yet) is fine.
+    let ghost = Digest::sha256(b"ghost");
+    let a3 = oci_manifest(
+        (&empty, 2, "application/vnd.oci.empty.v1+json"),
+        &[],
+        Some((&ghost, 5)),
+        Some("application/vnd.example.sig"),
+    );
+    assert_eq!(
+        s.put_manifest("app", "a3", OCI_MANIFEST, &a3).await.status,
+        201
+    );
+
+    let r = s.req("GET", &format!("/v2/app/referrers/{subject}")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some(OCI_INDEX));
+    let idx = r.json();
+    assert_eq!(idx["schemaVersion"], 2);
+    assert_eq!(idx["mediaType"], OCI_INDEX);
+    let ms = idx["manifests"].as_array().unwrap();
+    assert_eq!(ms.len(), 2);
+    let by_type = |t: &str| ms.iter().find(|m| m["artifactType"] == t).cloned().unwrap();
+    let m1 = by_type("application/vnd.example.sig");
+    assert_eq!(m1["digest"], Digest::sha256(&a1).to_string());
+    assert_eq!(m1["size"], a1.len());
+    assert_eq!(m1["mediaType"], OCI_MANIFEST);
+    assert_eq!(
+        m1["annotations"]["org.example.kind"],
+        "application/vnd.example.sig"
+    );
+    by_type("application/vnd.example.sbom+json");
+
+    for q in [
+        "application/vnd.example.sig",
+        "application%2Fvnd.example.sig",
+    ] {
+        let r = s
+            .req(
+                "GET",
+                &format!("/v2/app/referrers/{subject}?artifactType={q}"),
+            )
+            .await;
+        assert_eq!(r.header("oci-filters-applied"), Some("artifactType"));
+        let ms = r.json()["manifests"].as_array().unwrap().clone();
+        assert_eq!(ms.len(), 1);
+        assert_eq!(ms[0]["digest"], Digest::sha256(&a1).to_string());
+    }
+    let r = s
+        .req(
+            "GET",
+            &format!("/v2/app/referrers/{subject}?artifactType=application/vnd.example.sbom+json"),
+        )
+        .await;
+    assert_eq!(r.json()["manifests"].as_array().unwrap().len(), 1);
+
+    // None for an unrelated digest; bad digest is 400.
+    let r = s
+        .req(
+            "GET",
+            &format!("/v2/app/referrers/{}", Digest::sha256(b"x")),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["manifests"], serde_json::json!([]));
+    let r = s.req("GET", "/v2/app/referrers/sha256:nothex").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.code(), "DIGEST_INVALID");
+
+    // Deleting a referrer removes it from the list.
+    let d1 = Digest::sha256(&a1);
+    assert_eq!(
+        s.req("DELETE", &format!("/v2/app/manifests/{d1}"))
+            .await
+            .status,
+        202
+    );
+    let r = s.req("GET", &format!("/v2/app/referrers/{subject}")).await;
+    assert_eq!(r.json()["manifests"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_sessions_survive_a_restart() {
+    let dir = tmp();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 199) as u8).collect();
+    let d = Digest::sha256(&data);
+    let loc;
+    {
+        let s = TestServer::start(dir.path()).await;
+        let r = s.req("POST", "/v2/restart/blobs/uploads/").await;
+        loc = r.header("location").unwrap().to_owned();
+        let r = s
+            .send(
+                "PATCH",
+                &loc,
+                &[("content-range", "0-99999")],
+                data[..100_000].to_vec(),
+            )
+            .await;
+        assert_eq!(r.status, 202);
+        s.stop().await;
+    }
+    let s = TestServer::start(dir.path()).await;
+    let st = s.req("GET", &loc).await;
+    assert_eq!(st.status, 204);
+    assert_eq!(st.header("range"), Some("0-99999"));
+    let r = s
+        .send(
+            "PATCH",
+            &loc,
+            &[("content-range", "100000-199999")],
+            data[100_000..].to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let r = s.send("PUT", &format!("{loc}?digest={d}"), &[], "").await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        s.req("GET", &format!("/v2/restart/blobs/{d}")).await.body,
+        data
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_resumes_without_hash_state() {
+    // A session whose hash state is missing (say docker-registry wrote it
+    // without one) is re-hashed from its data.
+    let dir = tmp();
+    let data = b"resumable data without state".repeat(1000);
+    let d = Digest::sha256(&data);
+    let loc;
+    {
+        let s = TestServer::start(dir.path()).await;
+        let r = s.req("POST", "/v2/nohs/blobs/uploads/").await;
+        loc = r.header("location").unwrap().to_owned();
+        s.send("PATCH", &loc, &[], data[..5000].to_vec()).await;
+        s.stop().await;
+    }
+    let uploads = dir
+        .path()
+        .join("docker/registry/v2/repositories/nohs/_uploads");
+    for id in std::fs::read_dir(&uploads).unwrap() {
+        std::fs::remove_dir_all(id.unwrap().path().join("hashstates")).unwrap();
+    }
+    let s = TestServer::start(dir.path()).await;
+    s.send("PATCH", &loc, &[], data[5000..].to_vec()).await;
+    let r = s.send("PUT", &format!("{loc}?digest={d}"), &[], "").await;
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sha512_blobs() {
+    let dir = tmp();
+    let s = TestServer::start(dir.path()).await;
+    let data = b"sha512 content";
+    let mut h = hoist_oci::Digester::new(hoist_oci::Algorithm::Sha512);
+    h.update(data);
+    let d = h.finish();
+    let r = s
+        .send(
+            "POST",
+            &format!("/v2/x/blobs/uploads/?digest={d}"),
+            &[],
+            data.to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        s.req("GET", &format!("/v2/x/blobs/{d}"))
+            .await
+            .body
+            .as_ref(),
+        data
+    );
+    assert!(dir
+        .path()
+        .join(format!(
+            "docker/registry/v2/blobs/sha512/{}/{}/data",
+            &d.hex()[..2],
+            d.hex()
+        ))
+        .is_file());
+}

@@ -1,0 +1,307 @@
+//! Garbage collection: what it keeps, what it deletes, and that it is safe
+//! while pushes go on.
+
+mod common;
+
+use common::*;
+use hoist_oci::Digest;
+use hoist_registry::gc::{collect, GcOptions};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Ages every file under `root` by an hour, as if pushed long ago.
+fn age_everything(root: &Path) {
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    for f in files_under(root) {
+        let f = std::fs::File::open(root.join(f)).unwrap();
+        f.set_modified(old).unwrap();
+    }
+}
+
+fn blob_exists(root: &Path, d: &Digest) -> bool {
+    root.join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{}/data",
+        &d.hex()[..2],
+        d.hex()
+    ))
+    .is_file()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_unreferenced_blobs_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let s = TestServer::start(root).await;
+    let (kept, km) = push_image(&s, "a", "latest", "kept").await;
+    let (untagged, _) = push_image(&s, "a", "gone", "untagged").await;
+    assert_eq!(s.req("DELETE", "/v2/a/manifests/gone").await.status, 202);
+    let lonely = s.push_blob("a", b"nobody references me").await;
+    let fresh_before = s.push_blob("a", b"pushed just now").await;
+    age_everything(root);
+    let fresh = s.push_blob("a", b"pushed after aging").await;
+    // Re-pushing an existing blob refreshes it too.
+    s.push_blob("a", b"pushed just now").await;
+
+    let dry = collect(
+        root,
+        &GcOptions {
+            dry_run: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(dry.blobs_deleted.len(), 1, "{dry:?}");
+    assert_eq!(dry.blobs_deleted[0].0, lonely);
+    assert!(blob_exists(root, &lonely), "dry run deleted");
+
+    let rep = collect(root, &GcOptions::default()).unwrap();
+    assert_eq!(rep.repositories, 1);
+    assert_eq!(
+        rep.blobs_deleted.iter().map(|b| &b.0).collect::<Vec<_>>(),
+        [&lonely]
+    );
+    assert_eq!(rep.bytes_freed(), 20);
+    assert!(rep.manifests_deleted.is_empty());
+    assert!(!blob_exists(root, &lonely));
+    assert!(blob_exists(root, &fresh));
+    assert!(blob_exists(root, &fresh_before));
+    assert!(
+        blob_exists(root, &untagged),
+        "untagged manifests stay without --delete-untagged"
+    );
+    assert_eq!(
+        s.req("GET", &format!("/v2/a/manifests/{untagged}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        s.req("GET", "/v2/a/manifests/latest").await.body.as_ref(),
+        &km[..]
+    );
+    assert_eq!(
+        s.req("HEAD", &format!("/v2/a/blobs/{lonely}")).await.status,
+        404
+    );
+    // The dangling layer link went with it.
+    assert!(!root
+        .join(format!(
+            "docker/registry/v2/repositories/a/_layers/sha256/{}",
+            lonely.hex()
+        ))
+        .exists());
+    let _ = kept;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_untagged_keeps_index_children_and_referrers() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let s = TestServer::start(root).await;
+    // Children pushed by digest only, then an index tagged.
+    let (c1, m1) = push_image(&s, "m", "tmp1", "child1").await;
+    let (c2, m2) = push_image(&s, "m", "tmp2", "child2").await;
+    s.req("DELETE", "/v2/m/manifests/tmp1").await;
+    s.req("DELETE", "/v2/m/manifests/tmp2").await;
+    let idx = index(
+        OCI_INDEX,
+        &[
+            (&c1, m1.len(), DOCKER_MANIFEST),
+            (&c2, m2.len(), DOCKER_MANIFEST),
+        ],
+    );
+    assert_eq!(
+        s.put_manifest("m", "multi", OCI_INDEX, &idx).await.status,
+        201
+    );
+    // A signature of the index (a referrer, untagged).
+    let empty = s.push_blob("m", b"{}").await;
+    let sigl = s.push_blob("m", b"sig").await;
+    let sig = oci_manifest(
+        (&empty, 2, "application/vnd.oci.empty.v1+json"),
+        &[(&sigl, 3)],
+        Some((&Digest::sha256(&idx), idx.len())),
+        Some("application/vnd.example.sig"),
+    );
+    let sigd = Digest::sha256(&sig);
+    assert_eq!(
+        s.put_manifest("m", &sigd.to_string(), OCI_MANIFEST, &sig)
+            .await
+            .status,
+        201
+    );
+    // An untagged image with a layer of its own.
+    let (orphan, om) = push_image(&s, "m", "old", "orphan").await;
+    s.req("DELETE", "/v2/m/manifests/old").await;
+    let orphan_layer = {
+        let doc: serde_json::Value = serde_json::from_slice(&om).unwrap();
+        doc["layers"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .parse::<Digest>()
+            .unwrap()
+    };
+    age_everything(root);
+
+    let rep = collect(
+        root,
+        &GcOptions {
+            delete_untagged: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(rep.manifests_deleted, [("m".to_owned(), orphan.clone())]);
+    for d in [&c1, &c2, &sigd, &sigl, &Digest::sha256(&idx)] {
+        assert!(blob_exists(root, d), "{d} deleted");
+    }
+    assert!(!blob_exists(root, &orphan));
+    assert!(!blob_exists(root, &orphan_layer));
+    assert_eq!(s.req("GET", "/v2/m/manifests/multi").await.status, 200);
+    assert_eq!(
+        s.req("GET", &format!("/v2/m/manifests/{c1}")).await.status,
+        200
+    );
+    assert_eq!(
+        s.req("GET", &format!("/v2/m/manifests/{orphan}"))
+            .await
+            .status,
+        404
+    );
+    let r = s
+        .req("GET", &format!("/v2/m/referrers/{}", Digest::sha256(&idx)))
+        .await;
+    assert_eq!(r.json()["manifests"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_uploads_are_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let s = TestServer::start(root).await;
+    let old = s.req("POST", "/v2/u/blobs/uploads/").await;
+    age_everything(root);
+    let new = s.req("POST", "/v2/u/blobs/uploads/").await;
+    let rep = collect(
+        root,
+        &GcOptions {
+            upload_max_age: Duration::from_secs(600),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(rep.uploads_purged, 1);
+    assert_eq!(
+        s.req("GET", old.header("location").unwrap()).await.status,
+        404
+    );
+    assert_eq!(
+        s.req("GET", new.header("location").unwrap()).await.status,
+        204
+    );
+}
+
+/// Pushes race a collector that runs over and over. Pushers reuse old blobs
+/// nothing references (the case that loses data in distribution#3045): they
+/// mount them, or upload them again when the mount finds them gone, and
+/// retry a manifest PUT that finds a blob gone. Every manifest that was
+/// accepted must have all its blobs afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collection_during_pushes_never_loses_a_referenced_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let s = Arc::new(TestServer::start(&root).await);
+    let base: Vec<Vec<u8>> = (0..12)
+        .map(|i| format!("base layer {i}").repeat(50).into_bytes())
+        .collect();
+    for b in &base {
+        s.push_blob("base", b).await;
+    }
+    age_everything(&root);
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Stops the collector loop even when a pusher panics.
+    struct StopOnDrop(Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let _guard = StopOnDrop(stop.clone());
+    let gc = {
+        let (root, stop) = (root.clone(), stop.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut runs = 0;
+            let mut deleted = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || runs < 3 {
+                deleted += collect(&root, &GcOptions::default())
+                    .unwrap()
+                    .blobs_deleted
+                    .len();
+                runs += 1;
+            }
+            (runs, deleted)
+        })
+    };
+    let mut pushers = Vec::new();
+    for p in 0..4 {
+        let (s, base) = (s.clone(), base.clone());
+        pushers.push(tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            for i in 0..6 {
+                let repo = format!("app{p}");
+                let layer = &base[(p * 6 + i) % base.len()];
+                let ld = Digest::sha256(layer);
+                let config =
+                    format!(r#"{{"rootfs":{{"type":"layers","diff_ids":[]}},"p":{p},"i":{i}}}"#);
+                let m = schema2(
+                    (&Digest::sha256(config.as_bytes()), config.len()),
+                    &[(&ld, layer.len())],
+                );
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    assert!(tries < 20, "push never succeeded");
+                    let r = s
+                        .req(
+                            "POST",
+                            &format!("/v2/{repo}/blobs/uploads/?mount={ld}&from=base"),
+                        )
+                        .await;
+                    if r.status != 201 {
+                        s.push_blob(&repo, layer).await;
+                    }
+                    s.push_blob(&repo, config.as_bytes()).await;
+                    let r = s
+                        .put_manifest(&repo, &format!("t{i}"), DOCKER_MANIFEST, &m)
+                        .await;
+                    if r.status == 201 {
+                        accepted.push((repo.clone(), m.clone(), ld.clone(), layer.clone()));
+                        break;
+                    }
+                    assert_eq!(r.code(), "MANIFEST_BLOB_UNKNOWN", "{}", r.text());
+                }
+            }
+            accepted
+        }));
+    }
+    let mut accepted = Vec::new();
+    for p in pushers {
+        accepted.extend(p.await.unwrap());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (runs, _) = gc.await.unwrap();
+    assert!(runs >= 3);
+    // Once more, after everything: still nothing referenced may go.
+    collect(&root, &GcOptions::default()).unwrap();
+    assert_eq!(accepted.len(), 24);
+    for (repo, m, ld, layer) in accepted {
+        let md = Digest::sha256(&m);
+        let r = s.req("GET", &format!("/v2/{repo}/manifests/{md}")).await;
+        assert_eq!(r.status, 200);
+        let r = s.req("GET", &format!("/v2/{repo}/blobs/{ld}")).await;
+        assert_eq!(r.status, 200, "{repo}: layer {ld} lost");
+        assert_eq!(r.body.as_ref(), &layer[..]);
+    }
+}
