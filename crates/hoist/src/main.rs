@@ -36,6 +36,10 @@ enum Command {
     Rmi(cmd::rmi::Args),
     /// Show low-level information on images.
     Inspect(cmd::inspect::Args),
+    /// Serve an OCI registry from --root (distribution's rootdirectory layout).
+    Serve(cmd::serve::Args),
+    /// Maintain a registry directory (garbage collection).
+    Registry(cmd::registry::Args),
     /// Show the history of an image.
     History(cmd::history::Args),
     /// Import the contents from a tarball to create a filesystem image.
@@ -80,6 +84,8 @@ fn main() -> ExitCode {
         Command::Tag(a) => cmd::tag::run(&ctx, a),
         Command::Rmi(a) => cmd::rmi::run(&ctx, a),
         Command::Inspect(a) => cmd::inspect::run(&ctx, a),
+        Command::Serve(a) => cmd::serve::run(&ctx, a),
+        Command::Registry(a) => cmd::registry::run(&ctx, a),
         Command::History(a) => cmd::history::run(&ctx, a),
         Command::Import(a) => cmd::import::run(&ctx, a),
         Command::Image(a) => cmd::image::run(&ctx, a),

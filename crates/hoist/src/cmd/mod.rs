@@ -8,9 +8,11 @@ pub mod images;
 pub mod import;
 pub mod inspect;
 pub mod load;
+pub mod registry;
 pub mod prune;
 pub mod rmi;
 pub mod save;
+pub mod serve;
 pub mod system;
 pub mod tag;
 
