@@ -556,7 +556,13 @@ fn run_jobs(
             });
         }
     });
-    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    // The error that stopped the others, not the first job it kept from running.
+    if let Some(i) = results.iter().position(|r| matches!(r, Some(Err(_)))) {
+        if let Some(Err(e)) = results.swap_remove(i) {
+            return Err(e);
+        }
+    }
     let mut out = Vec::with_capacity(n);
     for r in results {
         match r {
