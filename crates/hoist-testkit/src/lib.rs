@@ -124,7 +124,10 @@ pub fn docker() -> Docker {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/docker"));
     if !cli.exists() {
-        panic!("docker client {} not found: {RUN_UNDER_SCRIPT}", cli.display());
+        panic!(
+            "docker client {} not found: {RUN_UNDER_SCRIPT}",
+            cli.display()
+        );
     }
     Docker { cli, host }
 }
@@ -177,10 +180,13 @@ impl Docker {
         S: AsRef<OsStr>,
     {
         let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
-        self.command()
-            .args(&args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot start {} {}: {e}", self.cli.display(), display_args(&args)))
+        self.command().args(&args).output().unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} {}: {e}",
+                self.cli.display(),
+                display_args(&args)
+            )
+        })
     }
 
     /// Runs `docker ARGS…`, panics (showing stderr) unless it succeeds, and
@@ -285,7 +291,11 @@ impl Docker {
     pub fn assert_runs_app(&self, image: &str) {
         let out = self.run_image(image, std::iter::empty::<&str>());
         let stdout = assert_success(&format!("docker run --rm {image}"), &out);
-        assert_eq!(stdout.trim(), APP_OUTPUT, "docker run --rm {image} printed the wrong thing");
+        assert_eq!(
+            stdout.trim(),
+            APP_OUTPUT,
+            "docker run --rm {image} printed the wrong thing"
+        );
     }
 }
 
@@ -365,7 +375,13 @@ where
     hoist_command(bin, root)
         .args(&args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot start {} {}: {e}", bin.display(), display_args(&args)))
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} {}: {e}",
+                bin.display(),
+                display_args(&args)
+            )
+        })
 }
 
 /// A temporary directory to use as `HOIST_ROOT`, removed on drop, with the
@@ -394,7 +410,10 @@ impl TempStore {
             .prefix("hoist-store-")
             .tempdir()
             .expect("create temporary HOIST_ROOT");
-        TempStore { dir, bin: bin.into() }
+        TempStore {
+            dir,
+            bin: bin.into(),
+        }
     }
 
     /// The `HOIST_ROOT` directory. It exists (empty); hoist decides what goes
@@ -586,7 +605,12 @@ impl Registry {
                     break;
                 }
                 if http_status(&addr, "/v2/") == Some(200) {
-                    return Registry { child, addr, root, _dir: dir };
+                    return Registry {
+                        child,
+                        addr,
+                        root,
+                        _dir: dir,
+                    };
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -624,7 +648,11 @@ impl Drop for Registry {
 pub fn http_status(addr: &str, path: &str) -> Option<u16> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = [0u8; 64];
     let mut n = 0;
     while n < 12 {
@@ -653,7 +681,11 @@ mod tests {
 
     #[test]
     fn http_status_of_closed_port_is_none() {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         assert_eq!(http_status(&format!("127.0.0.1:{port}"), "/"), None);
     }
 }

@@ -15,7 +15,10 @@ fn fixture_images_run_in_the_private_dockerd() {
     let layers = app["RootFS"]["Layers"].as_array().expect("RootFS.Layers");
     assert!(layers.len() >= 3, "{APP_IMAGE} has {} layers", layers.len());
     let base = docker.inspect(BASE_IMAGE);
-    assert_eq!(base["RootFS"]["Layers"][0], layers[0], "app is built on base");
+    assert_eq!(
+        base["RootFS"]["Layers"][0], layers[0],
+        "app is built on base"
+    );
 }
 
 #[test]
@@ -29,14 +32,19 @@ fn docker_save_rmi_load_keeps_the_image_id() {
     docker.rmi(&img);
     assert!(!docker.has_image(&img));
     let out = docker.load(&archive);
-    assert!(out.contains(&format!("Loaded image: {img}")), "docker load said: {out}");
+    assert!(
+        out.contains(&format!("Loaded image: {img}")),
+        "docker load said: {out}"
+    );
     assert_eq!(docker.image_id(&img), id);
     docker.assert_runs_app(&img);
     docker.rmi(&img);
 }
 
 fn run_ok(what: &str, cmd: &mut std::process::Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
     assert_success(what, &out)
 }
 
@@ -85,9 +93,18 @@ fn skopeo_registry_umoci_and_crun_take_the_app_image() {
     );
     let rootfs = bundle.join("rootfs");
     assert!(!rootfs.join("data/gone").exists(), "whiteout not applied");
-    assert!(!rootfs.join("data/old/f").exists(), "opaque directory not applied");
-    assert_eq!(std::fs::read_link(rootfs.join("data/link")).unwrap(), Path::new("keep"));
-    assert_eq!(std::fs::read_to_string(rootfs.join("data/hard")).unwrap(), "keep\n");
+    assert!(
+        !rootfs.join("data/old/f").exists(),
+        "opaque directory not applied"
+    );
+    assert_eq!(
+        std::fs::read_link(rootfs.join("data/link")).unwrap(),
+        Path::new("keep")
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("data/hard")).unwrap(),
+        "keep\n"
+    );
 
     // crun runs the bundle (no terminal: the test has none)
     let config_path = bundle.join("config.json");
@@ -96,7 +113,13 @@ fn skopeo_registry_umoci_and_crun_take_the_app_image() {
     config["process"]["terminal"] = false.into();
     std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
     let id = unique_name("hoist-peers");
-    let out = crun().arg("run").arg("--bundle").arg(&bundle).arg(&id).output().unwrap();
+    let out = crun()
+        .arg("run")
+        .arg("--bundle")
+        .arg(&bundle)
+        .arg(&id)
+        .output()
+        .unwrap();
     let _ = crun().args(["delete", "-f", &id]).output();
     let stdout = assert_success("crun run", &out);
     assert_eq!(stdout.trim(), APP_OUTPUT);
