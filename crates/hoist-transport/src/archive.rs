@@ -336,10 +336,10 @@ impl ArchiveFiles {
         })
     }
 
-    /// The committed store blob a member is known to be, if it is one.
-    pub(crate) fn in_store(&self, key: &str) -> Option<(Digest, u64)> {
+    /// The committed store blob a member is known to be (digest, size, path), if it is one.
+    pub(crate) fn in_store(&self, key: &str) -> Option<(Digest, u64, &std::path::Path)> {
         match self.entries.get(key) {
-            Some(Content::InStore { digest, size, .. }) => Some((digest.clone(), *size)),
+            Some(Content::InStore { digest, size, path }) => Some((digest.clone(), *size, path)),
             _ => None,
         }
     }

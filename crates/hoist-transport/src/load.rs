@@ -339,7 +339,6 @@ const PARALLEL_LAYERS: usize = 2;
 /// Stages and verifies one layer member; returns the staged blob (if new) and its record.
 fn verify_job(
     ingest: &Ingest,
-    store_blob: &dyn Fn(&Digest) -> std::path::PathBuf,
     files: &ArchiveFiles,
     job: Job,
     progress: &dyn Progress,
@@ -357,16 +356,8 @@ fn verify_job(
     let diff_id = &chain.diff_id;
     let short = &diff_id.hex()[..12];
     progress.start(short, total);
-    if let Some((digest, size)) = files.in_store(&key) {
-        let layer = check_blob(
-            &store_blob(&digest),
-            member,
-            &digest,
-            size,
-            declared,
-            diff_id,
-            &chain,
-        )?;
+    if let Some((digest, size, path)) = files.in_store(&key) {
+        let layer = check_blob(path, member, &digest, size, declared, diff_id, &chain)?;
         progress.finish(short, true);
         return Ok((None, layer));
     }
@@ -530,12 +521,6 @@ fn run_jobs(
     let results = std::sync::Mutex::new((0..n).map(|_| None).collect::<Vec<_>>());
     let failed = std::sync::atomic::AtomicBool::new(false);
     let ingest = store.ingest();
-    let root = store.root().to_owned();
-    let store_blob = move |d: &Digest| {
-        root.join("blobs")
-            .join(d.algorithm().as_str())
-            .join(d.hex())
-    };
     std::thread::scope(|s| {
         for _ in 0..PARALLEL_LAYERS.min(n) {
             s.spawn(|| loop {
@@ -548,7 +533,7 @@ fn run_jobs(
                     order.pop().and_then(|i| jobs[i].take().map(|j| (i, j)))
                 };
                 let Some((i, job)) = next else { return };
-                let r = verify_job(&ingest, &store_blob, files, job, progress);
+                let r = verify_job(&ingest, files, job, progress);
                 if r.is_err() {
                     failed.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
