@@ -115,7 +115,16 @@ fn resolve_link(link: &str, target: &str) -> Result<String, TransportError> {
 }
 
 fn tar_err(e: hoist_archive::Error) -> TransportError {
-    TransportError::Archive(format!("{e}; the archive is truncated or not a tar file"))
+    match e {
+        hoist_archive::Error::Truncated { .. } => {
+            TransportError::Archive(format!("{e}; the archive is truncated"))
+        }
+        hoist_archive::Error::Io { .. } => {
+            TransportError::Archive(format!("{e}; the archive is unreadable or not a tar file"))
+        }
+        // The tar reader's own refusals already say what is wrong.
+        e => TransportError::Archive(e.to_string()),
+    }
 }
 
 /// A read error from inside a member (the tar reader's own errors travel inside it).
