@@ -36,7 +36,7 @@ pub const DEFAULT_CATALOG_PAGE: usize = 1_000;
 /// Blobs up to this size are read in one go; larger ones are streamed.
 const SMALL_BLOB: u64 = 256 << 10;
 /// Chunk size when streaming a blob from disk.
-const CHUNK: usize = 256 << 10;
+const CHUNK: usize = 512 << 10;
 
 /// How the server behaves.
 #[derive(Clone, Debug)]
