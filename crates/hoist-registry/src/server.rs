@@ -35,6 +35,8 @@ pub const MAX_PAGE: usize = 10_000;
 pub const DEFAULT_CATALOG_PAGE: usize = 1_000;
 /// Blobs up to this size are read in one go; larger ones are streamed.
 const SMALL_BLOB: u64 = 256 << 10;
+/// How long an upload body may send nothing before the request is dropped.
+const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Chunk size when streaming a blob from disk.
 const CHUNK: usize = 512 << 10;
 
@@ -898,7 +900,16 @@ async fn pump(
     let mut body = body;
     let mut aborted = None;
     loop {
-        match body.frame().await {
+        // A client that stops sending holds its upload session busy; give
+        // up on it after a while so the session can be resumed.
+        let Ok(frame) = tokio::time::timeout(BODY_IDLE_TIMEOUT, body.frame()).await else {
+            aborted = Some(format!(
+                "no data for {} seconds",
+                BODY_IDLE_TIMEOUT.as_secs()
+            ));
+            break;
+        };
+        match frame {
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     // A send error means the writer stopped on an error,

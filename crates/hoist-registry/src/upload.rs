@@ -19,6 +19,9 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+/// How many idle sessions are kept in memory before the cache is emptied.
+const MAX_CACHED_SESSIONS: usize = 10_000;
+
 #[derive(Clone, Debug)]
 struct Session {
     size: u64,
@@ -71,13 +74,8 @@ impl Store {
         File::create(&data).ctx("create", &data)?;
         let started = self.layout.upload_started_at(name, &id);
         fs::write(&started, fsutil::rfc3339_now()).ctx("write", &started)?;
-        self.uploads.lock().insert(
-            key(name, &id),
-            Slot::Idle(Session {
-                size: 0,
-                hash: Some(Sha256State::new()),
-            }),
-        );
+        // Not cached: a session that is never written to costs no memory,
+        // and loading an empty one from disk is one stat.
         Ok(id)
     }
 
@@ -360,9 +358,12 @@ impl Drop for UploadWriter {
         if self.released {
             return;
         }
-        self.store
-            .uploads
-            .lock()
-            .insert(key(&self.name, &self.id), Slot::Idle(self.session.clone()));
+        let mut map = self.store.uploads.lock();
+        if map.len() >= MAX_CACHED_SESSIONS {
+            // Idle sessions can always be reloaded from disk; dropping them
+            // bounds memory however many uploads clients leave open.
+            map.retain(|_, slot| matches!(slot, Slot::Busy));
+        }
+        map.insert(key(&self.name, &self.id), Slot::Idle(self.session.clone()));
     }
 }
