@@ -78,6 +78,67 @@ impl GcReport {
     }
 }
 
+/// Manifests bigger than this are not read (distribution accepts any size;
+/// this only bounds the collector's memory).
+const MAX_MANIFEST_READ: u64 = 64 << 20;
+
+/// The references of one manifest.
+#[derive(Clone, Debug, Default)]
+struct Refs {
+    /// Blobs it needs (config, layers).
+    blobs: Vec<Digest>,
+    /// Manifests it lists (an index's children).
+    children: Vec<Digest>,
+    /// The manifest it refers to.
+    subject: Option<Digest>,
+}
+
+impl Refs {
+    fn of(bytes: &[u8]) -> Refs {
+        match Document::parse(bytes, None) {
+            Ok(Document::Manifest(m)) => Refs {
+                blobs: std::iter::once(&m.config)
+                    .chain(&m.layers)
+                    .map(|x| x.digest.clone())
+                    .collect(),
+                children: Vec::new(),
+                subject: m.subject.map(|s| s.digest),
+            },
+            Ok(Document::Index(i)) => Refs {
+                blobs: Vec::new(),
+                children: i.manifests.into_iter().map(|x| x.digest).collect(),
+                subject: i.subject.map(|s| s.digest),
+            },
+            // Schema 1 (`fsLayers[].blobSum`, still found in old
+            // docker-registry directories) or anything else: keep every
+            // digest the JSON mentions. Over-marking only keeps more.
+            Err(_) => {
+                let mut blobs = Vec::new();
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) {
+                    collect_digests(&v, &mut blobs);
+                }
+                Refs {
+                    blobs,
+                    ..Refs::default()
+                }
+            }
+        }
+    }
+}
+
+fn collect_digests(v: &serde_json::Value, out: &mut Vec<Digest>) {
+    match v {
+        serde_json::Value::String(s) => {
+            if let Ok(d) = s.parse::<Digest>() {
+                out.push(d);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_digests(x, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| collect_digests(x, out)),
+        _ => {}
+    }
+}
+
 fn mtime(path: &Path) -> Option<SystemTime> {
     fs::metadata(path).and_then(|m| m.modified()).ok()
 }
@@ -86,7 +147,7 @@ struct Collector<'a> {
     store: &'a Store,
     opts: &'a GcOptions,
     cutoff: SystemTime,
-    docs: HashMap<Digest, Option<Document>>,
+    docs: HashMap<Digest, Refs>,
     marked: HashSet<Digest>,
     report: GcReport,
 }
@@ -131,54 +192,42 @@ impl Collector<'_> {
         mtime(path).is_some_and(|t| t >= self.cutoff)
     }
 
-    fn doc(&mut self, d: &Digest) -> Option<&Document> {
+    /// What a manifest references, read once. An unreadable store aborts
+    /// the collection (better no sweep than a sweep on partial marks).
+    fn refs(&mut self, d: &Digest) -> Result<&Refs> {
         if !self.docs.contains_key(d) {
             let path = self.store.layout().blob_data(d);
-            let doc = fsutil::read_bounded(&path, 32 << 20)
-                .ok()
-                .flatten()
-                .and_then(|b| Document::parse(&b, None).ok());
-            self.docs.insert(d.clone(), doc);
+            let refs = match fsutil::read_bounded(&path, MAX_MANIFEST_READ)? {
+                None => Refs::default(),
+                Some(bytes) => Refs::of(&bytes),
+            };
+            self.docs.insert(d.clone(), refs);
         }
-        self.docs.get(d).and_then(Option::as_ref)
+        Ok(&self.docs[d])
     }
 
     /// Marks a kept manifest and everything it references.
-    fn mark_manifest(&mut self, d: &Digest) {
+    fn mark_manifest(&mut self, d: &Digest) -> Result<()> {
         if !self.marked.insert(d.clone()) {
-            return;
+            return Ok(());
         }
-        let refs: Vec<Digest> = match self.doc(d) {
-            Some(Document::Manifest(m)) => std::iter::once(&m.config)
-                .chain(&m.layers)
-                .map(|x| x.digest.clone())
-                .collect(),
-            // Children are manifests: marked with their own references.
-            Some(Document::Index(i)) => {
-                let children: Vec<Digest> = i.manifests.iter().map(|x| x.digest.clone()).collect();
-                for c in &children {
-                    self.mark_manifest(c);
-                }
-                Vec::new()
-            }
-            None => Vec::new(),
-        };
-        self.marked.extend(refs);
+        let Refs {
+            blobs, children, ..
+        } = self.refs(d)?.clone();
+        self.marked.extend(blobs);
+        // Children are manifests: marked with their own references.
+        for c in &children {
+            self.mark_manifest(c)?;
+        }
+        Ok(())
     }
 
-    fn children(&mut self, d: &Digest) -> Vec<Digest> {
-        match self.doc(d) {
-            Some(Document::Index(i)) => i.manifests.iter().map(|x| x.digest.clone()).collect(),
-            _ => Vec::new(),
-        }
+    fn children(&mut self, d: &Digest) -> Result<Vec<Digest>> {
+        Ok(self.refs(d)?.children.clone())
     }
 
-    fn subject(&mut self, d: &Digest) -> Option<Digest> {
-        match self.doc(d) {
-            Some(Document::Manifest(m)) => m.subject.as_ref().map(|s| s.digest.clone()),
-            Some(Document::Index(i)) => i.subject.as_ref().map(|s| s.digest.clone()),
-            None => None,
-        }
+    fn subject(&mut self, d: &Digest) -> Result<Option<Digest>> {
+        Ok(self.refs(d)?.subject.clone())
     }
 
     fn tagged(&self, name: &RepoName) -> Result<HashSet<Digest>> {
@@ -196,7 +245,7 @@ impl Collector<'_> {
         let revisions = self.store.revisions(name)?;
         if !self.opts.delete_untagged {
             for d in &revisions {
-                self.mark_manifest(d);
+                self.mark_manifest(d)?;
             }
             return Ok(());
         }
@@ -212,12 +261,12 @@ impl Collector<'_> {
         loop {
             while let Some(d) = todo.pop() {
                 if keep.insert(d.clone()) {
-                    todo.extend(self.children(&d));
+                    todo.extend(self.children(&d)?);
                 }
             }
             // Referrers (signatures, SBOMs) of kept manifests stay too.
             for d in &revisions {
-                if !keep.contains(d) && self.subject(d).is_some_and(|s| keep.contains(&s)) {
+                if !keep.contains(d) && self.subject(d)?.is_some_and(|s| keep.contains(&s)) {
                     todo.push(d.clone());
                 }
             }
@@ -227,13 +276,13 @@ impl Collector<'_> {
         }
         for d in &revisions {
             if keep.contains(d) {
-                self.mark_manifest(d);
+                self.mark_manifest(d)?;
             } else if self.delete_revision(name, d)? {
                 self.report
                     .manifests_deleted
                     .push((name.as_str().to_owned(), d.clone()));
             } else {
-                self.mark_manifest(d);
+                self.mark_manifest(d)?;
             }
         }
         Ok(())

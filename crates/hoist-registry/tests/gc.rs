@@ -305,3 +305,58 @@ async fn collection_during_pushes_never_loses_a_referenced_blob() {
         assert_eq!(r.body.as_ref(), &layer[..]);
     }
 }
+
+/// A Schema 1 manifest (left by an old docker-registry) cannot be parsed as
+/// Schema 2, but its layers (`fsLayers[].blobSum`) must still be kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema1_manifests_keep_their_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let s = TestServer::start(root).await;
+    let layer = s.push_blob("old", b"a schema 1 layer").await;
+    let lonely = s.push_blob("old", b"unreferenced").await;
+    s.stop().await;
+    let m = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 1, "name": "old", "tag": "latest", "architecture": "amd64",
+        "fsLayers": [{ "blobSum": layer.to_string() }],
+        "history": [{ "v1Compatibility": "{}" }]
+    }))
+    .unwrap();
+    let md = Digest::sha256(&m);
+    let v2 = root.join("docker/registry/v2");
+    let data = v2.join(format!("blobs/sha256/{}/{}/data", &md.hex()[..2], md.hex()));
+    std::fs::create_dir_all(data.parent().unwrap()).unwrap();
+    std::fs::write(&data, &m).unwrap();
+    let rev = v2.join(format!(
+        "repositories/old/_manifests/revisions/sha256/{}/link",
+        md.hex()
+    ));
+    std::fs::create_dir_all(rev.parent().unwrap()).unwrap();
+    std::fs::write(&rev, md.to_string()).unwrap();
+    let cur = v2.join("repositories/old/_manifests/tags/latest/current/link");
+    std::fs::create_dir_all(cur.parent().unwrap()).unwrap();
+    std::fs::write(&cur, md.to_string()).unwrap();
+    age_everything(root);
+
+    for delete_untagged in [false, true] {
+        let rep = collect(
+            root,
+            &GcOptions {
+                delete_untagged,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(rep.manifests_deleted.is_empty());
+        assert!(blob_exists(root, &layer));
+        assert!(blob_exists(root, &md));
+    }
+    assert!(!blob_exists(root, &lonely));
+    let s = TestServer::start(root).await;
+    let r = s.req("GET", "/v2/old/manifests/latest").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.docker.distribution.manifest.v1+prettyjws")
+    );
+}
