@@ -692,7 +692,18 @@ fn parse_range(h: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ()> {
 
 async fn get_blob(app: App, name: RepoName, d: Digest, req: Request, head: bool) -> ApiResult {
     let store = app.store.clone();
-    let info: BlobInfo = blocking(move || store.blob_stat(&name, &d)).await?;
+    // A HEAD is how a pushing client decides to skip an upload and reference
+    // the blob from its manifest later: refresh the blob's mtime so a
+    // garbage collection in between keeps it (see `gc`).
+    let claim = head && !app.cfg.read_only;
+    let info: BlobInfo = blocking(move || {
+        let info = store.blob_stat(&name, &d)?;
+        if claim {
+            store.claim_blob(&d)?;
+        }
+        Ok(info)
+    })
+    .await?;
     let size = info.size;
     let range = match parse_range(req.headers(), size) {
         Ok(r) => r,

@@ -360,3 +360,27 @@ async fn schema1_manifests_keep_their_layers() {
         Some("application/vnd.docker.distribution.manifest.v1+prettyjws")
     );
 }
+
+/// A client that HEADs a blob (and so will skip uploading it) refreshes it:
+/// a collection right after keeps it for the manifest still to come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_checked_with_head_survives_the_next_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let s = TestServer::start(root).await;
+    let seen = s.push_blob("h", b"checked by a pusher").await;
+    let unseen = s.push_blob("h", b"nobody asked").await;
+    age_everything(root);
+    assert_eq!(
+        s.req("HEAD", &format!("/v2/h/blobs/{seen}")).await.status,
+        200
+    );
+    // A GET (a pull) is not a claim.
+    assert_eq!(
+        s.req("GET", &format!("/v2/h/blobs/{unseen}")).await.status,
+        200
+    );
+    collect(root, &GcOptions::default()).unwrap();
+    assert!(blob_exists(root, &seen));
+    assert!(!blob_exists(root, &unseen));
+}
