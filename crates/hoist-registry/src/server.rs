@@ -343,7 +343,25 @@ pub fn router(store: Arc<Store>, cfg: ServerConfig) -> Router {
         .route("/v2/_catalog", get(catalog))
         .route("/healthz", get(healthz))
         .fallback(dispatch)
+        .layer(axum::middleware::from_fn(access_log))
         .with_state(app)
+}
+
+/// One structured line per request at info level (`HOIST_LOG=info`).
+async fn access_log(req: Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let start = std::time::Instant::now();
+    let resp = next.run(req).await;
+    tracing::info!(
+        target: "hoist_registry::access",
+        %method,
+        path,
+        status = resp.status().as_u16(),
+        micros = start.elapsed().as_micros() as u64,
+        "request"
+    );
+    resp
 }
 
 /// Serves on `listener` until `shutdown` resolves, then lets requests in

@@ -687,6 +687,8 @@ fn serve_flags_and_gc_cli() {
     assert!(s.stop());
     let log = std::fs::read_to_string(log).unwrap();
     assert!(log.contains("listening on http://127.0.0.1:"), "{log}");
+    // HOIST_LOG=info: one access line per request.
+    assert!(log.contains("hoist_registry::access"), "{log}");
     let _ = Path::new(&root);
 }
 
