@@ -232,7 +232,13 @@ impl Collector<'_> {
 
     fn tagged(&self, name: &RepoName) -> Result<HashSet<Digest>> {
         let mut out = HashSet::new();
-        for t in self.store.tags(name)? {
+        let tags = match self.store.tags(name) {
+            Ok(t) => t,
+            // The repository vanished while we walked: nothing tagged.
+            Err(crate::Error::NameUnknown(_)) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        for t in tags {
             let Ok(t) = Tag::new(&t) else { continue };
             if let Some(d) = self.store.resolve_tag(name, &t)? {
                 out.insert(d);
@@ -440,15 +446,23 @@ impl Collector<'_> {
                     continue;
                 }
                 let dir = uploads.join(&id);
+                // The files' times say when the session was last used; a
+                // directory without them is either being created right now
+                // or abandoned, which only its own mtime tells apart.
                 let newest = [dir.join("data"), dir.join("startedat")]
                     .iter()
                     .filter_map(|p| mtime(p))
-                    .max();
-                if newest.is_some_and(|t| t >= limit) {
+                    .max()
+                    .or_else(|| mtime(&dir));
+                if newest.is_none_or(|t| t >= limit) {
                     continue;
                 }
                 if !self.opts.dry_run {
-                    fsutil::remove_dir_all(&dir)?;
+                    if let Err(e) = fsutil::remove_dir_all(&dir) {
+                        // Reused while we removed it: leave it be.
+                        tracing::warn!(upload = %dir.display(), error = %e, "upload not purged");
+                        continue;
+                    }
                 }
                 self.report.uploads_purged += 1;
             }
