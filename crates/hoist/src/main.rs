@@ -72,9 +72,11 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let ctx = cmd::Context {
+        root_given: cli.root.is_some(),
         root: cli.root.unwrap_or_else(default_root),
     };
     let result = match cli.command {

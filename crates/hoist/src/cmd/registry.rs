@@ -87,7 +87,7 @@ fn gc(ctx: &Context, a: GcArgs) -> Result<ExitCode, Error> {
         grace: a.grace,
         upload_max_age: a.upload_max_age,
     };
-    let report = collect(&ctx.root, &opts)
+    let report = collect(ctx.registry_root("hoist registry gc")?, &opts)
         .map_err(|e| Error::Msg(format!("garbage collection failed: {e}")))?;
     let verb = if a.dry_run { "would delete" } else { "deleted" };
     for (repo, d) in &report.manifests_deleted {

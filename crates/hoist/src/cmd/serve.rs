@@ -25,7 +25,7 @@ pub struct Args {
 
 /// Runs `hoist serve` until SIGINT or SIGTERM.
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
-    let mut cfg = ServerConfig::new(ctx.root.clone());
+    let mut cfg = ServerConfig::new(ctx.registry_root("hoist serve")?.to_owned());
     cfg.read_only = args.read_only;
     cfg.delete_enabled = !args.no_delete;
     cfg.auto_mount = !args.no_auto_mount;
