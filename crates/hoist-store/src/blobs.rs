@@ -37,12 +37,9 @@ enum Hasher {
 }
 
 impl Hasher {
-    fn update(&mut self, buf: &[u8]) {
+    /// Moves hashing to a helper thread (once).
+    fn offload(&mut self) {
         if let Hasher::Inline(d) = self {
-            if buf.len() < OFFLOAD_MIN {
-                d.update(buf);
-                return;
-            }
             let d = std::mem::replace(d, Digester::new(Algorithm::Sha256));
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(OFFLOAD_DEPTH);
             let (back_tx, back) = std::sync::mpsc::channel::<Vec<u8>>();
@@ -61,23 +58,47 @@ impl Hasher {
                 spare: 0,
             };
         }
-        if let Hasher::Thread {
-            tx, back, spare, ..
-        } = self
-        {
-            let mut chunk = match back.try_recv() {
+    }
+
+    /// A buffer the hashing thread is done with, or a new one while few are in flight.
+    fn buffer(&mut self) -> Vec<u8> {
+        match self {
+            Hasher::Thread { back, spare, .. } => match back.try_recv() {
                 Ok(c) => c,
                 Err(_) if *spare < OFFLOAD_DEPTH + 2 => {
                     *spare += 1;
-                    Vec::with_capacity(buf.len())
+                    Vec::new()
                 }
                 Err(_) => back.recv().unwrap_or_default(),
-            };
-            chunk.clear();
-            chunk.extend_from_slice(buf);
-            // A send fails only if the thread died; finish() then reports it.
-            let _ = tx.send(chunk);
+            },
+            _ => Vec::new(),
         }
+    }
+
+    /// Hands a filled buffer over without copying it.
+    fn send(&mut self, chunk: Vec<u8>) {
+        match self {
+            // A send fails only if the thread died; finish() then reports it.
+            Hasher::Thread { tx, .. } => {
+                let _ = tx.send(chunk);
+            }
+            Hasher::Inline(d) => d.update(&chunk),
+            Hasher::Done => {}
+        }
+    }
+
+    fn update(&mut self, buf: &[u8]) {
+        if let Hasher::Inline(d) = self {
+            if buf.len() < OFFLOAD_MIN {
+                d.update(buf);
+                return;
+            }
+        }
+        self.offload();
+        let mut chunk = self.buffer();
+        chunk.clear();
+        chunk.extend_from_slice(buf);
+        self.send(chunk);
     }
 
     fn finish(self) -> Result<Digest, StoreError> {
@@ -153,12 +174,23 @@ impl Drop for StagedBlob {
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_file(buf)?;
+        self.hasher.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl BlobWriter {
+    fn write_file(&mut self, buf: &[u8]) -> io::Result<()> {
         let file = self
             .file
             .as_mut()
             .ok_or_else(|| io::Error::other("blob writer already finished"))?;
         file.write_all(buf)?;
-        self.hasher.update(buf);
         let before = self.size;
         self.size += buf.len() as u64;
         // Start writeback of each full step behind us, so finish()'s fsync
@@ -176,15 +208,26 @@ impl Write for BlobWriter {
                 );
             }
         }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-}
 
-impl BlobWriter {
+    /// A buffer of `len` bytes to read the next chunk into; give it back with
+    /// [`BlobWriter::write_buffer`]. Buffers circulate between the writer and
+    /// the hashing thread, so a streamed blob is never copied for hashing.
+    pub fn buffer(&mut self, len: usize) -> Vec<u8> {
+        self.hasher.offload();
+        let mut b = self.hasher.buffer();
+        b.resize(len, 0);
+        b
+    }
+
+    /// Writes the whole buffer and hands it to the hashing thread.
+    pub fn write_buffer(&mut self, buf: Vec<u8>) -> io::Result<()> {
+        self.write_file(&buf)?;
+        self.hasher.send(buf);
+        Ok(())
+    }
+
     /// Bytes written so far.
     pub fn size(&self) -> u64 {
         self.size

@@ -256,7 +256,7 @@ impl ArchiveFiles {
                 }
             } else {
                 let mut w = store.blob_writer()?;
-                copy_big(&mut tr, &mut w).map_err(io_tar_err)?;
+                stream_into(&mut tr, &mut w).map_err(io_tar_err)?;
                 Content::Staged(w.finish()?)
             };
             entries.insert(name, content);
@@ -412,6 +412,37 @@ impl Read for SpanReader<'_> {
         Ok(n)
     }
 }
+
+/// Streams a member into a blob writer, reading straight into the buffers
+/// that then go to the hashing thread (no copy for hashing).
+fn stream_into(r: &mut impl Read, w: &mut hoist_store::BlobWriter) -> io::Result<()> {
+    loop {
+        // Fill whole buffers: a pipe hands out less per read, and full
+        // buffers come back from the hasher needing no re-initialising.
+        let mut buf = w.buffer(STREAM_CHUNK);
+        let mut n = 0;
+        while n < buf.len() {
+            match r.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let last = n < buf.len();
+        buf.truncate(n);
+        w.write_buffer(buf)?;
+        if last {
+            return Ok(());
+        }
+    }
+}
+
+/// Bytes read per step when streaming a member into the store.
+const STREAM_CHUNK: usize = 1 << 20;
 
 /// Copies with a large buffer; returns the bytes copied.
 pub(crate) fn copy_big(r: &mut impl Read, w: &mut (impl Write + ?Sized)) -> io::Result<u64> {

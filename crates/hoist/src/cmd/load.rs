@@ -34,11 +34,20 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
                 ));
             }
             let stdin = std::io::stdin();
-            // SAFETY: fcntl on stdin; failure (not a pipe) only costs speed.
-            unsafe {
-                libc::fcntl(0, libc::F_SETPIPE_SZ, 1 << 20);
+            let fd = std::os::fd::AsFd::as_fd(&stdin)
+                .try_clone_to_owned()
+                .map_err(|e| Error::Msg(format!("stdin: {e}")))?;
+            let file = std::fs::File::from(fd);
+            if file.metadata().is_ok_and(|m| m.is_file()) {
+                // `hoist load < FILE`: read the file in place, as with -i.
+                LoadInput::File(file)
+            } else {
+                // SAFETY: fcntl on stdin; failure (not a pipe) only costs speed.
+                unsafe {
+                    libc::fcntl(0, libc::F_SETPIPE_SZ, 1 << 20);
+                }
+                LoadInput::Stream(Box::new(stdin))
             }
-            LoadInput::Stream(Box::new(stdin))
         }
     };
     let mut store = ctx.store()?;
