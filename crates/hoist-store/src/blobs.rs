@@ -22,7 +22,7 @@ const OFFLOAD_MIN: usize = 256 << 10;
 /// Bytes between writeback hints.
 const WRITEBACK_STEP: u64 = 32 << 20;
 /// Buffers in flight to the hashing thread (bounds memory to this × chunk size).
-const OFFLOAD_DEPTH: usize = 4;
+const OFFLOAD_DEPTH: usize = 16;
 
 /// Hashes inline, or on a helper thread once big writes arrive.
 enum Hasher {
