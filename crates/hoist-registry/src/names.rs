@@ -28,39 +28,10 @@ pub enum NameError {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RepoName(String);
 
-fn valid_component(c: &str) -> bool {
-    let b = c.as_bytes();
-    if b.is_empty() {
-        return false;
-    }
-    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
-    if !alnum(b[0]) || !alnum(b[b.len() - 1]) {
-        return false;
-    }
-    // Separators between alphanumeric runs: '.', '_', '__', or any run of '-'.
-    let mut i = 0;
-    while i < b.len() {
-        if alnum(b[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < b.len() && !alnum(b[i]) {
-            i += 1;
-        }
-        let sep = &c[start..i];
-        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
-        if !ok {
-            return false;
-        }
-    }
-    true
-}
-
 impl RepoName {
     /// Validates a repository name.
     pub fn new(s: &str) -> Result<Self, NameError> {
-        if s.is_empty() || s.len() > MAX_NAME_LEN || !s.split('/').all(valid_component) {
+        if s.is_empty() || s.len() > MAX_NAME_LEN || !s.split('/').all(hoist_oci::reference::valid_component) {
             return Err(NameError::Repository(s.to_owned()));
         }
         Ok(RepoName(s.to_owned()))
@@ -85,13 +56,7 @@ pub struct Tag(String);
 impl Tag {
     /// Validates a tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
     pub fn new(s: &str) -> Result<Self, NameError> {
-        let b = s.as_bytes();
-        let word = |x: u8| x.is_ascii_alphanumeric() || x == b'_';
-        let ok = !b.is_empty()
-            && b.len() <= MAX_TAG_LEN
-            && word(b[0])
-            && b.iter().all(|&x| word(x) || x == b'.' || x == b'-');
-        if !ok {
+        if !hoist_oci::reference::valid_tag(s) {
             return Err(NameError::Tag(s.to_owned()));
         }
         Ok(Tag(s.to_owned()))
