@@ -31,7 +31,10 @@ pub struct RepoName(String);
 impl RepoName {
     /// Validates a repository name.
     pub fn new(s: &str) -> Result<Self, NameError> {
-        if s.is_empty() || s.len() > MAX_NAME_LEN || !s.split('/').all(hoist_oci::reference::valid_component) {
+        if s.is_empty()
+            || s.len() > MAX_NAME_LEN
+            || !s.split('/').all(hoist_oci::reference::valid_component)
+        {
             return Err(NameError::Repository(s.to_owned()));
         }
         Ok(RepoName(s.to_owned()))
