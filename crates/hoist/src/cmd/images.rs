@@ -10,8 +10,9 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 pub struct Args {
     /// Show all images (hoist keeps no intermediate images, so the same as without).
-    #[arg(short, long)]
-    all: bool,
+    // Accepted so Docker users' scripts run; there is nothing more to show.
+    #[arg(short = 'a', long = "all", action = clap::ArgAction::SetTrue)]
+    _all: bool,
     /// Show digests.
     #[arg(long)]
     digests: bool,
@@ -201,7 +202,6 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         })
         .collect();
     table(&header, &body);
-    let _ = args.all;
     Ok(ExitCode::SUCCESS)
 }
 
