@@ -9,7 +9,7 @@ mod index;
 mod lock;
 mod usage;
 
-pub use blobs::{BlobWriter, Ingest, StagedBlob};
+pub use blobs::{BlobWriter, ChunkBuf, Ingest, StagedBlob};
 pub use error::StoreError;
 pub use fsck::{FsckReport, Problem, ProblemKind, RepairReport};
 pub use index::{ImageRecord, LayerRecord, NewImage, NewLayer, RemovedImage, TagRecord};

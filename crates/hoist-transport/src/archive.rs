@@ -417,23 +417,24 @@ impl Read for SpanReader<'_> {
 /// that then go to the hashing thread (no copy for hashing).
 fn stream_into(r: &mut impl Read, w: &mut hoist_store::BlobWriter) -> io::Result<()> {
     loop {
-        // Fill whole buffers: a pipe hands out less per read, and full
-        // buffers come back from the hasher needing no re-initialising.
+        // Fill whole buffers: a pipe hands out less per read, and only whole
+        // pages can go to the disk directly.
         let mut buf = w.buffer(STREAM_CHUNK);
+        let space = buf.space();
         let mut n = 0;
-        while n < buf.len() {
-            match r.read(&mut buf[n..]) {
+        while n < space.len() {
+            match r.read(&mut space[n..]) {
                 Ok(0) => break,
                 Ok(k) => n += k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
         }
+        let last = n < space.len();
         if n == 0 {
             return Ok(());
         }
-        let last = n < buf.len();
-        buf.truncate(n);
+        buf.set_len(n);
         w.write_buffer(buf)?;
         if last {
             return Ok(());
