@@ -74,3 +74,14 @@ pub fn image(store: &Store, name: &str) -> Result<Resolved, Error> {
 pub fn familiar(full: &str) -> String {
     Reference::parse(full).map_or_else(|_| full.to_owned(), |r| r.familiar())
 }
+
+/// An image's labels from its config (none when the config cannot be read).
+pub fn labels(store: &Store, img: &ImageRecord) -> std::collections::BTreeMap<String, String> {
+    store
+        .read_blob(&img.id, hoist_transport::MAX_JSON)
+        .ok()
+        .and_then(|b| hoist_oci::Config::parse(&b).ok())
+        .and_then(|c| c.config)
+        .and_then(|c| c.labels)
+        .unwrap_or_default()
+}

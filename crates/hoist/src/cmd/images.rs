@@ -2,8 +2,8 @@
 
 use super::{Context, Error, Format};
 use crate::output::{ago, human_size, table};
-use hoist_oci::{Config, Reference};
-use hoist_store::{ImageRecord, Store};
+use hoist_oci::Reference;
+use hoist_store::ImageRecord;
 use std::process::ExitCode;
 
 /// Arguments of `hoist images`.
@@ -61,16 +61,6 @@ fn glob(pattern: &str, s: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
-fn labels(store: &Store, img: &ImageRecord) -> std::collections::BTreeMap<String, String> {
-    store
-        .read_blob(&img.id, hoist_transport::MAX_JSON)
-        .ok()
-        .and_then(|b| Config::parse(&b).ok())
-        .and_then(|c| c.config)
-        .and_then(|c| c.labels)
-        .unwrap_or_default()
-}
-
 /// Runs `hoist images`.
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     let store = ctx.store()?;
@@ -120,7 +110,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
                     None => (v, None),
                 };
                 rows.retain(|r| {
-                    let l = labels(&store, r.image);
+                    let l = crate::resolve::labels(&store, r.image);
                     l.get(lk).is_some_and(|x| lv.is_none_or(|lv| lv == x))
                 });
             }

@@ -5,7 +5,7 @@
 use super::{Context, Error, Format};
 use crate::output::human_size;
 use crate::resolve::familiar;
-use hoist_oci::{Config, Digest};
+use hoist_oci::Digest;
 use hoist_store::{ImageRecord, Store};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -107,16 +107,6 @@ fn parse_filters(raw: &[String]) -> Result<Vec<Filter>, Error> {
         .collect()
 }
 
-fn labels(store: &Store, img: &ImageRecord) -> BTreeMap<String, String> {
-    store
-        .read_blob(&img.id, hoist_transport::MAX_JSON)
-        .ok()
-        .and_then(|b| Config::parse(&b).ok())
-        .and_then(|c| c.config)
-        .and_then(|c| c.labels)
-        .unwrap_or_default()
-}
-
 fn matches(store: &Store, img: &ImageRecord, filters: &[Filter]) -> bool {
     filters.iter().all(|f| match f {
         Filter::Until(t) => {
@@ -128,7 +118,7 @@ fn matches(store: &Store, img: &ImageRecord, filters: &[Filter]) -> bool {
                 < *t
         }
         Filter::Label(want, k, v) => {
-            let l = labels(store, img);
+            let l = crate::resolve::labels(store, img);
             let has = l.get(k).is_some_and(|x| v.as_ref().is_none_or(|v| v == x));
             has == *want
         }
