@@ -108,7 +108,11 @@ fn load_and_kill(fx: &Fixture, archive: &Path, via: Via, after: Duration) -> Opt
             finished = Some(start.elapsed());
             break;
         }
-        std::thread::sleep((after - start.elapsed()).min(Duration::from_millis(2)));
+        std::thread::sleep(
+            after
+                .saturating_sub(start.elapsed())
+                .min(Duration::from_millis(2)),
+        );
     }
     if finished.is_none() {
         // SIGKILL; the child is not reaped yet, so the pid is still ours.
