@@ -6,7 +6,7 @@
 
 use crate::TransportError;
 use hoist_archive::tarstream::{Entry, EntryKind, TarReader};
-use hoist_oci::{Digest, Digester};
+use hoist_oci::Digest;
 use hoist_store::{StagedBlob, Store};
 use std::collections::HashMap;
 use std::fs::File;
@@ -460,40 +460,3 @@ pub(crate) fn copy_big(r: &mut impl Read, w: &mut (impl Write + ?Sized)) -> io::
         total += n as u64;
     }
 }
-
-/// Hashes everything a reader yields; returns the digest and byte count.
-pub(crate) fn hash_reader(
-    r: &mut impl Read,
-    mut on_bytes: impl FnMut(u64),
-    limit: Option<u64>,
-) -> io::Result<(Digest, u64)> {
-    let mut d = Digester::new(hoist_oci::Algorithm::Sha256);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => return Ok((d.finish(), total)),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        d.update(&buf[..n]);
-        total += n as u64;
-        on_bytes(n as u64);
-        if limit.is_some_and(|l| total > l) {
-            return Err(io::Error::other(BombError));
-        }
-    }
-}
-
-/// Marks a read cut short by the decompression limit.
-#[derive(Debug)]
-pub(crate) struct BombError;
-
-impl std::fmt::Display for BombError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("decompression limit exceeded")
-    }
-}
-
-impl std::error::Error for BombError {}

@@ -3,11 +3,13 @@
 //! archive checks out are blobs renamed into place and the index updated in
 //! one transaction, so a bad archive leaves the store exactly as it was.
 
-use crate::archive::{copy_big, hash_reader, ArchiveFiles, BombError};
+use crate::archive::{copy_big, ArchiveFiles};
 use crate::{Progress, TransportError, MAX_JSON};
-use hoist_archive::compression;
+use hoist_archive::{compression, HashingReader, LimitedReader};
 use hoist_oci::media_type::{self, Compression};
-use hoist_oci::{chain_ids, Config, Descriptor, Digest, Document, Manifest, Platform, Reference};
+use hoist_oci::{
+    chain_ids, Algorithm, Config, Descriptor, Digest, Document, Manifest, Platform, Reference,
+};
 use hoist_store::{Ingest, LayerRecord, LockMode, NewImage, NewLayer, StagedBlob, Store};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -166,7 +168,7 @@ fn resolve_manifest(
     }
     let bytes = files.read_small(&member, MAX_JSON)?;
     let actual = Digest::sha256(&bytes);
-    if desc.digest.algorithm() == hoist_oci::Algorithm::Sha256 && actual != desc.digest {
+    if desc.digest.algorithm() == Algorithm::Sha256 && actual != desc.digest {
         return Err(TransportError::DigestMismatch {
             path: member,
             expected: desc.digest.clone(),
@@ -284,8 +286,7 @@ fn plan_oci(files: &ArchiveFiles) -> Result<Vec<Plan>, TransportError> {
         let config_member = blob_member(&m.config.digest);
         let config = files.read_small(&config_member, MAX_JSON)?;
         let actual = Digest::sha256(&config);
-        if m.config.digest.algorithm() == hoist_oci::Algorithm::Sha256 && actual != m.config.digest
-        {
+        if m.config.digest.algorithm() == Algorithm::Sha256 && actual != m.config.digest {
             return Err(TransportError::DigestMismatch {
                 path: config_member,
                 expected: m.config.digest.clone(),
@@ -432,9 +433,14 @@ fn check_blob(
         Compression::None => (digest.clone(), blob_size),
         c => {
             let limit = BOMB_FLOOR.max(blob_size.saturating_mul(BOMB_RATIO));
-            let mut r = decompress(Box::new(f), c)?;
-            hash_reader(&mut r, |_| {}, Some(limit)).map_err(|e| {
-                if e.get_ref().is_some_and(|i| i.is::<BombError>()) {
+            let r = decompress(Box::new(f), c)?;
+            let mut h = HashingReader::new(LimitedReader::new(r, limit), Algorithm::Sha256);
+            std::io::copy(&mut h, &mut std::io::sink()).map_err(|e| {
+                let bomb = e
+                    .get_ref()
+                    .and_then(|i| i.downcast_ref::<hoist_archive::Error>())
+                    .is_some_and(|i| matches!(i, hoist_archive::Error::TooLarge { .. }));
+                if bomb {
                     TransportError::Bomb {
                         path: member.to_owned(),
                         limit,
@@ -445,7 +451,8 @@ fn check_blob(
                         "layer {member} does not decompress: {e}; the archive is truncated or corrupt"
                     ))
                 }
-            })?
+            })?;
+            h.finish()
         }
     };
     if &actual != diff_id {
