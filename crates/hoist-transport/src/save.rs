@@ -125,13 +125,18 @@ impl TarOut<'_> {
     }
 
     fn blob(&mut self, store: &Store, d: &Digest) -> Result<(), TransportError> {
+        self.blob_as(store, d, &member(d))
+    }
+
+    /// Writes a stored blob byte for byte as the member `path`.
+    fn blob_as(&mut self, store: &Store, d: &Digest, path: &str) -> Result<(), TransportError> {
         let mut f = store.open_blob(d)?;
         let size = f
             .metadata()
             .map_err(|e| TransportError::io(d.to_string(), e))?
             .len();
         let io_err = |e| TransportError::io(format!("writing blob {d}"), e);
-        self.header(&member(d), size).map_err(io_err)?;
+        self.header(path, size).map_err(io_err)?;
         let n = match &mut self.out {
             SaveOutput::File(out) => {
                 hoist_archive::kcopy::copy_range(&f, 0, out, size).map(|()| size)
@@ -158,24 +163,7 @@ impl TarOut<'_> {
     ) -> Result<(), TransportError> {
         let comp = hoist_oci::media_type::layer_compression(&layer.media_type);
         if comp == Some(hoist_oci::media_type::Compression::None) {
-            let mut f = store.open_blob(&layer.blob)?;
-            let io_err = |e| TransportError::io(format!("writing layer {}", layer.blob), e);
-            self.header(path, layer.blob_size).map_err(io_err)?;
-            let n = match &mut self.out {
-                SaveOutput::File(out) => {
-                    hoist_archive::kcopy::copy_range(&f, 0, out, layer.blob_size)
-                        .map(|()| layer.blob_size)
-                }
-                SaveOutput::Stream(w) => crate::archive::copy_big(&mut f, *w),
-            }
-            .map_err(io_err)?;
-            if n != layer.blob_size {
-                return Err(TransportError::Archive(format!(
-                    "blob {} changed size while being saved; run `hoist fsck`",
-                    layer.blob
-                )));
-            }
-            return self.pad(n).map_err(io_err);
+            return self.blob_as(store, &layer.blob, path);
         }
         let f = store.open_blob(&layer.blob)?;
         let (_, mut r) = hoist_archive::compression::decompress_auto(f)
