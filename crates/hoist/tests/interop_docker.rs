@@ -65,6 +65,21 @@ fn hoist_save_to_stdout_pipes_into_docker_load() {
     d.rmi(&img);
 }
 
+/// The member names of a tar archive.
+fn member_names(archive: &Path) -> Vec<String> {
+    tar::Archive::new(File::open(archive).expect("open"))
+        .entries()
+        .expect("entries")
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
 /// Rewrites a docker save archive keeping only manifest.json, the config and the layer files.
 fn strip_legacy_files(src: &Path, dst: &Path) {
     let mut ar = tar::Archive::new(File::open(src).expect("open"));
@@ -93,17 +108,7 @@ fn archive_without_legacy_files_loads_and_saves_back_into_docker() {
     d.save(&img, &full);
     let minimal = s.path().join("minimal.tar");
     strip_legacy_files(&full, &minimal);
-    let names: Vec<String> = tar::Archive::new(File::open(&minimal).expect("open"))
-        .entries()
-        .expect("entries")
-        .map(|e| {
-            e.expect("entry")
-                .path()
-                .expect("path")
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
+    let names = member_names(&minimal);
     assert!(
         !names
             .iter()
@@ -277,17 +282,7 @@ fn classic_layout_from_compressed_layers_loads_and_runs_in_docker() {
         p(&classic),
         &img,
     ]);
-    let names: Vec<String> = tar::Archive::new(File::open(&classic).expect("open"))
-        .entries()
-        .expect("entries")
-        .map(|e| {
-            e.expect("entry")
-                .path()
-                .expect("path")
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
+    let names = member_names(&classic);
     assert!(names.iter().any(|n| n.ends_with("/layer.tar")), "{names:?}");
     assert!(names.iter().any(|n| n.ends_with("/VERSION")), "{names:?}");
     d.rmi(&img);
