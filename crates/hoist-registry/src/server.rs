@@ -37,8 +37,8 @@ pub const DEFAULT_CATALOG_PAGE: usize = 1_000;
 const SMALL_BLOB: u64 = 256 << 10;
 /// How long an upload body may send nothing before the request is dropped.
 const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
-/// Chunk size when streaming a blob from disk.
-const CHUNK: usize = 512 << 10;
+/// Bytes handed to the socket at once when streaming a blob from disk.
+const CHUNK: usize = 4 << 20;
 
 /// How the server behaves.
 #[derive(Clone, Debug)]
@@ -779,8 +779,15 @@ fn read_range(path: &std::path::Path, start: u64, len: u64) -> crate::Result<Byt
     Ok(Bytes::from(buf))
 }
 
-/// A response body streaming a file range, read by a blocking task a couple
-/// of chunks ahead of the socket (bounded memory, disk and network overlap).
+/// A response body over a memory map of a blob file. The socket is handed
+/// slices of the map, so the kernel copies page cache straight into the
+/// socket without a read into a user buffer first (hyper cannot `sendfile`).
+/// A blocking task faults each chunk in a couple of chunks ahead of the
+/// socket, so a cold disk stalls that task and never an async worker.
+///
+/// Mapping is sound here because a blob file is immutable once it has its
+/// digest name: it is written elsewhere and renamed in, and gc unlinks it,
+/// which leaves an existing map intact; nothing truncates it.
 struct FileBody {
     rx: mpsc::Receiver<io::Result<Bytes>>,
     remaining: u64,
@@ -790,44 +797,50 @@ impl FileBody {
     fn spawn(path: PathBuf, start: u64, len: u64) -> Self {
         let (tx, rx) = mpsc::channel(2);
         tokio::task::spawn_blocking(move || {
-            let mut f = match std::fs::File::open(&path).and_then(|mut f| {
-                f.seek(SeekFrom::Start(start))?;
-                Ok(f)
-            }) {
-                Ok(f) => f.take(len),
+            let map = match map_range(&path, start, len) {
+                Ok(m) => m,
                 Err(e) => {
                     let _ = tx.blocking_send(Err(e));
                     return;
                 }
             };
-            let mut left = len;
-            while left > 0 {
-                let want = left.min(CHUNK as u64) as usize;
-                let mut buf = Vec::with_capacity(want);
-                match (&mut f).take(want as u64).read_to_end(&mut buf) {
-                    Ok(0) => {
-                        let _ = tx.blocking_send(Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "blob shorter than its size",
-                        )));
-                        return;
-                    }
-                    Ok(n) => {
-                        left -= n as u64;
-                        // The receiver is gone when the client hung up.
-                        if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e));
-                        return;
-                    }
+            let mut rest = Bytes::from_owner(map);
+            while !rest.is_empty() {
+                let chunk = rest.split_to(rest.len().min(CHUNK));
+                // Touch one byte per page: the fault (and any disk read)
+                // happens on this blocking thread, not in the socket write.
+                for i in (0..chunk.len()).step_by(4096) {
+                    std::hint::black_box(chunk[i]);
+                }
+                // The receiver is gone when the client hung up.
+                if tx.blocking_send(Ok(chunk)).is_err() {
+                    return;
                 }
             }
         });
         FileBody { rx, remaining: len }
     }
+}
+
+/// Maps `len` bytes of `path` from `start`, read-only, advised sequential.
+fn map_range(path: &std::path::Path, start: u64, len: u64) -> io::Result<memmap2::Mmap> {
+    let f = std::fs::File::open(path)?;
+    let have = f.metadata()?.len();
+    if have < start.saturating_add(len) {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "blob {} is {have} bytes, shorter than its size",
+                path.display()
+            ),
+        ));
+    }
+    let len = usize::try_from(len).map_err(io::Error::other)?;
+    // SAFETY: see `FileBody`: blob files are never modified or truncated
+    // once they carry their digest name.
+    let map = unsafe { memmap2::MmapOptions::new().offset(start).len(len).map(&f)? };
+    map.advise(memmap2::Advice::Sequential)?;
+    Ok(map)
 }
 
 impl HttpBody for FileBody {

@@ -26,6 +26,38 @@ async fn base_endpoint_and_health() {
     assert_eq!(r.status, 404);
 }
 
+/// Blobs larger than one streaming chunk (4 MiB) come back whole, and an
+/// unaligned range across chunk and page boundaries comes back exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_blob_streams_whole_and_in_unaligned_ranges() {
+    let dir = tmp();
+    let s = TestServer::start(dir.path()).await;
+    let size = 9 * (1 << 20) + 12_345;
+    let data: Vec<u8> = (0..size as u32)
+        .map(|i| (i.wrapping_mul(7) % 253) as u8)
+        .collect();
+    let d = s.push_blob("big/blob", &data).await;
+    let r = s.req("GET", &format!("/v2/big/blob/blobs/{d}")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some(size.to_string().as_str()));
+    assert!(r.body.as_ref() == &data[..], "whole blob differs");
+    let (a, b) = (4_194_301usize, 8_390_003usize);
+    let r = s
+        .send(
+            "GET",
+            &format!("/v2/big/blob/blobs/{d}"),
+            &[("range", &format!("bytes={a}-{b}"))],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 206);
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes {a}-{b}/{size}").as_str())
+    );
+    assert!(r.body.as_ref() == &data[a..=b], "ranged blob differs");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monolithic_push_then_pull_with_ranges() {
     let dir = tmp();
