@@ -2,6 +2,7 @@
 //! the filesystem storage driver in the CNCF distribution registry's exact
 //! layout, and garbage collection.
 
+pub mod config;
 pub mod error;
 pub(crate) mod fsutil;
 pub mod gc;

@@ -66,15 +66,21 @@ fn default_root() -> PathBuf {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // HOIST_LOG wins; else `hoist serve --config` may set the level.
+    let default_filter = match &cli.command {
+        Command::Serve(a) => a.log_filter(),
+        _ => None,
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HOIST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("HOIST_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(default_filter.as_deref().unwrap_or("warn"))
+            }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     let ctx = cmd::Context {
         root_given: cli.root.is_some(),
         root: cli.root.unwrap_or_else(default_root),

@@ -715,3 +715,101 @@ fn dockerd_pushes_pulls_and_runs() {
     docker.rmi(&name);
     let _ = &s.root;
 }
+
+/// The config.yml that docker-registry runs with runs `hoist serve`
+/// unchanged: same storage, same address, distribution's defaults (no
+/// deletes unless enabled), the keys hoist has no use for named, the access
+/// log off as the file asks; and a broken file is refused, named.
+#[test]
+fn serve_runs_the_config_file_docker_registry_runs() {
+    let scratch = scratch_dir();
+    let root = scratch.path().join("root");
+    let archive = scratch.path().join("img.tar");
+    docker_archive(&archive, "c/f:v1", b"configured\n");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = scratch.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\n  fields:\n    \
+             service: registry\nstorage:\n  cache:\n    blobdescriptor: inmemory\n  filesystem:\n    \
+             rootdirectory: {}\nhttp:\n  addr: {addr}\n  headers:\n    X-Content-Type-Options: \
+             [nosniff]\nhealth:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    \
+             threshold: 3\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+
+    let wait_up = |child: &mut Child, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while http_status(&addr, "/v2/") != Some(200) {
+            assert!(
+                Instant::now() < deadline && matches!(child.try_wait(), Ok(None)),
+                "{what} did not come up on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut registry = Command::new(require_tool("docker-registry"))
+        .arg("serve")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_up(&mut registry, "docker-registry");
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("docker-archive:{}", archive.display()),
+        &format!("docker://{addr}/c/f:v1"),
+    ]);
+    let _ = registry.kill();
+    let _ = registry.wait();
+
+    let log = scratch.path().join("serve.log");
+    let logf = std::fs::File::create(&log).unwrap();
+    let mut child = Command::new(hoist_bin())
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .env_remove("HOIST_LOG")
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone().unwrap())
+        .stderr(logf)
+        .spawn()
+        .unwrap();
+    wait_up(&mut child, "hoist serve --config");
+    let mut s = Serve {
+        child,
+        addr: addr.clone(),
+        root: root.clone(),
+        log: log.clone(),
+    };
+    assert_eq!(http(&addr, "GET", "/v2/c/f/manifests/v1").0, 200);
+    assert_eq!(http(&addr, "DELETE", "/v2/c/f/manifests/v1").0, 405);
+    assert!(s.terminate());
+    let text = std::fs::read_to_string(&log).unwrap();
+    for key in ["health", "log.fields", "storage.cache", "http.headers"] {
+        assert!(text.contains(&format!("ignoring {key} ")), "{key}: {text}");
+    }
+    assert!(!text.contains("hoist_registry::access"), "{text}");
+
+    std::fs::write(&config, "storage:\n  filesystem: [oops\n").unwrap();
+    let out = Command::new(hoist_bin())
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("config.yml is not valid"), "{err}");
+}

@@ -2,16 +2,25 @@
 //! the CNCF distribution registry lays out its `rootdirectory`.
 
 use super::{Context, Error};
+use hoist_registry::config::{FileConfig, Loaded};
 use hoist_registry::ServerConfig;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// Where `hoist serve` listens when neither `--addr` nor the config file says.
+const DEFAULT_ADDR: &str = "127.0.0.1:5000";
 
 /// Arguments of `hoist serve`. The directory is the global `--root`
 /// (distribution's `storage.filesystem.rootdirectory`).
 #[derive(clap::Args)]
 pub struct Args {
-    /// Address to listen on, HOST:PORT.
-    #[arg(long, default_value = "127.0.0.1:5000")]
-    addr: String,
+    /// A distribution-style config.yml (the file docker-registry runs with);
+    /// flags given on the command line win over it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on, HOST:PORT [default: 127.0.0.1:5000].
+    #[arg(long)]
+    addr: Option<String>,
     /// Refuse every push and delete.
     #[arg(long)]
     read_only: bool,
@@ -23,23 +32,74 @@ pub struct Args {
     no_auto_mount: bool,
 }
 
+impl Args {
+    /// The log filter the config file asks for (`log.level`, and access
+    /// lines off with `log.accesslog.disabled`), read before logging starts.
+    /// A file that cannot be read gives none here; `run` reports it.
+    pub fn log_filter(&self) -> Option<String> {
+        let file = FileConfig::read(self.config.as_ref()?).ok()?;
+        let level = file.log.level.as_deref().unwrap_or("warn");
+        Some(if file.log.accesslog.disabled {
+            format!("{level},hoist_registry::access=off")
+        } else {
+            level.to_owned()
+        })
+    }
+}
+
 /// Runs `hoist serve` until SIGINT or SIGTERM.
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
-    let mut cfg = ServerConfig::new(ctx.registry_root("hoist serve")?.to_owned());
-    cfg.read_only = args.read_only;
-    cfg.delete_enabled = !args.no_delete;
-    cfg.auto_mount = !args.no_auto_mount;
+    let loaded = match &args.config {
+        Some(path) => {
+            let l = FileConfig::read(path)
+                .and_then(|f| f.load(path))
+                .map_err(|e| Error::Msg(e.to_string()))?;
+            for key in &l.ignored {
+                eprintln!(
+                    "hoist serve: {}: ignoring {key} (hoist has no use for it)",
+                    path.display()
+                );
+            }
+            Some(l)
+        }
+        None => None,
+    };
+    let (mut cfg, file_addr) = match loaded {
+        Some(Loaded {
+            mut server, addr, ..
+        }) => {
+            if ctx.root_given {
+                server.root = ctx.root.clone();
+            }
+            (server, addr)
+        }
+        None => (
+            ServerConfig::new(ctx.registry_root("hoist serve")?.to_owned()),
+            None,
+        ),
+    };
+    let addr = args
+        .addr
+        .or(file_addr)
+        .unwrap_or_else(|| DEFAULT_ADDR.to_owned());
+    cfg.read_only |= args.read_only;
+    if args.no_delete {
+        cfg.delete_enabled = false;
+    }
+    if args.no_auto_mount {
+        cfg.auto_mount = false;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Msg(format!("cannot start the async runtime: {e}")))?;
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&args.addr)
+        let listener = tokio::net::TcpListener::bind(&addr)
             .await
-            .map_err(|e| Error::Msg(format!("cannot listen on {}: {e}", args.addr)))?;
+            .map_err(|e| Error::Msg(format!("cannot listen on {addr}: {e}")))?;
         let local = listener
             .local_addr()
-            .map_err(|e| Error::Msg(format!("cannot listen on {}: {e}", args.addr)))?;
+            .map_err(|e| Error::Msg(format!("cannot listen on {addr}: {e}")))?;
         eprintln!(
             "hoist serve: listening on http://{local}, storage {}",
             cfg.root.display()
