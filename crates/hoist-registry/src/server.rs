@@ -779,11 +779,13 @@ fn read_range(path: &std::path::Path, start: u64, len: u64) -> crate::Result<Byt
     Ok(Bytes::from(buf))
 }
 
-/// A response body over a memory map of a blob file. The socket is handed
-/// slices of the map, so the kernel copies page cache straight into the
-/// socket without a read into a user buffer first (hyper cannot `sendfile`).
-/// A blocking task faults each chunk in a couple of chunks ahead of the
-/// socket, so a cold disk stalls that task and never an async worker.
+/// A response body over memory maps of a blob file, one per chunk. The
+/// socket is handed the mapped pages, so the kernel copies page cache
+/// straight into the socket without a read into a user buffer first (hyper
+/// cannot `sendfile`). A blocking task maps and faults in each chunk a couple
+/// of chunks ahead of the socket, so a cold disk stalls that task and never an
+/// async worker; a chunk is unmapped once sent, so resident memory stays a few
+/// chunks whatever the blob's size.
 ///
 /// Mapping is sound here because a blob file is immutable once it has its
 /// digest name: it is written elsewhere and renamed in, and gc unlinks it,
@@ -797,21 +799,30 @@ impl FileBody {
     fn spawn(path: PathBuf, start: u64, len: u64) -> Self {
         let (tx, rx) = mpsc::channel(2);
         tokio::task::spawn_blocking(move || {
-            let map = match map_range(&path, start, len) {
-                Ok(m) => m,
+            let f = match open_range(&path, start, len) {
+                Ok(f) => f,
                 Err(e) => {
                     let _ = tx.blocking_send(Err(e));
                     return;
                 }
             };
-            let mut rest = Bytes::from_owner(map);
-            while !rest.is_empty() {
-                let chunk = rest.split_to(rest.len().min(CHUNK));
+            let mut off = start;
+            let end = start + len;
+            while off < end {
+                let n = (end - off).min(CHUNK as u64);
+                let chunk = match map_chunk(&f, off, n) {
+                    Ok(m) => Bytes::from_owner(m),
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                };
                 // Touch one byte per page: the fault (and any disk read)
                 // happens on this blocking thread, not in the socket write.
                 for i in (0..chunk.len()).step_by(4096) {
                     std::hint::black_box(chunk[i]);
                 }
+                off += n;
                 // The receiver is gone when the client hung up.
                 if tx.blocking_send(Ok(chunk)).is_err() {
                     return;
@@ -822,8 +833,8 @@ impl FileBody {
     }
 }
 
-/// Maps `len` bytes of `path` from `start`, read-only, advised sequential.
-fn map_range(path: &std::path::Path, start: u64, len: u64) -> io::Result<memmap2::Mmap> {
+/// Opens a blob file that must hold `start + len` bytes.
+fn open_range(path: &std::path::Path, start: u64, len: u64) -> io::Result<std::fs::File> {
     let f = std::fs::File::open(path)?;
     let have = f.metadata()?.len();
     if have < start.saturating_add(len) {
@@ -835,12 +846,15 @@ fn map_range(path: &std::path::Path, start: u64, len: u64) -> io::Result<memmap2
             ),
         ));
     }
+    Ok(f)
+}
+
+/// Maps `len` bytes of `f` from `off`, read-only.
+fn map_chunk(f: &std::fs::File, off: u64, len: u64) -> io::Result<memmap2::Mmap> {
     let len = usize::try_from(len).map_err(io::Error::other)?;
     // SAFETY: see `FileBody`: blob files are never modified or truncated
     // once they carry their digest name.
-    let map = unsafe { memmap2::MmapOptions::new().offset(start).len(len).map(&f)? };
-    map.advise(memmap2::Advice::Sequential)?;
-    Ok(map)
+    unsafe { memmap2::MmapOptions::new().offset(off).len(len).map(f) }
 }
 
 impl HttpBody for FileBody {
