@@ -10,6 +10,7 @@ pub mod layout;
 pub mod names;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod upload;
 
 pub use error::{Error, Result};

@@ -364,13 +364,18 @@ async fn access_log(req: Request, next: axum::middleware::Next) -> Response {
     resp
 }
 
-/// Serves on `listener` until `shutdown` resolves, then lets requests in
-/// flight finish for up to `cfg.shutdown_grace`.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// Serves on `listener` (a `TcpListener`, or a [`crate::tls::TlsListener`])
+/// until `shutdown` resolves, then lets requests in flight finish for up to
+/// `cfg.shutdown_grace`.
+pub async fn serve<L>(
+    listener: L,
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
+) -> io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let store = Arc::new(Store::open(&cfg.root).map_err(io::Error::other)?);
     let grace = cfg.shutdown_grace;
     let app = router(store, cfg);

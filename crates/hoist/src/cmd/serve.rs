@@ -3,7 +3,9 @@
 
 use super::{Context, Error};
 use hoist_registry::ServerConfig;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Arguments of `hoist serve`. The directory is the global `--root`
 /// (distribution's `storage.filesystem.rootdirectory`).
@@ -21,6 +23,12 @@ pub struct Args {
     /// Mount blobs across repositories only when the client names `from`.
     #[arg(long)]
     no_auto_mount: bool,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, RSA or EC).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// Runs `hoist serve` until SIGINT or SIGTERM.
@@ -29,6 +37,14 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     cfg.read_only = args.read_only;
     cfg.delete_enabled = !args.no_delete;
     cfg.auto_mount = !args.no_auto_mount;
+    // Read the certificate before binding, so a bad file fails at once.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            hoist_registry::tls::load_server_config(cert, key)
+                .map_err(|e| Error::Msg(e.to_string()))?,
+        )),
+        _ => None,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -40,13 +56,21 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         let local = listener
             .local_addr()
             .map_err(|e| Error::Msg(format!("cannot listen on {}: {e}", args.addr)))?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         eprintln!(
-            "hoist serve: listening on http://{local}, storage {}",
+            "hoist serve: listening on {scheme}://{local}, storage {}",
             cfg.root.display()
         );
-        hoist_registry::serve(listener, cfg, hoist_registry::shutdown_signal())
-            .await
-            .map_err(|e| Error::Msg(format!("registry server failed: {e}")))
+        let shutdown = hoist_registry::shutdown_signal();
+        match tls {
+            Some(tls) => {
+                let listener = hoist_registry::tls::TlsListener::new(listener, tls)
+                    .map_err(|e| Error::Msg(format!("cannot listen on {}: {e}", args.addr)))?;
+                hoist_registry::serve(listener, cfg, shutdown).await
+            }
+            None => hoist_registry::serve(listener, cfg, shutdown).await,
+        }
+        .map_err(|e| Error::Msg(format!("registry server failed: {e}")))
     })?;
     eprintln!("hoist serve: stopped");
     Ok(ExitCode::SUCCESS)
