@@ -10,6 +10,7 @@
 //!   registry) on a loopback port.
 //! * [`certs::TestCerts`]: a test CA and server certificate (`openssl`).
 //! * [`browser`]: headless Chromium dumping a page's DOM.
+//! * [`serve::HoistServe`]: a `hoist serve` process on a loopback port.
 //!
 //! The fixture images built by `scripts/test.sh` are [`BASE_IMAGE`] (busybox
 //! rootfs, one layer, `docker import`) and [`APP_IMAGE`] (three layers with a
@@ -31,6 +32,7 @@
 
 pub mod browser;
 pub mod certs;
+pub mod serve;
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};
