@@ -12,6 +12,7 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod upload;
+pub mod web;
 
 pub use error::{Error, Result};
 pub use names::{ManifestRef, NameError, RepoName, Tag, UploadId};

@@ -75,6 +75,13 @@ struct App {
     cfg: Arc<ServerConfig>,
 }
 
+/// The web page's handlers need only the store.
+impl axum::extract::FromRef<App> for Arc<Store> {
+    fn from_ref(app: &App) -> Arc<Store> {
+        app.store.clone()
+    }
+}
+
 /// An error as the distribution-spec writes it.
 #[derive(Debug)]
 pub struct ApiError {
@@ -236,7 +243,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn query_param(uri: &axum::http::Uri, key: &str) -> Option<String> {
+pub(crate) fn query_param(uri: &axum::http::Uri, key: &str) -> Option<String> {
     uri.query()?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (percent_decode(k) == key).then(|| percent_decode(v))
@@ -331,7 +338,8 @@ fn route(path: &str) -> Option<Route> {
     })
 }
 
-/// The router: `/v2/`, `/v2/_catalog`, `/healthz`, and everything under `/v2/<name>/`.
+/// The router: `/v2/`, `/v2/_catalog`, `/healthz`, everything under `/v2/<name>/`,
+/// and the web page (`/`, `/ui/r/…`, see [`crate::web`]).
 pub fn router(store: Arc<Store>, cfg: ServerConfig) -> Router {
     let app = App {
         store,
@@ -342,6 +350,8 @@ pub fn router(store: Arc<Store>, cfg: ServerConfig) -> Router {
         .route("/v2", get(base))
         .route("/v2/_catalog", get(catalog))
         .route("/healthz", get(healthz))
+        .route("/", get(crate::web::index))
+        .route("/ui/r/{*rest}", get(crate::web::repo))
         .fallback(dispatch)
         .layer(axum::middleware::from_fn(access_log))
         .with_state(app)
