@@ -7,6 +7,7 @@ pub(crate) mod fsutil;
 pub mod gc;
 pub mod hashstate;
 pub mod layout;
+pub mod metrics;
 pub mod names;
 pub mod server;
 pub mod store;

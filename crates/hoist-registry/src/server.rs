@@ -7,6 +7,7 @@
 //! path is matched from its end, as distribution's regular expressions do.
 
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::names::{ManifestRef, RepoName, Tag, UploadId};
 use crate::store::{BlobInfo, Store, MAX_MANIFEST_SIZE};
 use crate::upload::UploadWriter;
@@ -54,6 +55,10 @@ pub struct ServerConfig {
     pub auto_mount: bool,
     /// How long a graceful shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// The request metrics.
+    pub metrics: Arc<Metrics>,
+    /// Serve `/metrics` on the main address (off when it has its own).
+    pub metrics_on_main: bool,
 }
 
 impl ServerConfig {
@@ -65,6 +70,8 @@ impl ServerConfig {
             delete_enabled: true,
             auto_mount: true,
             shutdown_grace: Duration::from_secs(30),
+            metrics: Arc::new(Metrics::new()),
+            metrics_on_main: true,
         }
     }
 }
@@ -73,6 +80,13 @@ impl ServerConfig {
 struct App {
     store: Arc<Store>,
     cfg: Arc<ServerConfig>,
+}
+
+/// `/metrics` needs only the metrics.
+impl axum::extract::FromRef<App> for Arc<Metrics> {
+    fn from_ref(app: &App) -> Arc<Metrics> {
+        app.cfg.metrics.clone()
+    }
 }
 
 /// The web page's handlers need only the store.
@@ -288,7 +302,7 @@ fn page_size(uri: &axum::http::Uri, default: usize) -> Result<usize, ApiError> {
 
 /// A parsed `/v2/...` path.
 #[derive(Debug, PartialEq)]
-enum Route {
+pub(crate) enum Route {
     Tags(String),
     UploadStart(String),
     Upload(String, String),
@@ -297,7 +311,7 @@ enum Route {
     Referrers(String, String),
 }
 
-fn route(path: &str) -> Option<Route> {
+pub(crate) fn route(path: &str) -> Option<Route> {
     let rest = path.strip_prefix("/v2/")?;
     let segs: Vec<&str> = rest.split('/').collect();
     let n = segs.len();
@@ -339,14 +353,21 @@ fn route(path: &str) -> Option<Route> {
 }
 
 /// The router: `/v2/`, `/v2/_catalog`, `/healthz`, everything under `/v2/<name>/`,
-/// and the web page (`/`, `/ui/r/…`, see [`crate::web`]).
+/// `/metrics` (unless `cfg.metrics_on_main` is off), and the web page (`/`, `/ui/r/…`, see [`crate::web`]).
 pub fn router(store: Arc<Store>, cfg: ServerConfig) -> Router {
+    let metrics = cfg.metrics.clone();
+    let on_main = cfg.metrics_on_main;
     let app = App {
         store,
         cfg: Arc::new(cfg),
     };
-    Router::new()
-        .route("/v2/", get(base))
+    let r = Router::new();
+    let r = if on_main {
+        r.route("/metrics", get(crate::metrics::scrape))
+    } else {
+        r
+    };
+    r.route("/v2/", get(base))
         .route("/v2", get(base))
         .route("/v2/_catalog", get(catalog))
         .route("/healthz", get(healthz))
@@ -354,6 +375,10 @@ pub fn router(store: Arc<Store>, cfg: ServerConfig) -> Router {
         .route("/ui/r/{*rest}", get(crate::web::repo))
         .fallback(dispatch)
         .layer(axum::middleware::from_fn(access_log))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track,
+        ))
         .with_state(app)
 }
 

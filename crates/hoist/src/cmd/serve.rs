@@ -29,6 +29,10 @@ pub struct Args {
     /// The PEM private key of --tls-cert (PKCS#8, RSA or EC).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Serve Prometheus `/metrics` (plain HTTP) on this HOST:PORT instead of
+    /// on --addr.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
 }
 
 /// Runs `hoist serve` until SIGINT or SIGTERM.
@@ -37,6 +41,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     cfg.read_only = args.read_only;
     cfg.delete_enabled = !args.no_delete;
     cfg.auto_mount = !args.no_auto_mount;
+    cfg.metrics_on_main = args.metrics_addr.is_none();
     // Read the certificate before binding, so a bad file fails at once.
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(
@@ -56,6 +61,21 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         let local = listener
             .local_addr()
             .map_err(|e| Error::Msg(format!("cannot listen on {}: {e}", args.addr)))?;
+        if let Some(maddr) = &args.metrics_addr {
+            let ml = tokio::net::TcpListener::bind(maddr).await.map_err(|e| {
+                Error::Msg(format!("cannot listen on {maddr} (--metrics-addr): {e}"))
+            })?;
+            let mlocal = ml
+                .local_addr()
+                .map_err(|e| Error::Msg(format!("cannot listen on {maddr}: {e}")))?;
+            eprintln!("hoist serve: metrics on http://{mlocal}/metrics");
+            let metrics = cfg.metrics.clone();
+            tokio::spawn(async move {
+                if let Err(e) = hoist_registry::metrics::serve_metrics(ml, metrics).await {
+                    tracing::error!(error = %e, "metrics server failed");
+                }
+            });
+        }
         let scheme = if tls.is_some() { "https" } else { "http" };
         eprintln!(
             "hoist serve: listening on {scheme}://{local}, storage {}",
