@@ -31,7 +31,10 @@ fn push(layout: &Path, tag: &str, dest: &str) {
 }
 
 fn assert_has(dom: &str, what: &str) {
-    assert!(dom.contains(what), "the page does not show {what:?}:\n{dom}");
+    assert!(
+        dom.contains(what),
+        "the page does not show {what:?}:\n{dom}"
+    );
 }
 
 #[test]
@@ -88,8 +91,14 @@ fn chromium_shows_repositories_tags_platforms_layers_and_history() {
     assert_has(&tag, &multi.top);
     assert_has(&tag, "application/vnd.oci.image.index.v1+json");
     for img in &multi.images {
-        assert_has(&tag, &format!("<td class=\"platform\">{}</td>", img.platform));
-        assert_has(&tag, &format!("href=\"/ui/r/web/multi/_manifests/{}\"", img.manifest));
+        assert_has(
+            &tag,
+            &format!("<td class=\"platform\">{}</td>", img.platform),
+        );
+        assert_has(
+            &tag,
+            &format!("href=\"/ui/r/web/multi/_manifests/{}\"", img.manifest),
+        );
         assert_has(&tag, &img.config);
         let mut total = 0;
         for (d, size) in &img.layers {
@@ -103,13 +112,25 @@ fn chromium_shows_repositories_tags_platforms_layers_and_history() {
     assert_has(&tag, "RUN make install");
     assert_has(&tag, "2024-01-02T03:04:05Z");
     // The hostile history entry is text on the page, never a script.
-    assert_has(&tag, "&lt;script&gt;document.body.setAttribute('data-xss','ran')&lt;/script&gt;");
-    assert!(!tag.contains("<script"), "a script element reached the DOM:\n{tag}");
-    assert!(!tag.contains("data-xss=\"ran\""), "the hostile history ran:\n{tag}");
+    assert_has(
+        &tag,
+        "&lt;script&gt;document.body.setAttribute('data-xss','ran')&lt;/script&gt;",
+    );
+    assert!(
+        !tag.contains("<script"),
+        "a script element reached the DOM:\n{tag}"
+    );
+    assert!(
+        !tag.contains("data-xss=\"ran\""),
+        "the hostile history ran:\n{tag}"
+    );
 
     // A child manifest's own page, reached from the platform link.
     let arm = &multi.images[2];
-    let child = dump_dom(&url(&format!("/ui/r/web/multi/_manifests/{}", arm.manifest)));
+    let child = dump_dom(&url(&format!(
+        "/ui/r/web/multi/_manifests/{}",
+        arm.manifest
+    )));
     assert_has(&child, "application/vnd.oci.image.manifest.v1+json");
     assert_has(&child, "Platform linux/arm/v7");
     assert_has(&child, &arm.layers[1].0);
