@@ -29,6 +29,7 @@ use std::time::Instant;
 
 /// What a request is for, as a metric label.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+// The derive writes variant names as label values: lower case on purpose.
 #[allow(non_camel_case_types)]
 pub enum RouteKind {
     /// `/v2/<name>/manifests/<ref>`.
@@ -70,6 +71,7 @@ impl RouteKind {
 
 /// An HTTP method, as a metric label: the usual ones, or `OTHER`.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+// Variant names are the label values, spelled as HTTP spells methods.
 #[allow(clippy::upper_case_acronyms)]
 enum MethodLabel {
     GET,
