@@ -8,10 +8,13 @@ pub(crate) mod fsutil;
 pub mod gc;
 pub mod hashstate;
 pub mod layout;
+pub mod metrics;
 pub mod names;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod upload;
+pub mod web;
 
 pub use error::{Error, Result};
 pub use names::{ManifestRef, NameError, RepoName, Tag, UploadId};

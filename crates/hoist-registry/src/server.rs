@@ -7,6 +7,7 @@
 //! path is matched from its end, as distribution's regular expressions do.
 
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::names::{ManifestRef, RepoName, Tag, UploadId};
 use crate::store::{BlobInfo, Store, MAX_MANIFEST_SIZE};
 use crate::upload::UploadWriter;
@@ -54,6 +55,10 @@ pub struct ServerConfig {
     pub auto_mount: bool,
     /// How long a graceful shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// The request metrics.
+    pub metrics: Arc<Metrics>,
+    /// Serve `/metrics` on the main address (off when it has its own).
+    pub metrics_on_main: bool,
 }
 
 impl ServerConfig {
@@ -65,6 +70,8 @@ impl ServerConfig {
             delete_enabled: true,
             auto_mount: true,
             shutdown_grace: Duration::from_secs(30),
+            metrics: Arc::new(Metrics::new()),
+            metrics_on_main: true,
         }
     }
 }
@@ -73,6 +80,20 @@ impl ServerConfig {
 struct App {
     store: Arc<Store>,
     cfg: Arc<ServerConfig>,
+}
+
+/// `/metrics` needs only the metrics.
+impl axum::extract::FromRef<App> for Arc<Metrics> {
+    fn from_ref(app: &App) -> Arc<Metrics> {
+        app.cfg.metrics.clone()
+    }
+}
+
+/// The web page's handlers need only the store.
+impl axum::extract::FromRef<App> for Arc<Store> {
+    fn from_ref(app: &App) -> Arc<Store> {
+        app.store.clone()
+    }
 }
 
 /// An error as the distribution-spec writes it.
@@ -236,7 +257,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn query_param(uri: &axum::http::Uri, key: &str) -> Option<String> {
+pub(crate) fn query_param(uri: &axum::http::Uri, key: &str) -> Option<String> {
     uri.query()?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (percent_decode(k) == key).then(|| percent_decode(v))
@@ -281,7 +302,7 @@ fn page_size(uri: &axum::http::Uri, default: usize) -> Result<usize, ApiError> {
 
 /// A parsed `/v2/...` path.
 #[derive(Debug, PartialEq)]
-enum Route {
+pub(crate) enum Route {
     Tags(String),
     UploadStart(String),
     Upload(String, String),
@@ -290,7 +311,7 @@ enum Route {
     Referrers(String, String),
 }
 
-fn route(path: &str) -> Option<Route> {
+pub(crate) fn route(path: &str) -> Option<Route> {
     let rest = path.strip_prefix("/v2/")?;
     let segs: Vec<&str> = rest.split('/').collect();
     let n = segs.len();
@@ -331,19 +352,33 @@ fn route(path: &str) -> Option<Route> {
     })
 }
 
-/// The router: `/v2/`, `/v2/_catalog`, `/healthz`, and everything under `/v2/<name>/`.
+/// The router: `/v2/`, `/v2/_catalog`, `/healthz`, everything under `/v2/<name>/`,
+/// `/metrics` (unless `cfg.metrics_on_main` is off), and the web page (`/`, `/ui/r/…`, see [`crate::web`]).
 pub fn router(store: Arc<Store>, cfg: ServerConfig) -> Router {
+    let metrics = cfg.metrics.clone();
+    let on_main = cfg.metrics_on_main;
     let app = App {
         store,
         cfg: Arc::new(cfg),
     };
-    Router::new()
-        .route("/v2/", get(base))
+    let r = Router::new();
+    let r = if on_main {
+        r.route("/metrics", get(crate::metrics::scrape))
+    } else {
+        r
+    };
+    r.route("/v2/", get(base))
         .route("/v2", get(base))
         .route("/v2/_catalog", get(catalog))
         .route("/healthz", get(healthz))
+        .route("/", get(crate::web::index))
+        .route("/ui/r/{*rest}", get(crate::web::repo))
         .fallback(dispatch)
         .layer(axum::middleware::from_fn(access_log))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track,
+        ))
         .with_state(app)
 }
 
@@ -364,13 +399,18 @@ async fn access_log(req: Request, next: axum::middleware::Next) -> Response {
     resp
 }
 
-/// Serves on `listener` until `shutdown` resolves, then lets requests in
-/// flight finish for up to `cfg.shutdown_grace`.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// Serves on `listener` (a `TcpListener`, or a [`crate::tls::TlsListener`])
+/// until `shutdown` resolves, then lets requests in flight finish for up to
+/// `cfg.shutdown_grace`.
+pub async fn serve<L>(
+    listener: L,
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
+) -> io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let store = Arc::new(Store::open(&cfg.root).map_err(io::Error::other)?);
     let grace = cfg.shutdown_grace;
     let app = router(store, cfg);

@@ -8,6 +8,9 @@
 //! * [`require_tool`]: a peer tool (`skopeo`, `umoci`, `crun`, …) that must be there.
 //! * [`Registry`]: a throw-away `docker-registry` (the CNCF distribution
 //!   registry) on a loopback port.
+//! * [`certs::TestCerts`]: a test CA and server certificate (`openssl`).
+//! * [`browser`]: headless Chromium dumping a page's DOM.
+//! * [`serve::HoistServe`]: a `hoist serve` process on a loopback port.
 //!
 //! The fixture images built by `scripts/test.sh` are [`BASE_IMAGE`] (busybox
 //! rootfs, one layer, `docker import`) and [`APP_IMAGE`] (three layers with a
@@ -26,6 +29,10 @@
 //! docker.save(&img, &archive);
 //! store.hoist_ok(["load", "-i", archive.to_str().unwrap()]);
 //! ```
+
+pub mod browser;
+pub mod certs;
+pub mod serve;
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};
@@ -490,7 +497,8 @@ pub fn require_tool(name: &str) -> PathBuf {
     }
     panic!(
         "{name} is not installed but this test needs it; bash scripts/test.sh installs the \
-         peers (apt-get install docker.io skopeo umoci crun docker-registry busybox-static)"
+         peers (apt-get install docker.io skopeo umoci crun docker-registry busybox-static openssl \
+         chromium)"
     )
 }
 

@@ -6,6 +6,7 @@ use hoist_registry::config::{FileConfig, Loaded};
 use hoist_registry::ServerConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Where `hoist serve` listens when neither `--addr` nor the config file says.
 const DEFAULT_ADDR: &str = "127.0.0.1:5000";
@@ -30,6 +31,16 @@ pub struct Args {
     /// Mount blobs across repositories only when the client names `from`.
     #[arg(long)]
     no_auto_mount: bool,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, RSA or EC).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve Prometheus `/metrics` (plain HTTP) on this HOST:PORT instead of
+    /// on --addr.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
 }
 
 impl Args {
@@ -89,6 +100,15 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     if args.no_auto_mount {
         cfg.auto_mount = false;
     }
+    cfg.metrics_on_main = args.metrics_addr.is_none();
+    // Read the certificate before binding, so a bad file fails at once.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            hoist_registry::tls::load_server_config(cert, key)
+                .map_err(|e| Error::Msg(e.to_string()))?,
+        )),
+        _ => None,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -100,13 +120,36 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         let local = listener
             .local_addr()
             .map_err(|e| Error::Msg(format!("cannot listen on {addr}: {e}")))?;
+        if let Some(maddr) = &args.metrics_addr {
+            let ml = tokio::net::TcpListener::bind(maddr).await.map_err(|e| {
+                Error::Msg(format!("cannot listen on {maddr} (--metrics-addr): {e}"))
+            })?;
+            let mlocal = ml
+                .local_addr()
+                .map_err(|e| Error::Msg(format!("cannot listen on {maddr}: {e}")))?;
+            eprintln!("hoist serve: metrics on http://{mlocal}/metrics");
+            let metrics = cfg.metrics.clone();
+            tokio::spawn(async move {
+                if let Err(e) = hoist_registry::metrics::serve_metrics(ml, metrics).await {
+                    tracing::error!(error = %e, "metrics server failed");
+                }
+            });
+        }
+        let scheme = if tls.is_some() { "https" } else { "http" };
         eprintln!(
-            "hoist serve: listening on http://{local}, storage {}",
+            "hoist serve: listening on {scheme}://{local}, storage {}",
             cfg.root.display()
         );
-        hoist_registry::serve(listener, cfg, hoist_registry::shutdown_signal())
-            .await
-            .map_err(|e| Error::Msg(format!("registry server failed: {e}")))
+        let shutdown = hoist_registry::shutdown_signal();
+        match tls {
+            Some(tls) => {
+                let listener = hoist_registry::tls::TlsListener::new(listener, tls)
+                    .map_err(|e| Error::Msg(format!("cannot listen on {addr}: {e}")))?;
+                hoist_registry::serve(listener, cfg, shutdown).await
+            }
+            None => hoist_registry::serve(listener, cfg, shutdown).await,
+        }
+        .map_err(|e| Error::Msg(format!("registry server failed: {e}")))
     })?;
     eprintln!("hoist serve: stopped");
     Ok(ExitCode::SUCCESS)
