@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub auto_mount: bool,
     /// How long a graceful shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// Authentication and rights; `None`: everyone may do everything.
+    pub auth: Option<Arc<crate::auth::Auth>>,
 }
 
 impl ServerConfig {
@@ -65,6 +67,7 @@ impl ServerConfig {
             delete_enabled: true,
             auto_mount: true,
             shutdown_grace: Duration::from_secs(30),
+            auth: None,
         }
     }
 }
@@ -218,7 +221,7 @@ where
 
 /// Percent-decodes a query value or path segment. `+` stays `+`: media
 /// types such as `application/vnd.x+json` arrive unescaped from some clients.
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -236,7 +239,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn query_param(uri: &axum::http::Uri, key: &str) -> Option<String> {
+pub(crate) fn query_param(uri: &axum::http::Uri, key: &str) -> Option<String> {
     uri.query()?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (percent_decode(k) == key).then(|| percent_decode(v))
@@ -281,7 +284,7 @@ fn page_size(uri: &axum::http::Uri, default: usize) -> Result<usize, ApiError> {
 
 /// A parsed `/v2/...` path.
 #[derive(Debug, PartialEq)]
-enum Route {
+pub(crate) enum Route {
     Tags(String),
     UploadStart(String),
     Upload(String, String),
@@ -290,7 +293,7 @@ enum Route {
     Referrers(String, String),
 }
 
-fn route(path: &str) -> Option<Route> {
+pub(crate) fn route(path: &str) -> Option<Route> {
     let rest = path.strip_prefix("/v2/")?;
     let segs: Vec<&str> = rest.split('/').collect();
     let n = segs.len();
@@ -332,18 +335,26 @@ fn route(path: &str) -> Option<Route> {
 }
 
 /// The router: `/v2/`, `/v2/_catalog`, `/healthz`, and everything under `/v2/<name>/`.
-pub fn router(store: Arc<Store>, cfg: ServerConfig) -> Router {
+pub fn router(store: Arc<Store>, mut cfg: ServerConfig) -> Router {
+    // With auth, a mount without `from` would read from repositories the
+    // client may not pull: only mounts that name `from` (checked) remain.
+    cfg.auto_mount &= cfg.auth.is_none();
+    let auth = cfg.auth.clone();
     let app = App {
         store,
         cfg: Arc::new(cfg),
     };
-    Router::new()
+    let r = Router::new()
         .route("/v2/", get(base))
         .route("/v2", get(base))
         .route("/v2/_catalog", get(catalog))
         .route("/healthz", get(healthz))
-        .fallback(dispatch)
-        .layer(axum::middleware::from_fn(access_log))
+        .fallback(dispatch);
+    let r = match auth {
+        Some(a) => crate::auth::protect(r, a),
+        None => r,
+    };
+    r.layer(axum::middleware::from_fn(access_log))
         .with_state(app)
 }
 
