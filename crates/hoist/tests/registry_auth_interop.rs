@@ -166,7 +166,9 @@ fn docker_round_trip(addr: &str, scratch: &Path) {
     // Not logged in: the push is refused.
     let e = assert_failure("docker push without login", &alice(&["push", &name]));
     assert!(
-        e.contains("unauthorized") || e.contains("authentication required"),
+        e.contains("no basic auth credentials")
+            || e.contains("unauthorized")
+            || e.contains("authentication required"),
         "{e}"
     );
     let e = assert_failure(
