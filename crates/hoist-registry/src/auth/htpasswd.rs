@@ -107,6 +107,11 @@ impl Htpasswd {
     /// on a cache miss.
     pub fn check(&self, user: &str, password: &str) -> bool {
         let Some(hash) = self.users.get(user) else {
+            // An unknown user costs one bcrypt too (against any user's hash),
+            // so that timing does not tell which users exist.
+            if let Some(h) = self.users.values().next() {
+                let _ = bcrypt::verify(password, h);
+            }
             return false;
         };
         let mut h = Sha256::new();

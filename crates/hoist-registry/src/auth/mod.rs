@@ -278,7 +278,7 @@ impl Auth {
 
 /// The access a request needs: resources and actions (empty: only
 /// authentication, as for `/v2/`).
-fn needed(method: &Method, uri: &axum::http::Uri) -> Result<Vec<ResourceActions>, Response> {
+fn needed(method: &Method, uri: &axum::http::Uri) -> Result<Vec<ResourceActions>, Box<Response>> {
     let path = uri.path();
     if path == "/v2/_catalog" {
         return Ok(vec![res("registry", "catalog", &["*"])]);
@@ -319,17 +319,17 @@ fn repo_of(r: &Route) -> &String {
 
 /// A valid repository name, else the spec's NAME_INVALID (a rule's glob is
 /// never matched against a name the storage would refuse anyway).
-fn checked_name(n: &str) -> Result<String, Response> {
+fn checked_name(n: &str) -> Result<String, Box<Response>> {
     RepoName::new(n)
         .map(|n| n.as_str().to_owned())
         .map_err(|e| {
-            error_response(
+            Box::new(error_response(
                 StatusCode::BAD_REQUEST,
                 "NAME_INVALID",
                 &e.to_string(),
                 serde_json::json!({ "name": n }),
                 None,
-            )
+            ))
         })
 }
 
@@ -430,7 +430,7 @@ pub async fn check(
     }
     let need = match needed(req.method(), req.uri()) {
         Ok(n) => n,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     if let Some(t) = &auth.token {
         let bearer = req
