@@ -267,8 +267,9 @@ fn token_config(dir: &Path, addr_hint: &str, issue: bool) -> AuthConfig {
     let (hp, ap) = files(dir);
     AuthConfig {
         realm: String::new(),
-        htpasswd: Some(hp),
-        acl: Some(ap),
+        // Users and rights are the issuer's business.
+        htpasswd: issue.then_some(hp),
+        acl: issue.then_some(ap),
         token: Some(TokenConfig {
             realm: format!("http://{addr_hint}/token"),
             service: "test-registry".into(),
@@ -386,6 +387,15 @@ async fn token_flow_challenges_and_scopes() {
     assert_eq!(get(&s, "/v2/public/x/tags/list", &anon).await.status, 404);
     assert_eq!(get(&s, "/v2/alice/app/tags/list", &anon).await.status, 401);
 
+    // A bound on the scopes of one request.
+    let many: Vec<String> = (0..101)
+        .map(|i| format!("repository:public/r{i}:pull"))
+        .collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let r = token(&s, Some(&user("alice")), &many).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("the limit is 100"));
+
     // Garbage and forged tokens.
     let r = get(&s, "/v2/alice/app/tags/list", "Bearer not.a.token").await;
     assert_eq!(r.status, 401);
@@ -429,9 +439,7 @@ async fn a_validating_registry_takes_tokens_of_a_separate_issuer() {
     let dir = tempfile::tempdir().unwrap();
     let issuer = token_server(dir.path()).await;
     // The second registry has no htpasswd, no issuer: only the bundle.
-    let mut cfg = token_config(dir.path(), "registry.test", false);
-    cfg.htpasswd = None;
-    cfg.acl = None;
+    let cfg = token_config(dir.path(), "registry.test", false);
     let auth = Arc::new(Auth::load(&cfg).unwrap());
     let reg = TestServer::start_with(&dir.path().join("reg2"), |c| c.auth = Some(auth)).await;
     assert_eq!(
@@ -466,6 +474,10 @@ fn bad_auth_settings_are_refused_at_startup() {
     c.token.as_mut().unwrap().rootcertbundle = dir.path().join("missing.pem");
     assert!(e(c).contains("cannot read the token root certificate bundle"));
     assert!(e(AuthConfig::default()).contains("htpasswd file"));
+    // htpasswd and ACL files do nothing when another issuer signs: refused.
+    let mut c = token_config(dir.path(), "h", false);
+    c.acl = Some(dir.path().join("acl"));
+    assert!(e(c).contains("give its signing key too"));
     let hp = dir.path().join("md5");
     std::fs::write(&hp, "bob:$apr1$x$y\n").unwrap();
     let msg = e(AuthConfig {

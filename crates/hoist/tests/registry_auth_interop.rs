@@ -379,3 +379,52 @@ fn tokens_of_one_hoist_serve_are_validated_by_another_and_by_docker_registry() {
         dir,
     );
 }
+
+/// Runs `hoist serve ARGS` expecting it to refuse to start; returns stderr.
+fn serve_refuses(root: &Path, args: &[&str]) -> String {
+    let mut child = Command::new(hoist_bin())
+        .args(["serve", "--addr", &free_addr(), "--root"])
+        .arg(root)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("hoist serve {args:?} started instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_failure(&format!("hoist serve {args:?}"), &out)
+}
+
+#[test]
+fn serve_refuses_bad_auth_settings_with_clear_errors() {
+    let scratch = scratch_dir();
+    let dir = scratch.path();
+    let root = dir.join("root");
+    let md5 = dir.join("md5");
+    std::fs::write(&md5, "alice:$apr1$abcdefgh$0123456789012345678901\n").unwrap();
+    let e = serve_refuses(&root, &["--htpasswd", md5.to_str().unwrap()]);
+    assert!(
+        e.contains(&format!("{}:1", md5.display())) && e.contains("htpasswd -B"),
+        "{e}"
+    );
+    let e = serve_refuses(&root, &["--acl", md5.to_str().unwrap()]);
+    assert!(e.contains("--acl needs --htpasswd"), "{e}");
+    let e = serve_refuses(&root, &["--token-realm", "http://127.0.0.1:1/token"]);
+    assert!(e.contains("--token-rootcertbundle"), "{e}");
+    let (key, crt) = issuer_key(dir);
+    let mut args: Vec<String> = token_flags("127.0.0.1:1", &crt);
+    args.extend(["--token-key".into(), crt.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = serve_refuses(&root, &args);
+    assert!(e.contains("not a PEM private key"), "{e}");
+    let e = serve_refuses(&root, &["--token-key", key.to_str().unwrap()]);
+    assert!(e.contains("--token-realm"), "{e}");
+}

@@ -168,6 +168,29 @@ mod tests {
     }
 
     #[test]
+    fn successful_checks_are_cached_failures_are_not() {
+        let h = bcrypt::hash("pw", 8).unwrap();
+        let f = parse(&format!("alice:{h}\n")).unwrap();
+        let t = Instant::now();
+        assert!(f.check("alice", "pw"));
+        let first = t.elapsed();
+        let t = Instant::now();
+        for _ in 0..20 {
+            assert!(f.check("alice", "pw"));
+        }
+        let cached = t.elapsed();
+        assert!(
+            cached < first,
+            "20 cached checks took {cached:?}, one bcrypt {first:?}"
+        );
+        let t = Instant::now();
+        for _ in 0..3 {
+            assert!(!f.check("alice", "wrong"));
+        }
+        assert!(t.elapsed() > first, "failures pay bcrypt every time");
+    }
+
+    #[test]
     fn other_hash_kinds_are_refused_naming_the_line() {
         for (text, want) in [
             ("alice:$apr1$abc$def\n", "MD5"),

@@ -167,6 +167,13 @@ impl Auth {
                         t.realm
                     )));
                 }
+                if t.issue.is_none() && (htpasswd.is_some() || acl.is_some()) {
+                    return Err(AuthError::Config(
+                        "with token auth the htpasswd and ACL files serve the built-in issuer: \
+                         give its signing key too, or leave them out when another issuer signs"
+                            .into(),
+                    ));
+                }
                 let verifier = Verifier::load(&t.rootcertbundle, &t.issuer, &t.service)?;
                 let issuer = match &t.issue {
                     None => None,
@@ -203,6 +210,17 @@ impl Auth {
             acl,
             token,
         })
+    }
+
+    /// One line for the startup message: how clients authenticate.
+    pub fn describe(&self) -> String {
+        match &self.token {
+            Some(t) => match &t.issuer {
+                Some((_, p)) => format!("token (issuing on {p}, service {})", t.service),
+                None => format!("token (from {}, service {})", t.realm, t.service),
+            },
+            None => format!("basic (realm {:?})", self.realm),
+        }
     }
 
     /// The path of the built-in token issuer, when this server issues.
@@ -483,6 +501,9 @@ pub async fn check(
     }
 }
 
+/// Most scopes one token request may name (a bound on the token's size).
+const MAX_SCOPES: usize = 100;
+
 /// Parses `repository:name:pull,push` (also `repository(plugin):…`).
 fn parse_scope(s: &str) -> Option<ResourceActions> {
     let (typ, rest) = s.split_once(':')?;
@@ -552,6 +573,18 @@ pub async fn issue(State(auth): State<Arc<Auth>>, req: Request) -> Response {
                 .collect::<Vec<_>>()
         })
         .collect();
+    if scopes.len() > MAX_SCOPES {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "UNSUPPORTED",
+            &format!(
+                "{} scopes asked for; the limit is {MAX_SCOPES}",
+                scopes.len()
+            ),
+            serde_json::Value::Null,
+            None,
+        );
+    }
     let u = user.as_deref();
     let access: Vec<ResourceActions> = scopes
         .into_iter()

@@ -137,6 +137,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
             "hoist serve: listening on http://{local}, storage {}",
             cfg.root.display()
         );
+        if let Some(a) = &cfg.auth {
+            eprintln!("hoist serve: auth {}", a.describe());
+        }
         hoist_registry::serve(listener, cfg, hoist_registry::shutdown_signal())
             .await
             .map_err(|e| Error::Msg(format!("registry server failed: {e}")))
