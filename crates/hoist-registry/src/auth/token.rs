@@ -11,9 +11,18 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use x509_cert::der::{Decode, Encode};
 use x509_cert::spki::SubjectPublicKeyInfoOwned;
+use x509_cert::Certificate;
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`, as distribution does.
 const LEEWAY: u64 = 60;
+/// Most certificates an `x5c` header may carry.
+const MAX_CHAIN: usize = 8;
+
+const OID_EC: &str = "1.2.840.10045.2.1";
+const OID_RSA: &str = "1.2.840.113549.1.1.1";
+const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_P384: &str = "1.3.132.0.34";
+const OID_BASIC_CONSTRAINTS: &str = "2.5.29.19";
 
 /// One entry of a token's `access` claim.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,13 +82,18 @@ struct TrustedKey {
     kid: String,
     key: DecodingKey,
     algs: &'static [Algorithm],
-    /// The certificate's DER when the key came from one (for `x5c`).
-    cert: Option<Vec<u8>>,
+}
+
+/// A certificate of the bundle: an anchor for `x5c` chains.
+struct Root {
+    der: Vec<u8>,
+    cert: Certificate,
 }
 
 /// Checks tokens against the keys of a root certificate bundle.
 pub struct Verifier {
     keys: Vec<TrustedKey>,
+    roots: Vec<Root>,
     issuer: String,
     service: String,
 }
@@ -115,13 +129,9 @@ pub fn libtrust_kid(spki_der: &[u8]) -> String {
 
 /// The algorithms a public key can check, and the key itself.
 fn decoding_key(spki: &SubjectPublicKeyInfoOwned) -> Option<(DecodingKey, &'static [Algorithm])> {
-    const EC: &str = "1.2.840.10045.2.1";
-    const RSA: &str = "1.2.840.113549.1.1.1";
-    const P256: &str = "1.2.840.10045.3.1.7";
-    const P384: &str = "1.3.132.0.34";
     let raw = spki.subject_public_key.raw_bytes();
     match spki.algorithm.oid.to_string().as_str() {
-        RSA => Some((
+        OID_RSA => Some((
             DecodingKey::from_rsa_der(raw),
             &[
                 Algorithm::RS256,
@@ -132,21 +142,91 @@ fn decoding_key(spki: &SubjectPublicKeyInfoOwned) -> Option<(DecodingKey, &'stat
                 Algorithm::PS512,
             ],
         )),
-        EC => {
-            let curve = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| p.decode_as::<x509_cert::der::asn1::ObjectIdentifier>().ok())?
-                .to_string();
-            let algs: &'static [Algorithm] = match curve.as_str() {
-                P256 => &[Algorithm::ES256],
-                P384 => &[Algorithm::ES384],
+        OID_EC => {
+            let algs: &'static [Algorithm] = match ec_curve(spki)?.as_str() {
+                OID_P256 => &[Algorithm::ES256],
+                OID_P384 => &[Algorithm::ES384],
                 _ => return None,
             };
             Some((DecodingKey::from_ec_der(raw), algs))
         }
         _ => None,
+    }
+}
+
+/// The curve OID of an EC public key.
+fn ec_curve(spki: &SubjectPublicKeyInfoOwned) -> Option<String> {
+    let p = spki.algorithm.parameters.as_ref()?;
+    let oid = p
+        .decode_as::<x509_cert::der::asn1::ObjectIdentifier>()
+        .ok()?;
+    Some(oid.to_string())
+}
+
+/// Whether a certificate may sign others (basicConstraints cA).
+fn is_ca(c: &Certificate) -> bool {
+    c.tbs_certificate
+        .extensions
+        .iter()
+        .flatten()
+        .filter(|e| e.extn_id.to_string() == OID_BASIC_CONSTRAINTS)
+        .any(|e| {
+            x509_cert::ext::pkix::BasicConstraints::from_der(e.extn_value.as_bytes())
+                .is_ok_and(|b| b.ca)
+        })
+}
+
+/// Checks that `issuer`'s key signed `cert` (ECDSA on P-256/P-384 or RSA
+/// PKCS#1 v1.5, with SHA-256/384/512). The signed part is the re-encoded
+/// TBS certificate: DER is canonical, so these are the received bytes; a
+/// certificate in non-canonical BER fails the check (closed, not open).
+fn signed_by(cert: &Certificate, issuer: &SubjectPublicKeyInfoOwned) -> Result<(), String> {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    use rsa::pkcs1::DecodeRsaPublicKey;
+    let tbs = cert
+        .tbs_certificate
+        .to_der()
+        .map_err(|e| format!("cannot encode the certificate: {e}"))?;
+    let sig = cert.signature.raw_bytes();
+    let (ecdsa, digest): (bool, Vec<u8>) = match cert.signature_algorithm.oid.to_string().as_str() {
+        "1.2.840.10045.4.3.2" => (true, Sha256::digest(&tbs).to_vec()),
+        "1.2.840.10045.4.3.3" => (true, sha2::Sha384::digest(&tbs).to_vec()),
+        "1.2.840.10045.4.3.4" => (true, sha2::Sha512::digest(&tbs).to_vec()),
+        "1.2.840.113549.1.1.11" => (false, Sha256::digest(&tbs).to_vec()),
+        "1.2.840.113549.1.1.12" => (false, sha2::Sha384::digest(&tbs).to_vec()),
+        "1.2.840.113549.1.1.13" => (false, sha2::Sha512::digest(&tbs).to_vec()),
+        other => {
+            return Err(format!(
+                "unsupported certificate signature algorithm {other}"
+            ))
+        }
+    };
+    let key = issuer.subject_public_key.raw_bytes();
+    let bad = |e: &dyn std::fmt::Display| format!("bad certificate signature: {e}");
+    match (issuer.algorithm.oid.to_string().as_str(), ecdsa) {
+        (OID_EC, true) => match ec_curve(issuer).as_deref() {
+            Some(OID_P256) => {
+                let k = p256::ecdsa::VerifyingKey::from_sec1_bytes(key).map_err(|e| bad(&e))?;
+                let s = p256::ecdsa::Signature::from_der(sig).map_err(|e| bad(&e))?;
+                k.verify_prehash(&digest, &s).map_err(|e| bad(&e))
+            }
+            Some(OID_P384) => {
+                let k = p384::ecdsa::VerifyingKey::from_sec1_bytes(key).map_err(|e| bad(&e))?;
+                let s = p384::ecdsa::Signature::from_der(sig).map_err(|e| bad(&e))?;
+                k.verify_prehash(&digest, &s).map_err(|e| bad(&e))
+            }
+            _ => Err("the issuing certificate's curve is not P-256 or P-384".into()),
+        },
+        (OID_RSA, false) => {
+            let k = rsa::RsaPublicKey::from_pkcs1_der(key).map_err(|e| bad(&e))?;
+            let scheme = match digest.len() {
+                32 => rsa::Pkcs1v15Sign::new::<Sha256>(),
+                48 => rsa::Pkcs1v15Sign::new::<sha2::Sha384>(),
+                _ => rsa::Pkcs1v15Sign::new::<sha2::Sha512>(),
+            };
+            k.verify(scheme, &digest, sig).map_err(|e| bad(&e))
+        }
+        _ => Err("the signature algorithm does not fit the issuing certificate's key".into()),
     }
 }
 
@@ -172,18 +252,21 @@ impl Verifier {
         };
         let blocks = pem::parse_many(&bytes).map_err(|e| bad(format!("not PEM: {e}")))?;
         let mut keys = Vec::new();
+        let mut roots = Vec::new();
         for (i, b) in blocks.iter().enumerate() {
-            let (spki, cert) = match b.tag() {
+            let spki = match b.tag() {
                 "CERTIFICATE" => {
-                    let c = x509_cert::Certificate::from_der(b.contents())
+                    let c = Certificate::from_der(b.contents())
                         .map_err(|e| bad(format!("PEM block {}: bad certificate: {e}", i + 1)))?;
-                    (c.tbs_certificate.subject_public_key_info, Some(b.contents().to_vec()))
+                    let spki = c.tbs_certificate.subject_public_key_info.clone();
+                    roots.push(Root {
+                        der: b.contents().to_vec(),
+                        cert: c,
+                    });
+                    spki
                 }
-                "PUBLIC KEY" => (
-                    SubjectPublicKeyInfoOwned::from_der(b.contents())
-                        .map_err(|e| bad(format!("PEM block {}: bad public key: {e}", i + 1)))?,
-                    None,
-                ),
+                "PUBLIC KEY" => SubjectPublicKeyInfoOwned::from_der(b.contents())
+                    .map_err(|e| bad(format!("PEM block {}: bad public key: {e}", i + 1)))?,
                 other => {
                     return Err(bad(format!(
                         "PEM block {} is a {other:?}; the bundle holds CERTIFICATE or PUBLIC KEY blocks",
@@ -205,7 +288,6 @@ impl Verifier {
                 kid: libtrust_kid(&der),
                 key,
                 algs,
-                cert,
             });
         }
         if keys.is_empty() {
@@ -213,6 +295,7 @@ impl Verifier {
         }
         Ok(Verifier {
             keys,
+            roots,
             issuer: issuer.to_owned(),
             service: service.to_owned(),
         })
@@ -230,37 +313,85 @@ impl Verifier {
 
     /// Checks a token's signature, issuer, audience and lifetime.
     ///
-    /// The signing key is the `x5c` leaf certificate when the header has
-    /// one (it must be a certificate of the bundle), else the bundle key
-    /// whose id is `kid`. Either way the signature must verify with that
-    /// key: a matching `kid` alone proves nothing.
+    /// The signing key is the `x5c` leaf certificate's when the header has
+    /// one (the chain must lead to a certificate of the bundle), else the
+    /// bundle key whose id is `kid`. Either way the signature must verify
+    /// with that key: a matching `kid` alone proves nothing.
     pub fn verify(&self, token: &str) -> Result<Claims, String> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
         let x5c = header
             .x5c_der()
             .map_err(|e| format!("malformed x5c header: {e}"))?;
-        let key = match (&x5c, &header.kid) {
+        let from_chain;
+        let (key, algs) = match (&x5c, &header.kid) {
             (Some(chain), _) => {
-                let leaf = chain.first().ok_or("empty x5c header")?;
-                self.keys
-                    .iter()
-                    .find(|k| k.cert.as_deref() == Some(leaf.as_slice()))
-                    .ok_or("the x5c certificate is not in the root certificate bundle")?
+                let leaf = self.check_chain(chain)?;
+                from_chain =
+                    decoding_key(&leaf).ok_or("the x5c certificate's key type is not supported")?;
+                (&from_chain.0, from_chain.1)
             }
-            (None, Some(kid)) => self
-                .keys
-                .iter()
-                .find(|k| &k.kid == kid)
-                .ok_or_else(|| format!("no trusted key has the id {kid:?}"))?,
+            (None, Some(kid)) => {
+                let k = self
+                    .keys
+                    .iter()
+                    .find(|k| &k.kid == kid)
+                    .ok_or_else(|| format!("no trusted key has the id {kid:?}"))?;
+                (&k.key, k.algs)
+            }
             (None, None) => return Err("the token names no key (neither kid nor x5c)".into()),
         };
-        if !key.algs.contains(&header.alg) {
+        if !algs.contains(&header.alg) {
             return Err(format!("algorithm {:?} does not fit the key", header.alg));
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &key.key, &self.validation(header.alg))
+        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation(header.alg))
             .map_err(|e| format!("token rejected: {e}"))?;
         Ok(data.claims)
+    }
+
+    /// Checks an `x5c` chain (leaf first) up to a certificate of the bundle:
+    /// each certificate in its validity period and signed by the next one
+    /// (or by a bundle certificate of its issuer's name), every signer a CA.
+    /// Returns the leaf's public key.
+    fn check_chain(&self, chain: &[Vec<u8>]) -> Result<SubjectPublicKeyInfoOwned, String> {
+        if chain.is_empty() || chain.len() > MAX_CHAIN {
+            return Err(format!("x5c must hold 1 to {MAX_CHAIN} certificates"));
+        }
+        let certs = chain
+            .iter()
+            .map(|d| Certificate::from_der(d))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("bad x5c certificate: {e}"))?;
+        let leaf = certs[0].tbs_certificate.subject_public_key_info.clone();
+        let now = Duration::from_secs(now_secs());
+        for (i, c) in certs.iter().enumerate() {
+            if self.roots.iter().any(|r| r.der == chain[i]) {
+                return Ok(leaf);
+            }
+            let v = &c.tbs_certificate.validity;
+            if now < v.not_before.to_unix_duration() || now > v.not_after.to_unix_duration() {
+                return Err(format!("x5c certificate {i} is expired or not yet valid"));
+            }
+            if let Some(next) = certs.get(i + 1) {
+                if next.tbs_certificate.subject != c.tbs_certificate.issuer || !is_ca(next) {
+                    return Err(format!(
+                        "x5c certificate {i} is not issued by the next one, a CA"
+                    ));
+                }
+                signed_by(c, &next.tbs_certificate.subject_public_key_info)
+                    .map_err(|e| format!("x5c certificate {i}: {e}"))?;
+                continue;
+            }
+            let signed = self.roots.iter().any(|r| {
+                r.cert.tbs_certificate.subject == c.tbs_certificate.issuer
+                    && is_ca(&r.cert)
+                    && signed_by(c, &r.cert.tbs_certificate.subject_public_key_info).is_ok()
+            });
+            if signed {
+                return Ok(leaf);
+            }
+        }
+        Err("the x5c chain does not lead to a certificate of the root certificate bundle".into())
     }
 }
 
@@ -412,15 +543,23 @@ mod tests {
         }
     }
 
-    fn sign_with(key: &str, kid: Option<String>, x5c: Option<&str>, c: &Claims) -> String {
+    fn sign_with(key: &str, kid: Option<String>, x5c: Option<&[&str]>, c: &Claims) -> String {
         let pem = std::fs::read(data(key)).unwrap();
         let mut h = Header::new(Algorithm::ES256);
         h.kid = kid;
-        if let Some(cert) = x5c {
-            let der = pem::parse(std::fs::read(data(cert)).unwrap()).unwrap();
-            h.x5c = Some(vec![
-                base64::engine::general_purpose::STANDARD.encode(der.contents())
-            ]);
+        if let Some(certs) = x5c {
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let ders = certs
+                .iter()
+                .map(|f| {
+                    b64.encode(
+                        pem::parse(std::fs::read(data(f)).unwrap())
+                            .unwrap()
+                            .contents(),
+                    )
+                })
+                .collect();
+            h.x5c = Some(ders);
         }
         jsonwebtoken::encode(&h, c, &EncodingKey::from_ec_pem(&pem).unwrap()).unwrap()
     }
@@ -500,18 +639,72 @@ mod tests {
         let v = verifier("issuer.crt");
         let c = claims(300, -1, "test-service", "test-issuer");
         assert!(v
-            .verify(&sign_with("issuer.key", None, Some("issuer.crt"), &c))
+            .verify(&sign_with("issuer.key", None, Some(&["issuer.crt"]), &c))
             .is_ok());
         // The trusted certificate in x5c, but signed by another key.
         let e = v
-            .verify(&sign_with("other.key", None, Some("issuer.crt"), &c))
+            .verify(&sign_with("other.key", None, Some(&["issuer.crt"]), &c))
             .unwrap_err();
         assert!(e.contains("rejected"), "{e}");
         // A certificate the bundle does not hold.
         let e = v
-            .verify(&sign_with("other.key", None, Some("other.crt"), &c))
+            .verify(&sign_with("other.key", None, Some(&["other.crt"]), &c))
             .unwrap_err();
-        assert!(e.contains("not in the root certificate bundle"), "{e}");
+        assert!(
+            e.contains("does not lead to a certificate of the root"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn x5c_chains_through_intermediates_to_the_bundle() {
+        let v = verifier("root.crt");
+        let c = claims(300, -1, "test-service", "test-issuer");
+        let chain = ["leaf.crt", "intermediate.crt"];
+        assert!(v
+            .verify(&sign_with("leaf.key", None, Some(&chain), &c))
+            .is_ok());
+        // The chain may end with the root itself.
+        let full = ["leaf.crt", "intermediate.crt", "root.crt"];
+        assert!(v
+            .verify(&sign_with("leaf.key", None, Some(&full), &c))
+            .is_ok());
+        // A good chain, but the token signed by another key.
+        let e = v
+            .verify(&sign_with("other.key", None, Some(&chain), &c))
+            .unwrap_err();
+        assert!(e.contains("rejected"), "{e}");
+        // The intermediate left out: no path to the bundle.
+        let e = v
+            .verify(&sign_with("leaf.key", None, Some(&["leaf.crt"]), &c))
+            .unwrap_err();
+        assert!(e.contains("does not lead"), "{e}");
+        // A self-made certificate with the root's name is not the root.
+        let e = v
+            .verify(&sign_with("other.key", None, Some(&["fake-root.crt"]), &c))
+            .unwrap_err();
+        assert!(e.contains("does not lead"), "{e}");
+        // A certificate signed by the leaf, which is no CA.
+        let nonca = ["nonca-child.crt", "leaf.crt", "intermediate.crt"];
+        let e = v
+            .verify(&sign_with("other.key", None, Some(&nonca), &c))
+            .unwrap_err();
+        assert!(e.contains("not issued by the next one, a CA"), "{e}");
+        // The chain out of order.
+        let swapped = ["leaf.crt", "root.crt", "intermediate.crt"];
+        let e = v
+            .verify(&sign_with("leaf.key", None, Some(&swapped), &c))
+            .unwrap_err();
+        assert!(e.contains("not issued by the next one"), "{e}");
+        // The root's kid with the leaf's signature: the kid names the key.
+        let kid = issuer_kid(&v);
+        let e = v
+            .verify(&sign_with("leaf.key", Some(kid), None, &c))
+            .unwrap_err();
+        assert!(
+            e.contains("rejected"),
+            "the leaf's key is not the root's: {e}"
+        );
     }
 
     #[test]
