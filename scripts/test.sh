@@ -45,9 +45,10 @@ declare -A PKG_FILE=(
   [busybox-static]=/bin/busybox
   [openssl]=/usr/bin/openssl
   [chromium]=/usr/bin/chromium
+  [apache2-utils]=/usr/bin/htpasswd
 )
 missing=()
-for pkg in docker.io skopeo umoci crun docker-registry busybox-static openssl chromium; do
+for pkg in docker.io skopeo umoci crun docker-registry busybox-static openssl chromium apache2-utils; do
   if dpkg -s "$pkg" >/dev/null 2>&1 && [ -x "${PKG_FILE[$pkg]}" ]; then
     :
   else
@@ -61,7 +62,7 @@ if [ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" = Y ] \
   missing+=(apparmor)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "all present: docker.io skopeo umoci crun docker-registry busybox-static openssl chromium"
+  echo "all present: docker.io skopeo umoci crun docker-registry busybox-static openssl chromium apache2-utils"
 elif [ "${HOIST_TEST_NO_APT:-}" = 1 ]; then
   die "missing packages ${missing[*]} and HOIST_TEST_NO_APT=1"
 else

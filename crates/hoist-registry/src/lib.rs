@@ -2,6 +2,7 @@
 //! the filesystem storage driver in the CNCF distribution registry's exact
 //! layout, and garbage collection.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub(crate) mod fsutil;
@@ -16,6 +17,7 @@ pub mod tls;
 pub mod upload;
 pub mod web;
 
+pub use auth::{Auth, AuthConfig, AuthError, IssueConfig, TokenConfig};
 pub use error::{Error, Result};
 pub use names::{ManifestRef, NameError, RepoName, Tag, UploadId};
 pub use server::{router, serve, shutdown_signal, ServerConfig};

@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub metrics: Arc<Metrics>,
     /// Serve `/metrics` on the main address (off when it has its own).
     pub metrics_on_main: bool,
+    /// Authentication and rights; `None`: everyone may do everything.
+    pub auth: Option<Arc<crate::auth::Auth>>,
 }
 
 impl ServerConfig {
@@ -72,6 +74,7 @@ impl ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             metrics: Arc::new(Metrics::new()),
             metrics_on_main: true,
+            auth: None,
         }
     }
 }
@@ -239,7 +242,7 @@ where
 
 /// Percent-decodes a query value or path segment. `+` stays `+`: media
 /// types such as `application/vnd.x+json` arrive unescaped from some clients.
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -354,27 +357,38 @@ pub(crate) fn route(path: &str) -> Option<Route> {
 
 /// The router: `/v2/`, `/v2/_catalog`, `/healthz`, everything under `/v2/<name>/`,
 /// `/metrics` (unless `cfg.metrics_on_main` is off), and the web page (`/`, `/ui/r/…`, see [`crate::web`]).
-pub fn router(store: Arc<Store>, cfg: ServerConfig) -> Router {
+pub fn router(store: Arc<Store>, mut cfg: ServerConfig) -> Router {
+    // With auth, a mount without `from` would read from repositories the
+    // client may not pull: only mounts that name `from` (checked) remain.
+    cfg.auto_mount &= cfg.auth.is_none();
+    let auth = cfg.auth.clone();
     let metrics = cfg.metrics.clone();
     let on_main = cfg.metrics_on_main;
     let app = App {
         store,
         cfg: Arc::new(cfg),
     };
-    let r = Router::new();
-    let r = if on_main {
-        r.route("/metrics", get(crate::metrics::scrape))
-    } else {
-        r
-    };
-    r.route("/v2/", get(base))
+    let r = Router::new()
+        .route("/v2/", get(base))
         .route("/v2", get(base))
         .route("/v2/_catalog", get(catalog))
         .route("/healthz", get(healthz))
         .route("/", get(crate::web::index))
         .route("/ui/r/{*rest}", get(crate::web::repo))
-        .fallback(dispatch)
-        .layer(axum::middleware::from_fn(access_log))
+        .fallback(dispatch);
+    let r = match auth {
+        Some(a) => crate::auth::protect(r, a),
+        None => r,
+    };
+    // `/metrics` carries no repository names: it stays outside auth, as
+    // distribution's debug address does (`--metrics-addr` moves it off the
+    // public address).
+    let r = if on_main {
+        r.route("/metrics", get(crate::metrics::scrape))
+    } else {
+        r
+    };
+    r.layer(axum::middleware::from_fn(access_log))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             crate::metrics::track,

@@ -164,6 +164,20 @@ pub(crate) async fn index(State(store): State<Arc<Store>>, uri: Uri) -> Response
     .await
 }
 
+const TAG_SEP: &str = "/_tags/";
+const MANIFEST_SEP: &str = "/_manifests/";
+
+/// The repository a web page path (`/ui/r/<rest>`) shows, unvalidated;
+/// `None` for `/` and other pages that list no single repository.
+pub(crate) fn repo_of_page(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/ui/r/")?;
+    let name = rest
+        .rsplit_once(TAG_SEP)
+        .or_else(|| rest.rsplit_once(MANIFEST_SEP))
+        .map_or(rest.trim_end_matches('/'), |(n, _)| n);
+    Some(name)
+}
+
 /// `GET /ui/r/<rest>`: a repository's tags, a tag, or a manifest.
 pub(crate) async fn repo(
     State(store): State<Arc<Store>>,
@@ -172,12 +186,12 @@ pub(crate) async fn repo(
 ) -> Response {
     let last = query_param(&uri, "last");
     render(store, move |store| {
-        if let Some((name, tag)) = rest.rsplit_once("/_tags/") {
+        if let Some((name, tag)) = rest.rsplit_once(TAG_SEP) {
             let name = RepoName::new(name)?;
             let tag = Tag::new(tag)?;
             let title = format!("{}:{}", name.as_str(), tag.as_str());
             Ok((title, manifest_page(store, &name, &ManifestRef::Tag(tag))?))
-        } else if let Some((name, digest)) = rest.rsplit_once("/_manifests/") {
+        } else if let Some((name, digest)) = rest.rsplit_once(MANIFEST_SEP) {
             let name = RepoName::new(name)?;
             let digest: Digest = digest.parse()?;
             let title = format!("{}@{digest}", name.as_str());

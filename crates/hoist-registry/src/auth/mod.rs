@@ -1,0 +1,645 @@
+//! Authentication and authorization of `hoist serve`: htpasswd (bcrypt)
+//! basic auth, bearer tokens per the distribution token specification
+//! (checked against trusted keys, optionally issued by this server), and
+//! per-repository pull/push/delete rights from an ACL file.
+//!
+//! Modes: with a [`TokenConfig`] the registry asks for bearer tokens (and
+//! the htpasswd file, if any, authenticates users at the built-in issuer);
+//! with only an htpasswd file it asks for basic auth on every request.
+
+pub mod acl;
+pub mod htpasswd;
+pub mod token;
+
+use crate::names::RepoName;
+use crate::server::{query_param, route, Route, API_VERSION_HEADER};
+use acl::{Acl, Action};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use base64::Engine as _;
+use htpasswd::Htpasswd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use token::{Claims, Issuer, ResourceActions, Verifier};
+
+/// What goes wrong loading the auth configuration (at startup).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// A file could not be read.
+    #[error("cannot read the {what} {path}: {source}")]
+    Io {
+        /// Which file it is.
+        what: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A bad htpasswd line.
+    #[error("htpasswd file {path}:{line}: {msg}")]
+    Htpasswd {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong and how to fix it.
+        msg: String,
+    },
+    /// A bad ACL line.
+    #[error("ACL file {path}:{line}: {msg}")]
+    Acl {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong and how to fix it.
+        msg: String,
+    },
+    /// A bad key, certificate or bundle.
+    #[error("{path}: {msg}")]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        msg: String,
+    },
+    /// Settings that do not fit together.
+    #[error("auth configuration: {0}")]
+    Config(String),
+}
+
+/// Token auth settings (distribution's `auth.token`).
+#[derive(Clone, Debug)]
+pub struct TokenConfig {
+    /// Where clients get tokens (absolute URL, sent in the challenge).
+    pub realm: String,
+    /// The service name: the audience tokens must be issued for.
+    pub service: String,
+    /// The issuer tokens must name in `iss`.
+    pub issuer: String,
+    /// PEM file of certificates and/or public keys that sign tokens.
+    pub rootcertbundle: PathBuf,
+    /// Serve a token issuer on this server too.
+    pub issue: Option<IssueConfig>,
+}
+
+/// Settings of the built-in token issuer.
+#[derive(Clone, Debug)]
+pub struct IssueConfig {
+    /// PEM private key (PKCS#8 EC P-256/P-384, or RSA) that signs tokens;
+    /// its certificate or public key must be in the root certificate bundle.
+    pub key: PathBuf,
+    /// The URL path the issuer answers on (e.g. `/token`).
+    pub path: String,
+    /// Lifetime of issued tokens.
+    pub ttl: Duration,
+}
+
+/// Auth settings of `hoist serve`; [`Auth::load`] reads the files.
+#[derive(Clone, Debug, Default)]
+pub struct AuthConfig {
+    /// Realm of the basic auth challenge.
+    pub realm: String,
+    /// htpasswd file (bcrypt) of users.
+    pub htpasswd: Option<PathBuf>,
+    /// ACL file of rights; without it every authenticated user may do all.
+    pub acl: Option<PathBuf>,
+    /// Token auth; without it the registry uses basic auth.
+    pub token: Option<TokenConfig>,
+}
+
+/// Loaded token settings.
+#[derive(Debug)]
+struct TokenAuth {
+    realm: String,
+    service: String,
+    verifier: Verifier,
+    issuer: Option<(Issuer, String)>,
+}
+
+/// The loaded auth state the middleware checks requests against.
+#[derive(Debug)]
+pub struct Auth {
+    realm: String,
+    htpasswd: Option<Htpasswd>,
+    acl: Option<Acl>,
+    token: Option<TokenAuth>,
+}
+
+/// The path of a URL (`http://h:5000/token?x` gives `/token`), for serving
+/// the built-in issuer on the path its realm names.
+pub fn url_path(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let path = &rest[rest.find('/')?..];
+    Some(path.split(['?', '#']).next().unwrap_or(path))
+}
+
+impl Auth {
+    /// Reads the files `cfg` names and checks they fit together.
+    pub fn load(cfg: &AuthConfig) -> Result<Auth, AuthError> {
+        let htpasswd = cfg.htpasswd.as_deref().map(Htpasswd::load).transpose()?;
+        let acl = cfg.acl.as_deref().map(Acl::load).transpose()?;
+        let token = match &cfg.token {
+            None => {
+                if htpasswd.is_none() {
+                    return Err(AuthError::Config(
+                        "give an htpasswd file (basic auth) or token settings".into(),
+                    ));
+                }
+                None
+            }
+            Some(t) => {
+                for (what, v) in [
+                    ("realm", &t.realm),
+                    ("service", &t.service),
+                    ("issuer", &t.issuer),
+                ] {
+                    if v.trim().is_empty() {
+                        return Err(AuthError::Config(format!("the token {what} is empty")));
+                    }
+                }
+                if url_path(&t.realm).is_none() {
+                    return Err(AuthError::Config(format!(
+                        "the token realm {:?} is not an absolute URL such as http://host:5000/token",
+                        t.realm
+                    )));
+                }
+                if t.issue.is_none() && (htpasswd.is_some() || acl.is_some()) {
+                    return Err(AuthError::Config(
+                        "with token auth the htpasswd and ACL files serve the built-in issuer: \
+                         give its signing key too, or leave them out when another issuer signs"
+                            .into(),
+                    ));
+                }
+                let verifier = Verifier::load(&t.rootcertbundle, &t.issuer, &t.service)?;
+                let issuer = match &t.issue {
+                    None => None,
+                    Some(i) => {
+                        if !i.path.starts_with('/')
+                            || i.path.starts_with("/v2")
+                            || i.path == "/healthz"
+                        {
+                            return Err(AuthError::Config(format!(
+                                "the token issuer path {:?} must start with / and not be /healthz or under /v2",
+                                i.path
+                            )));
+                        }
+                        let iss = Issuer::load(&i.key, &verifier, &t.rootcertbundle, i.ttl)?;
+                        Some((iss, i.path.clone()))
+                    }
+                };
+                Some(TokenAuth {
+                    realm: t.realm.clone(),
+                    service: t.service.clone(),
+                    verifier,
+                    issuer,
+                })
+            }
+        };
+        let realm = if cfg.realm.is_empty() {
+            "hoist registry".to_owned()
+        } else {
+            cfg.realm.clone()
+        };
+        Ok(Auth {
+            realm,
+            htpasswd,
+            acl,
+            token,
+        })
+    }
+
+    /// One line for the startup message: how clients authenticate.
+    pub fn describe(&self) -> String {
+        match &self.token {
+            Some(t) => match &t.issuer {
+                Some((_, p)) => format!("token (issuing on {p}, service {})", t.service),
+                None => format!("token (from {}, service {})", t.realm, t.service),
+            },
+            None => format!("basic (realm {:?})", self.realm),
+        }
+    }
+
+    /// The path of the built-in token issuer, when this server issues.
+    pub fn issuer_path(&self) -> Option<&str> {
+        self.token
+            .as_ref()?
+            .issuer
+            .as_ref()
+            .map(|(_, p)| p.as_str())
+    }
+
+    /// Whether `user` (None: anonymous) has `action` on `repo` per the ACL.
+    fn acl_allows(&self, user: Option<&str>, repo: &str, action: Action) -> bool {
+        match &self.acl {
+            Some(a) => a.allows(user, repo, action),
+            None => user.is_some(),
+        }
+    }
+
+    fn acl_allows_catalog(&self, user: Option<&str>) -> bool {
+        match &self.acl {
+            Some(a) => a.allows_catalog(user),
+            None => user.is_some(),
+        }
+    }
+
+    /// Whether `user` may have the access in `r` per the ACL.
+    fn acl_allows_all(&self, user: Option<&str>, r: &ResourceActions) -> bool {
+        r.actions
+            .iter()
+            .all(|a| self.acl_grants(user, &r.typ, &r.name, a))
+    }
+
+    /// Whether `user` may have `action` on `typ:name` per the ACL.
+    fn acl_grants(&self, user: Option<&str>, typ: &str, name: &str, action: &str) -> bool {
+        match (typ, Action::parse(action)) {
+            ("repository", Some(a)) => self.acl_allows(user, name, a),
+            ("registry", _) => name == "catalog" && action == "*" && self.acl_allows_catalog(user),
+            _ => false,
+        }
+    }
+
+    /// Checks a basic `Authorization` header against the htpasswd file.
+    /// `Ok(None)`: no credentials; `Err`: wrong ones.
+    async fn basic_user(self: &Arc<Self>, h: &HeaderMap) -> Result<Option<String>, ()> {
+        let Some(v) = h.get(header::AUTHORIZATION) else {
+            return Ok(None);
+        };
+        let v = v.to_str().map_err(|_| ())?;
+        let (scheme, cred) = v.split_once(' ').ok_or(())?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return Err(());
+        }
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(cred.trim())
+            .map_err(|_| ())?;
+        let raw = String::from_utf8(raw).map_err(|_| ())?;
+        let (user, pass) = raw.split_once(':').ok_or(())?;
+        let (user, pass) = (user.to_owned(), pass.to_owned());
+        let me = self.clone();
+        // bcrypt takes milliseconds: keep it off the async threads.
+        let ok = tokio::task::spawn_blocking(move || {
+            me.htpasswd
+                .as_ref()
+                .is_some_and(|h| h.check(&user, &pass))
+                .then_some(user)
+        })
+        .await
+        .map_err(|_| ())?;
+        ok.map(Some).ok_or(())
+    }
+}
+
+/// The access a request needs: resources and actions (empty: only
+/// authentication, as for `/v2/`).
+fn needed(method: &Method, uri: &axum::http::Uri) -> Result<Vec<ResourceActions>, Box<Response>> {
+    let path = uri.path();
+    // The web page's list of repositories is the catalog; a repository's
+    // pages read what a pull reads.
+    if path == "/v2/_catalog" || path == "/" {
+        return Ok(vec![res("registry", "catalog", &["*"])]);
+    }
+    if let Some(name) = crate::web::repo_of_page(path) {
+        return Ok(vec![res("repository", &checked_name(name)?, &["pull"])]);
+    }
+    let Some(r) = route(path) else {
+        return Ok(Vec::new());
+    };
+    let (name, action) = match (&r, method) {
+        (Route::UploadStart(n) | Route::Upload(n, _), _) => (n, "push"),
+        (_, &Method::GET | &Method::HEAD) => (repo_of(&r), "pull"),
+        (Route::Manifest(n, _) | Route::Blob(n, _), &Method::DELETE) => (n, "delete"),
+        _ => (repo_of(&r), "push"),
+    };
+    let name = checked_name(name)?;
+    let mut need = vec![res("repository", &name, &[action])];
+    // A mount reads the blob from `from`: it needs pull there too.
+    if matches!(r, Route::UploadStart(_)) && *method == Method::POST {
+        if let (Some(_), Some(from)) = (query_param(uri, "mount"), query_param(uri, "from")) {
+            let from = checked_name(&from)?;
+            if from != name {
+                need.push(res("repository", &from, &["pull"]));
+            }
+        }
+    }
+    Ok(need)
+}
+
+fn repo_of(r: &Route) -> &String {
+    match r {
+        Route::Tags(n)
+        | Route::UploadStart(n)
+        | Route::Upload(n, _)
+        | Route::Blob(n, _)
+        | Route::Manifest(n, _)
+        | Route::Referrers(n, _) => n,
+    }
+}
+
+/// A valid repository name, else the spec's NAME_INVALID (a rule's glob is
+/// never matched against a name the storage would refuse anyway).
+fn checked_name(n: &str) -> Result<String, Box<Response>> {
+    RepoName::new(n)
+        .map(|n| n.as_str().to_owned())
+        .map_err(|e| {
+            Box::new(error_response(
+                StatusCode::BAD_REQUEST,
+                "NAME_INVALID",
+                &e.to_string(),
+                serde_json::json!({ "name": n }),
+                None,
+            ))
+        })
+}
+
+fn res(typ: &str, name: &str, actions: &[&str]) -> ResourceActions {
+    ResourceActions {
+        typ: typ.to_owned(),
+        name: name.to_owned(),
+        actions: actions.iter().map(|a| (*a).to_owned()).collect(),
+    }
+}
+
+/// `repository:name:pull,push repository:other:pull`, as scopes are written.
+fn scope_string(need: &[ResourceActions]) -> String {
+    need.iter()
+        .map(|r| format!("{}:{}:{}", r.typ, r.name, r.actions.join(",")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn error_response(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    detail: serde_json::Value,
+    challenge: Option<String>,
+) -> Response {
+    let body = serde_json::json!({
+        "errors": [{ "code": code, "message": message, "detail": detail }]
+    });
+    let mut b = Response::builder()
+        .status(status)
+        .header(API_VERSION_HEADER, "registry/2.0")
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(c) = challenge {
+        b = b.header(header::WWW_AUTHENTICATE, c);
+    }
+    b.body(Body::from(body.to_string())).unwrap_or_else(|_| {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = status;
+        r
+    })
+}
+
+fn detail(need: &[ResourceActions]) -> serde_json::Value {
+    need.iter()
+        .flat_map(|r| {
+            r.actions
+                .iter()
+                .map(move |a| serde_json::json!({ "Type": r.typ, "Name": r.name, "Action": a }))
+        })
+        .collect()
+}
+
+impl Auth {
+    fn basic_challenge(&self, need: &[ResourceActions]) -> Response {
+        error_response(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "authentication required",
+            detail(need),
+            Some(format!("Basic realm=\"{}\"", self.realm.replace('"', "'"))),
+        )
+    }
+
+    fn bearer_challenge(t: &TokenAuth, need: &[ResourceActions], error: Option<&str>) -> Response {
+        let mut c = format!("Bearer realm=\"{}\",service=\"{}\"", t.realm, t.service);
+        if !need.is_empty() {
+            c.push_str(&format!(",scope=\"{}\"", scope_string(need)));
+        }
+        if let Some(e) = error {
+            c.push_str(&format!(",error=\"{e}\""));
+        }
+        let msg = match error {
+            Some("insufficient_scope") => "the token does not grant the access this request needs",
+            Some(_) => "the token is not valid",
+            None => "authentication required",
+        };
+        error_response(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            msg,
+            detail(need),
+            Some(c),
+        )
+    }
+}
+
+/// The middleware: lets a request through when its credentials grant what
+/// it needs, else answers 401 (with the challenge) or 403 `DENIED`.
+pub async fn check(
+    State(auth): State<Arc<Auth>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    if path == "/healthz" || Some(path) == auth.issuer_path() {
+        return next.run(req).await;
+    }
+    let need = match needed(req.method(), req.uri()) {
+        Ok(n) => n,
+        Err(resp) => return *resp,
+    };
+    if let Some(t) = &auth.token {
+        let bearer = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.split_once(' ')
+                    .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
+            })
+            .map(|(_, tok)| tok.trim().to_owned());
+        let Some(tok) = bearer else {
+            return Auth::bearer_challenge(t, &need, None);
+        };
+        let claims: Claims = match t.verifier.verify(&tok) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(error = %e, "bearer token refused");
+                return Auth::bearer_challenge(t, &need, Some("invalid_token"));
+            }
+        };
+        let ok = need
+            .iter()
+            .all(|r| r.actions.iter().all(|a| claims.grants(&r.typ, &r.name, a)));
+        if !ok {
+            return Auth::bearer_challenge(t, &need, Some("insufficient_scope"));
+        }
+        return next.run(req).await;
+    }
+    let user = match auth.basic_user(req.headers()).await {
+        Ok(u) => u,
+        Err(()) => return auth.basic_challenge(&need),
+    };
+    // `/v2/` answers 401 to anonymous clients: that is how `docker login`
+    // learns it must send credentials.
+    let ok = (user.is_some() || !need.is_empty())
+        && need.iter().all(|r| auth.acl_allows_all(user.as_deref(), r));
+    if ok {
+        next.run(req).await
+    } else if user.is_none() {
+        auth.basic_challenge(&need)
+    } else {
+        error_response(
+            StatusCode::FORBIDDEN,
+            "DENIED",
+            "requested access to the resource is denied",
+            detail(&need),
+            None,
+        )
+    }
+}
+
+/// Most scopes one token request may name (a bound on the token's size).
+const MAX_SCOPES: usize = 100;
+
+/// Parses `repository:name:pull,push` (also `repository(plugin):…`).
+fn parse_scope(s: &str) -> Option<ResourceActions> {
+    let (typ, rest) = s.split_once(':')?;
+    let (name, actions) = rest.rsplit_once(':')?;
+    let typ = typ.split('(').next().unwrap_or(typ);
+    Some(ResourceActions {
+        typ: typ.to_owned(),
+        name: name.to_owned(),
+        actions: actions
+            .split(',')
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+/// The built-in issuer: `GET <path>?service=S&scope=…` authenticated by
+/// basic auth (anonymous when the ACL grants `*` anything); the token
+/// grants the intersection of the requested scopes and the user's rights.
+pub async fn issue(State(auth): State<Arc<Auth>>, req: Request) -> Response {
+    let Some((t, (issuer, _))) = auth
+        .token
+        .as_ref()
+        .and_then(|t| t.issuer.as_ref().map(|i| (t, i)))
+    else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "no token issuer here",
+            serde_json::Value::Null,
+            None,
+        );
+    };
+    let uri = req.uri();
+    let user = match auth.basic_user(req.headers()).await {
+        Ok(u) => u,
+        Err(()) => return auth.basic_challenge(&[]),
+    };
+    let anonymous_ok = auth.acl.as_ref().is_some_and(Acl::grants_anonymous);
+    if user.is_none() && !anonymous_ok {
+        return auth.basic_challenge(&[]);
+    }
+    if let Some(s) = query_param(uri, "service") {
+        if s != t.service {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "UNSUPPORTED",
+                &format!(
+                    "this issuer signs tokens for service {:?}, not {s:?}",
+                    t.service
+                ),
+                serde_json::Value::Null,
+                None,
+            );
+        }
+    }
+    let scopes: Vec<ResourceActions> = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| *k == "scope")
+        .flat_map(|(_, v)| {
+            crate::server::percent_decode(&v.replace('+', " "))
+                .split(' ')
+                .filter_map(parse_scope)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if scopes.len() > MAX_SCOPES {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "UNSUPPORTED",
+            &format!(
+                "{} scopes asked for; the limit is {MAX_SCOPES}",
+                scopes.len()
+            ),
+            serde_json::Value::Null,
+            None,
+        );
+    }
+    let u = user.as_deref();
+    let access: Vec<ResourceActions> = scopes
+        .into_iter()
+        .filter(|r| r.typ != "repository" || RepoName::new(&r.name).is_ok())
+        .map(|mut r| {
+            let (typ, name) = (r.typ.clone(), r.name.clone());
+            r.actions.retain(|a| auth.acl_grants(u, &typ, &name, a));
+            r
+        })
+        .filter(|r| !r.actions.is_empty())
+        .collect();
+    let granted = scope_string(&access);
+    let (token, now) = match issuer.sign(u.unwrap_or(""), &t.service, access) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(error = %e, "token signing failed");
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN",
+                &e,
+                serde_json::Value::Null,
+                None,
+            );
+        }
+    };
+    tracing::info!(user = u.unwrap_or(""), granted, "token issued");
+    let issued_at = chrono::DateTime::from_timestamp(now as i64, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let body = serde_json::json!({
+        "token": token,
+        "access_token": token,
+        "expires_in": issuer.ttl().as_secs(),
+        "issued_at": issued_at,
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// Adds the auth middleware (and the issuer's route) to the registry's router.
+pub(crate) fn protect<S: Clone + Send + Sync + 'static>(
+    r: axum::Router<S>,
+    auth: Arc<Auth>,
+) -> axum::Router<S> {
+    let r = match auth.issuer_path() {
+        Some(p) => r.route(p, axum::routing::get(issue).with_state(auth.clone())),
+        None => r,
+    };
+    r.layer(axum::middleware::from_fn_with_state(auth, check))
+}
