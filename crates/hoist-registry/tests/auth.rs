@@ -489,3 +489,35 @@ fn bad_auth_settings_are_refused_at_startup() {
         "{msg}"
     );
 }
+
+/// The web page under basic auth: its list of repositories is the catalog
+/// (`registry:catalog`), a repository's pages need pull on it; a browser
+/// without credentials gets the Basic challenge that makes it ask.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_page_asks_for_catalog_and_pull_rights() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = basic_server(dir.path(), true).await;
+    let (alice, bob, admin) = (user("alice"), user("bob"), user("admin"));
+    push_image(&s, "alice/app", "v1", &alice).await;
+
+    let r = s.req("GET", "/").await;
+    assert_eq!(r.status, 401);
+    assert!(r
+        .header("www-authenticate")
+        .is_some_and(|h| h.starts_with("Basic ")));
+    assert_eq!(get(&s, "/", &alice).await.status, 403);
+    let r = get(&s, "/", &admin).await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("alice/app"), "{}", r.text());
+
+    // bob may pull alice/app: its pages; carol may not.
+    for page in ["/ui/r/alice/app", "/ui/r/alice/app/_tags/v1"] {
+        let r = get(&s, page, &bob).await;
+        assert_eq!(r.status, 200, "{page}: {}", r.text());
+        assert_eq!(get(&s, page, &user("carol")).await.status, 403, "{page}");
+        assert_eq!(s.req("GET", page).await.status, 401, "{page}");
+    }
+    // A name the storage would refuse is refused before any rule.
+    assert_eq!(get(&s, "/ui/r/Alice/../x", &admin).await.status, 400);
+    s.stop().await;
+}
