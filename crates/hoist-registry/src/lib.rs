@@ -8,11 +8,14 @@ pub mod gc;
 pub mod hashstate;
 pub mod layout;
 pub mod names;
+pub mod proxy;
 pub mod server;
 pub mod store;
 pub mod upload;
+pub mod upstream;
 
 pub use error::{Error, Result};
 pub use names::{ManifestRef, NameError, RepoName, Tag, UploadId};
+pub use proxy::{ProxyConfig, UpstreamConfig};
 pub use server::{router, serve, shutdown_signal, ServerConfig};
 pub use store::Store;

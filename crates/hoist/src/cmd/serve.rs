@@ -21,6 +21,12 @@ pub struct Args {
     /// Mount blobs across repositories only when the client names `from`.
     #[arg(long)]
     no_auto_mount: bool,
+    /// Pull-through cache: fetch repositories that are not local from an
+    /// upstream registry. `URL` mirrors every repository; `PREFIX=URL`
+    /// mirrors PREFIX/<repo> as <repo> (repeatable). Credentials go in the
+    /// URL: https://user:password@host.
+    #[arg(long = "proxy", value_name = "[PREFIX=]URL")]
+    proxy: Vec<String>,
 }
 
 /// Runs `hoist serve` until SIGINT or SIGTERM.
@@ -29,6 +35,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     cfg.read_only = args.read_only;
     cfg.delete_enabled = !args.no_delete;
     cfg.auto_mount = !args.no_auto_mount;
+    if !args.proxy.is_empty() {
+        let proxy = hoist_registry::ProxyConfig::from_specs(&args.proxy)
+            .map_err(|e| Error::Msg(e.to_string()))?;
+        cfg.proxy = Some(proxy);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -44,6 +55,13 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
             "hoist serve: listening on http://{local}, storage {}",
             cfg.root.display()
         );
+        for up in cfg.proxy.iter().flat_map(|p| &p.upstreams) {
+            // The URL holds no credentials (they were split off when parsed).
+            match &up.prefix {
+                Some(p) => eprintln!("hoist serve: {p}/* is a pull-through cache of {}", up.url),
+                None => eprintln!("hoist serve: pull-through cache of {}", up.url),
+            }
+        }
         hoist_registry::serve(listener, cfg, hoist_registry::shutdown_signal())
             .await
             .map_err(|e| Error::Msg(format!("registry server failed: {e}")))
