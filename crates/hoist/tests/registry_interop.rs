@@ -715,3 +715,100 @@ fn dockerd_pushes_pulls_and_runs() {
     docker.rmi(&name);
     let _ = &s.root;
 }
+
+/// `hoist serve --proxy` in front of a real `docker-registry`: dockerd
+/// pulls through it and runs the image, pulls again from the cache once the
+/// upstream is gone, pushes a new image to it and pulls that back; a tag
+/// never cached is a clear 502 naming the upstream.
+#[test]
+fn dockerd_pulls_through_the_proxy_and_from_its_cache_when_upstream_is_down() {
+    let docker = hoist_testkit::docker();
+    let upstream = Registry::start();
+    let repo = hoist_testkit::unique_name("mirrored");
+    let seeded = format!("{}/{repo}:v1", upstream.addr());
+    docker.tag(hoist_testkit::APP_IMAGE, &seeded);
+    docker.run_ok(["push", &seeded]);
+    docker.rmi(&seeded);
+    let id = docker.image_id(hoist_testkit::APP_IMAGE);
+
+    let scratch = scratch_dir();
+    let root = scratch.path().join("root");
+    let up_url = upstream.url();
+    let s = Serve::start(&root, &["--proxy", &up_url]);
+    let through = format!("{}/{repo}:v1", s.addr);
+    docker.run_ok(["pull", &through]);
+    assert_eq!(
+        docker.image_id(&through),
+        id,
+        "image ID changed through the proxy"
+    );
+    docker.assert_runs_app(&through);
+    docker.rmi(&through);
+
+    drop(upstream);
+    docker.run_ok(["pull", &through]);
+    assert_eq!(docker.image_id(&through), id);
+    docker.assert_runs_app(&through);
+    docker.rmi(&through);
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(log.contains("serving the cached tag"), "{log}");
+
+    let (st, _, body) = http(&s.addr, "GET", "/v2/never/cached/manifests/v1");
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(st, 502, "{body}");
+    assert!(
+        body.contains("UNAVAILABLE") && body.contains(&up_url),
+        "{body}"
+    );
+
+    // Pushes still work (the upstream is down, too) and come back intact.
+    let pushed = format!("{}/{}:v1", s.addr, hoist_testkit::unique_name("local"));
+    docker.tag(hoist_testkit::APP_IMAGE, &pushed);
+    docker.run_ok(["push", &pushed]);
+    docker.rmi(&pushed);
+    docker.run_ok(["pull", &pushed]);
+    docker.assert_runs_app(&pushed);
+    docker.rmi(&pushed);
+}
+
+/// skopeo copies a multi-arch index through a `PREFIX=URL` proxy (children
+/// fetched by digest), then again from the cache with the upstream gone.
+#[test]
+fn skopeo_copies_an_index_through_a_prefixed_proxy() {
+    let scratch = scratch_dir();
+    let layout = scratch.path().join("layout");
+    let index_digest = oci_multiarch_layout(&layout);
+    let reg = Registry::start();
+    let up_addr = reg.addr().to_owned();
+    skopeo(&[
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{up_addr}/multi/arch:v1"),
+    ]);
+    let root = scratch.path().join("root");
+    let s = Serve::start(&root, &["--proxy", &format!("mirror.test={}", reg.url())]);
+    let mut upstream = Some(reg);
+    let src = format!("docker://{}/mirror.test/multi/arch:v1", s.addr);
+    for round in ["through", "cached"] {
+        let out = scratch.path().join(format!("out-{round}"));
+        skopeo(&[
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            &src,
+            &format!("oci:{}:v1", out.display()),
+        ]);
+        let idx: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+        assert_eq!(
+            idx["manifests"][0]["digest"].as_str(),
+            Some(index_digest.as_str()),
+            "{round}: the index changed on the way"
+        );
+        // The second round has no upstream.
+        drop(upstream.take());
+        assert_eq!(http_status(&up_addr, "/v2/"), None);
+    }
+}
