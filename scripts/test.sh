@@ -43,9 +43,10 @@ declare -A PKG_FILE=(
   [crun]=/usr/bin/crun
   [docker-registry]=/usr/bin/docker-registry
   [busybox-static]=/bin/busybox
+  [apache2-utils]=/usr/bin/htpasswd
 )
 missing=()
-for pkg in docker.io skopeo umoci crun docker-registry busybox-static; do
+for pkg in docker.io skopeo umoci crun docker-registry busybox-static apache2-utils; do
   if dpkg -s "$pkg" >/dev/null 2>&1 && [ -x "${PKG_FILE[$pkg]}" ]; then
     :
   else
@@ -59,7 +60,7 @@ if [ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" = Y ] \
   missing+=(apparmor)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "all present: docker.io skopeo umoci crun docker-registry busybox-static"
+  echo "all present: docker.io skopeo umoci crun docker-registry busybox-static apache2-utils"
 elif [ "${HOIST_TEST_NO_APT:-}" = 1 ]; then
   die "missing packages ${missing[*]} and HOIST_TEST_NO_APT=1"
 else

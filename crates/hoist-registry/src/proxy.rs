@@ -431,6 +431,9 @@ fn upstream_api_error(e: UpstreamError, what: &str, not_found_code: &'static str
             match *status {
                 404 => (StatusCode::NOT_FOUND, first.unwrap_or(not_found_code)),
                 429 => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
+                // Our credentials for the upstream, not the client's: a 502.
+                401 => (StatusCode::BAD_GATEWAY, first.unwrap_or("UNAUTHORIZED")),
+                403 => (StatusCode::BAD_GATEWAY, first.unwrap_or("DENIED")),
                 _ => (StatusCode::BAD_GATEWAY, first.unwrap_or("UNAVAILABLE")),
             }
         }

@@ -41,7 +41,7 @@ pub enum UpstreamError {
         reason: String,
     },
     /// The upstream answered with an error status.
-    #[error("upstream {upstream} answered {status}{}", describe(.errors))]
+    #[error("upstream {upstream} answered {status}{}{}", describe(.errors), hint(*.status))]
     Status {
         /// The upstream's base URL (without credentials).
         upstream: String,
@@ -61,6 +61,13 @@ pub enum UpstreamError {
         /// What was wrong.
         reason: String,
     },
+}
+
+fn hint(status: u16) -> &'static str {
+    match status {
+        401 | 403 => " (check the upstream's user and password)",
+        _ => "",
+    }
 }
 
 fn describe(errors: &[(String, String)]) -> String {

@@ -812,3 +812,59 @@ fn skopeo_copies_an_index_through_a_prefixed_proxy() {
         assert_eq!(http_status(&up_addr, "/v2/"), None);
     }
 }
+
+/// The proxy logs in to an upstream that wants basic auth (a real
+/// `docker-registry` with htpasswd) with the credentials of its URL, keeps
+/// them out of its log, and names the upstream when they are wrong.
+#[test]
+fn the_proxy_logs_in_to_a_basic_auth_upstream() {
+    let scratch = scratch_dir();
+    let layout = scratch.path().join("layout");
+    let index_digest = oci_multiarch_layout(&layout);
+    let password = "s3cr:t@pw";
+    let reg = Registry::start_with_htpasswd("alice", password);
+    skopeo(&[
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &format!("alice:{password}"),
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{}/private/img:v1", reg.addr()),
+    ]);
+    let root = scratch.path().join("root");
+    // user:password@ in the URL, percent-encoded where needed.
+    let with_creds = format!("http://alice:s3cr%3At%40pw@{}", reg.addr());
+    let s = Serve::start(&root, &["--proxy", &with_creds]);
+    let out = scratch.path().join("out");
+    skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{}/private/img:v1", s.addr),
+        &format!("oci:{}:v1", out.display()),
+    ]);
+    let idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        idx["manifests"][0]["digest"].as_str(),
+        Some(index_digest.as_str())
+    );
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(
+        !log.contains("s3cr"),
+        "the password leaked into the log:\n{log}"
+    );
+    drop(s);
+
+    let wrong = format!("http://alice:wrong@{}", reg.addr());
+    let s = Serve::start(&scratch.path().join("root2"), &["--proxy", &wrong]);
+    let (st, _, body) = http(&s.addr, "GET", "/v2/private/img/manifests/v1");
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(st, 502, "{body}");
+    assert!(
+        body.contains("UNAUTHORIZED") && body.contains(&reg.url()),
+        "{body}"
+    );
+    assert!(!body.contains("wrong"), "{body}");
+}
