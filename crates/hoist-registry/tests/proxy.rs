@@ -477,3 +477,43 @@ async fn an_upstream_manifest_with_a_lying_digest_is_refused() {
         .iter()
         .any(|f| f.contains("_manifests")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_collection_keeps_a_partly_filled_cache_and_pushed_markers() {
+    let (up_dir, px_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let up = TestServer::start(up_dir.path()).await;
+    let (_, bytes) = push_image(&up, "app", "v1", "gc").await;
+    let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let config = m["config"]["digest"].as_str().unwrap().to_owned();
+    let px = start_proxy(px_dir.path(), &[url(&up)]).await;
+    assert_eq!(px.req("GET", "/v2/app/manifests/v1").await.status, 200);
+    // Only the config is fetched; the layer stays upstream.
+    let r = px.req("GET", &format!("/v2/app/blobs/{config}")).await;
+    assert_eq!(r.status, 200);
+    push_image(&px, "mine", "v1", "local").await;
+    up.stop().await;
+    let opts = hoist_registry::gc::GcOptions {
+        delete_untagged: true,
+        ..Default::default()
+    };
+    let root = px_dir.path().to_path_buf();
+    let report = tokio::task::spawn_blocking(move || hoist_registry::gc::collect(&root, &opts))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(report.blobs_deleted.is_empty(), "{report:?}");
+    assert!(report.manifests_deleted.is_empty(), "{report:?}");
+    assert_eq!(px.req("GET", "/v2/app/manifests/v1").await.status, 200);
+    assert_eq!(
+        px.req("GET", &format!("/v2/app/blobs/{config}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(px.req("GET", "/v2/mine/manifests/v1").await.status, 200);
+    let marker = px_dir
+        .path()
+        .join("docker/registry/v2/repositories/mine")
+        .join(hoist_registry::proxy::PUSHED_MARKER);
+    assert!(marker.is_file());
+}
