@@ -517,9 +517,23 @@ impl Proxy {
         t: &Target<'_>,
         name: &RepoName,
         r: &ManifestRef,
+        head: bool,
     ) -> Result<Arc<ManifestData>, ApiError> {
         let what = format!("fetching manifest {}:{r} for {name}", t.repo);
-        let fail = |e| upstream_api_error(e, &what, "MANIFEST_UNKNOWN");
+        let fail = |e: UpstreamError| {
+            // A HEAD's body is never seen, and pushing clients (containerd)
+            // probe with HEAD and stop on anything but 200 or 404: with the
+            // upstream down, what we lack is simply unknown.
+            if head && e.is_unavailable() {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "MANIFEST_UNKNOWN",
+                    format!("{what}: {e}"),
+                )
+            } else {
+                upstream_api_error(e, &what, "MANIFEST_UNKNOWN")
+            }
+        };
         let tag = match r {
             ManifestRef::Digest(d) => {
                 if let Some(m) = local_manifest(store, name, r.clone()).await? {

@@ -649,7 +649,7 @@ async fn get_manifest(app: App, name: RepoName, r: ManifestRef, head: bool) -> A
         .as_deref()
         .and_then(|p| Some((p, p.target(&app.store, &name)?)));
     let m = match target {
-        Some((p, t)) => p.manifest(&app.store, &t, &name, &r).await?,
+        Some((p, t)) => p.manifest(&app.store, &t, &name, &r, head).await?,
         None => blocking(move || store.get_manifest(&name, &r)).await?,
     };
     let b = respond(StatusCode::OK)

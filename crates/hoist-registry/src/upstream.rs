@@ -17,7 +17,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one read from the upstream may take before it counts as down.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Whole-request limit for small requests (manifests, tags, tokens).
-const SMALL_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+const SMALL_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest token response or error body read from the upstream.
 const MAX_SMALL_BODY: usize = 1 << 20;
 /// Token lifetime assumed when the token server does not say (its spec's default).

@@ -345,6 +345,7 @@ async fn an_unreachable_upstream_gives_a_clear_error_for_what_is_not_cached() {
         px.req("HEAD", &format!("/v2/app/blobs/{d}")).await.status,
         404
     );
+    assert_eq!(px.req("HEAD", "/v2/app/manifests/v1").await.status, 404);
     assert!(stored_blobs(dir.path()).is_empty());
 }
 
