@@ -44,9 +44,10 @@ declare -A PKG_FILE=(
   [docker-registry]=/usr/bin/docker-registry
   [busybox-static]=/bin/busybox
   [apache2-utils]=/usr/bin/htpasswd
+  [openssl]=/usr/bin/openssl
 )
 missing=()
-for pkg in docker.io skopeo umoci crun docker-registry busybox-static apache2-utils; do
+for pkg in docker.io skopeo umoci crun docker-registry busybox-static apache2-utils openssl; do
   if dpkg -s "$pkg" >/dev/null 2>&1 && [ -x "${PKG_FILE[$pkg]}" ]; then
     :
   else
@@ -60,7 +61,7 @@ if [ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" = Y ] \
   missing+=(apparmor)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "all present: docker.io skopeo umoci crun docker-registry busybox-static apache2-utils"
+  echo "all present: docker.io skopeo umoci crun docker-registry busybox-static apache2-utils openssl"
 elif [ "${HOIST_TEST_NO_APT:-}" = 1 ]; then
   die "missing packages ${missing[*]} and HOIST_TEST_NO_APT=1"
 else

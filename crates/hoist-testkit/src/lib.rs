@@ -573,14 +573,20 @@ impl Registry {
             .output()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", htpasswd.display()));
         let line = assert_success("htpasswd -Bbn", &out);
-        Registry::start_auth(None, Some(line.trim()))
+        Registry::start_auth(None, Some(Auth::Htpasswd(line.trim())))
+    }
+
+    /// Starts a registry with `auth:` set to `yaml` (indented by two spaces,
+    /// e.g. `  token:\n    realm: …`), for token auth with a test issuer.
+    pub fn start_with_auth_config(yaml: &str) -> Registry {
+        Registry::start_auth(None, Some(Auth::Yaml(yaml)))
     }
 
     fn start_inner(root: Option<PathBuf>) -> Registry {
         Registry::start_auth(root, None)
     }
 
-    fn start_auth(root: Option<PathBuf>, htpasswd: Option<&str>) -> Registry {
+    fn start_auth(root: Option<PathBuf>, auth: Option<Auth<'_>>) -> Registry {
         let bin = require_tool("docker-registry");
         let dir = tempfile::Builder::new()
             .prefix("hoist-registry-")
@@ -588,8 +594,8 @@ impl Registry {
             .expect("registry temp dir");
         let root = root.unwrap_or_else(|| dir.path().join("storage"));
         std::fs::create_dir_all(&root).expect("registry storage dir");
-        let auth = match htpasswd {
-            Some(line) => {
+        let auth = match auth {
+            Some(Auth::Htpasswd(line)) => {
                 let file = dir.path().join("htpasswd");
                 std::fs::write(&file, format!("{line}\n")).expect("write htpasswd");
                 format!(
@@ -597,6 +603,7 @@ impl Registry {
                     file.display()
                 )
             }
+            Some(Auth::Yaml(yaml)) => format!("auth:\n{yaml}"),
             None => String::new(),
         };
         let mut last_log = String::new();
@@ -664,6 +671,14 @@ impl Registry {
     pub fn root(&self) -> &Path {
         &self.root
     }
+}
+
+/// How a test registry authenticates.
+enum Auth<'a> {
+    /// One `htpasswd` line.
+    Htpasswd(&'a str),
+    /// The body of the `auth:` section.
+    Yaml(&'a str),
 }
 
 impl Drop for Registry {

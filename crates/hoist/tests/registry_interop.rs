@@ -868,3 +868,225 @@ fn the_proxy_logs_in_to_a_basic_auth_upstream() {
     );
     assert!(!body.contains("wrong"), "{body}");
 }
+
+/// `openssl ARGS…` with `input` on stdin; its stdout.
+fn openssl(args: &[&str], input: &[u8]) -> Vec<u8> {
+    let bin = require_tool("openssl");
+    let mut child = Command::new(&bin)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_success(&format!("openssl {}", args.join(" ")), &out);
+    out.stdout
+}
+
+fn base64(b: &[u8]) -> String {
+    let out = openssl(&["base64", "-A"], b);
+    String::from_utf8(out).unwrap().trim().to_owned()
+}
+
+fn base64url(b: &[u8]) -> String {
+    base64(b)
+        .trim_end_matches('=')
+        .replace('+', "-")
+        .replace('/', "_")
+}
+
+fn query_decode(s: &str) -> String {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// A token issuer for `docker-registry`'s token auth (it ships none): signs
+/// RS256 JWTs with a throw-away certificate (in the `x5c` header, and the
+/// registry's `rootcertbundle`) granting what each `scope` asks, to callers
+/// presenting `user:password` with basic auth. Counts the tokens it issued.
+struct TokenIssuer {
+    addr: String,
+    cert: PathBuf,
+    issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TokenIssuer {
+    fn start(dir: &Path, user: &str, password: &str) -> TokenIssuer {
+        let key = dir.join("issuer.key");
+        let cert = dir.join("issuer.pem");
+        openssl(
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=hoist-test-issuer",
+                "-keyout",
+                key.to_str().unwrap(),
+                "-out",
+                cert.to_str().unwrap(),
+            ],
+            b"",
+        );
+        let der = openssl(
+            &["x509", "-in", cert.to_str().unwrap(), "-outform", "DER"],
+            b"",
+        );
+        let x5c = base64(&der);
+        let expected = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = issued.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut c) = conn else { continue };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&req).into_owned();
+                let authorized = head.lines().any(|l| {
+                    l.split_once(':').is_some_and(|(k, v)| {
+                        k.eq_ignore_ascii_case("authorization") && v.trim() == expected
+                    })
+                });
+                let target = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+                let mut access = Vec::new();
+                for kv in query.split('&') {
+                    if let Some(scope) = kv.strip_prefix("scope=") {
+                        let scope = query_decode(scope);
+                        let parts: Vec<&str> = scope.split(':').collect();
+                        if let [kind, name, actions] = parts[..] {
+                            access.push(serde_json::json!({
+                                "type": kind, "name": name,
+                                "actions": actions.split(',').collect::<Vec<_>>()
+                            }));
+                        }
+                    }
+                }
+                let resp = if authorized {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs();
+                    let header = serde_json::json!({ "alg": "RS256", "typ": "JWT", "x5c": [x5c] });
+                    let claims = serde_json::json!({
+                        "iss": "hoist-test-issuer", "sub": "alice", "aud": "hoist-test",
+                        "exp": now + 300, "nbf": now - 10, "iat": now,
+                        "jti": format!("{now}-{}", count.load(std::sync::atomic::Ordering::SeqCst)),
+                        "access": access,
+                    });
+                    let signing = format!(
+                        "{}.{}",
+                        base64url(header.to_string().as_bytes()),
+                        base64url(claims.to_string().as_bytes())
+                    );
+                    let sig = openssl(
+                        &["dgst", "-sha256", "-sign", key.to_str().unwrap()],
+                        signing.as_bytes(),
+                    );
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let body = serde_json::json!({
+                        "token": format!("{signing}.{}", base64url(&sig)),
+                        "expires_in": 300
+                    })
+                    .to_string();
+                    format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                } else {
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_owned()
+                };
+                let _ = c.write_all(resp.as_bytes());
+            }
+        });
+        TokenIssuer { addr, cert, issued }
+    }
+
+    /// The `auth:` section that makes a `docker-registry` trust this issuer.
+    fn registry_auth(&self) -> String {
+        format!(
+            "  token:\n    realm: http://{}/token\n    service: hoist-test\n    issuer: hoist-test-issuer\n    rootcertbundle: {}\n",
+            self.addr,
+            self.cert.display()
+        )
+    }
+
+    fn issued(&self) -> usize {
+        self.issued.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The bearer-token flow against a real `docker-registry` with token auth:
+/// its challenge (realm, service, scope) is answered with a token fetched
+/// with the proxy's credentials, and the pull goes through.
+#[test]
+fn the_proxy_follows_a_bearer_token_challenge() {
+    let scratch = scratch_dir();
+    let issuer = TokenIssuer::start(scratch.path(), "alice", "tokenpw");
+    let reg = Registry::start_with_auth_config(&issuer.registry_auth());
+    let layout = scratch.path().join("layout");
+    let index_digest = oci_multiarch_layout(&layout);
+    skopeo(&[
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "alice:tokenpw",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{}/tok/img:v1", reg.addr()),
+    ]);
+    let before = issuer.issued();
+    let root = scratch.path().join("root");
+    let s = Serve::start(
+        &root,
+        &["--proxy", &format!("http://alice:tokenpw@{}", reg.addr())],
+    );
+    let out = scratch.path().join("out");
+    skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{}/tok/img:v1", s.addr),
+        &format!("oci:{}:v1", out.display()),
+    ]);
+    let idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        idx["manifests"][0]["digest"].as_str(),
+        Some(index_digest.as_str())
+    );
+    // One token for the repository's pull scope, reused for every request.
+    assert_eq!(issuer.issued() - before, 1, "tokens were not cached");
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(!log.contains("tokenpw"), "{log}");
+}
