@@ -44,6 +44,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 /// The file in a repository's directory that makes it local (see the module docs).
@@ -52,6 +53,8 @@ pub const PUSHED_MARKER: &str = "_hoist_pushed";
 const MAX_TAG_PAGES: usize = 100;
 /// Blob chunks buffered between the upstream, the disk and the client.
 const FILL_QUEUE: usize = 8;
+/// How long a fill waits for its client to take a chunk before dropping it.
+const CLIENT_STALL: Duration = Duration::from_secs(30);
 
 /// One upstream registry of the pull-through cache.
 #[derive(Clone, PartialEq, Eq)]
@@ -723,7 +726,7 @@ impl Proxy {
                 let mut b = respond(StatusCode::OK)
                     .header(header::CONTENT_TYPE, "application/octet-stream")
                     .header("Docker-Content-Digest", d.to_string());
-                if let Some(len) = resp.content_length() {
+                if let Some(len) = declared_length(&resp) {
                     b = b.header(header::CONTENT_LENGTH, len);
                 }
                 return finish_response(b, Body::empty()).map(BlobAnswer::Response);
@@ -745,7 +748,7 @@ impl Proxy {
                 t.up.send(reqwest::Method::GET, &path, &t.repo, None, false)
                     .await
                     .map_err(|e| upstream_api_error(e, &what, "BLOB_UNKNOWN"))?;
-            let size = resp.content_length();
+            let size = declared_length(&resp);
             let (ctx, crx) = mpsc::channel(FILL_QUEUE);
             let fill = Fill {
                 store: store.clone(),
@@ -779,6 +782,18 @@ impl Proxy {
         // The map holds no invariant a panic could break.
         self.fills.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The upstream's `Content-Length` header (reqwest's `content_length()`
+/// is the body's size, 0 for a HEAD).
+fn declared_length(resp: &reqwest::Response) -> Option<u64> {
+    resp.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn finish_response(b: axum::http::response::Builder, body: Body) -> Result<Response, ApiError> {
@@ -836,8 +851,11 @@ impl Fill {
                     }
                     if let Some(prev) = held.replace(chunk) {
                         if let Some(c) = &client {
-                            if c.send(Ok(prev)).await.is_err() {
-                                // The client hung up: finish the fill anyway.
+                            // A client that hung up, or stopped reading,
+                            // must not hold the fill (and those waiting for
+                            // it): it is dropped and the fill goes on.
+                            let sent = tokio::time::timeout(CLIENT_STALL, c.send(Ok(prev))).await;
+                            if !matches!(sent, Ok(Ok(()))) {
                                 client = None;
                             }
                         }

@@ -353,7 +353,18 @@ impl UpstreamClient {
             .await
             .map_err(|e| self.unreachable(format!("token server: {}", error_chain(&e))))?;
         if !resp.status().is_success() {
-            return Err(self.status_error(resp).await);
+            return Err(match self.status_error(resp).await {
+                UpstreamError::Status {
+                    upstream,
+                    status,
+                    errors,
+                } => UpstreamError::Status {
+                    upstream: format!("{upstream} (its token server {realm})"),
+                    status,
+                    errors,
+                },
+                e => e,
+            });
         }
         let body = read_small(resp, MAX_SMALL_BODY)
             .await

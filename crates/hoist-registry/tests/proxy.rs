@@ -84,6 +84,22 @@ async fn pulls_through_and_serves_the_cache_when_the_upstream_is_down() {
     );
     let mut blobs = vec![m["config"]["digest"].as_str().unwrap().to_owned()];
     blobs.push(m["layers"][0]["digest"].as_str().unwrap().to_owned());
+    // A HEAD of a blob not cached yet: the upstream's size, nothing stored.
+    let layer = &m["layers"][0];
+    let r = px
+        .req(
+            "HEAD",
+            &format!("/v2/lib/app/blobs/{}", layer["digest"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-length"),
+        Some(layer["size"].to_string().as_str())
+    );
+    assert!(stored_blobs(px_dir.path())
+        .iter()
+        .all(|f| !f.contains(&layer["digest"].as_str().unwrap()[7..])));
     for b in &blobs {
         let r = px.req("GET", &format!("/v2/lib/app/blobs/{b}")).await;
         assert_eq!(r.status, 200, "{}", r.text());
