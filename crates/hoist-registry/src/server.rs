@@ -8,6 +8,7 @@
 
 use crate::error::Error;
 use crate::names::{ManifestRef, RepoName, Tag, UploadId};
+use crate::proxy::{BlobAnswer, Proxy};
 use crate::store::{BlobInfo, Store, MAX_MANIFEST_SIZE};
 use crate::upload::UploadWriter;
 use axum::body::{Body, Bytes, HttpBody};
@@ -76,7 +77,15 @@ impl ServerConfig {
 struct App {
     store: Arc<Store>,
     cfg: Arc<ServerConfig>,
-    proxy: Option<Arc<crate::proxy::Proxy>>,
+    proxy: Option<Arc<Proxy>>,
+}
+
+impl App {
+    /// The pull-through cache and upstream for `name`, when it is mirrored.
+    fn mirror(&self, name: &RepoName) -> Option<(&Proxy, crate::proxy::Target<'_>)> {
+        let p = self.proxy.as_deref()?;
+        Some((p, p.target(&self.store, name)?))
+    }
 }
 
 /// An error as the distribution-spec writes it.
@@ -339,10 +348,7 @@ fn route(path: &str) -> Option<Route> {
 pub fn router(store: Arc<Store>, cfg: ServerConfig) -> Router {
     let app = App {
         store,
-        proxy: cfg
-            .proxy
-            .as_ref()
-            .map(|p| Arc::new(crate::proxy::Proxy::new(p))),
+        proxy: cfg.proxy.as_ref().map(|p| Arc::new(Proxy::new(p))),
         cfg: Arc::new(cfg),
     };
     Router::new()
@@ -610,10 +616,7 @@ async fn tags_list(app: App, name: RepoName, req: Request) -> ApiResult {
     let last = query_param(&uri, "last");
     let store = app.store.clone();
     let n2 = name.clone();
-    let target = app
-        .proxy
-        .as_deref()
-        .and_then(|p| Some((p, p.target(&app.store, &name)?)));
+    let target = app.mirror(&name);
     let all = match target {
         Some((p, t)) => p.tags(&app.store, &t, &name).await?,
         None => blocking(move || store.tags(&n2)).await?,
@@ -644,10 +647,7 @@ async fn referrers(app: App, name: RepoName, subject: Digest, req: Request) -> A
 
 async fn get_manifest(app: App, name: RepoName, r: ManifestRef, head: bool) -> ApiResult {
     let store = app.store.clone();
-    let target = app
-        .proxy
-        .as_deref()
-        .and_then(|p| Some((p, p.target(&app.store, &name)?)));
+    let target = app.mirror(&name);
     let m = match target {
         Some((p, t)) => p.manifest(&app.store, &t, &name, &r, head).await?,
         None => blocking(move || store.get_manifest(&name, &r)).await?,
@@ -767,16 +767,13 @@ async fn get_blob(app: App, name: RepoName, d: Digest, req: Request, head: bool)
     let info: BlobInfo = match found {
         Some(info) => info,
         None => {
-            let target = app
-                .proxy
-                .as_deref()
-                .and_then(|p| Some((p, p.target(&app.store, &name)?)));
+            let target = app.mirror(&name);
             let Some((p, t)) = target else {
                 return Err(Error::BlobUnknown(d).into());
             };
             match p.blob(&app.store, &t, &name, &d, head).await? {
-                crate::proxy::BlobAnswer::Local(info) => info,
-                crate::proxy::BlobAnswer::Response(r) => return Ok(r),
+                BlobAnswer::Local(info) => info,
+                BlobAnswer::Response(r) => return Ok(r),
             }
         }
     };
