@@ -1090,3 +1090,35 @@ fn the_proxy_follows_a_bearer_token_challenge() {
     let log = std::fs::read_to_string(&s.log).unwrap();
     assert!(!log.contains("tokenpw"), "{log}");
 }
+
+/// Bad `--proxy` values stop `hoist serve` before it listens, with a message
+/// naming the flag and the fix, and without echoing a password.
+#[test]
+fn serve_refuses_bad_proxy_flags() {
+    let scratch = scratch_dir();
+    let root = scratch.path().join("root");
+    let cases: [(&[&str], &str); 4] = [
+        (&["--proxy", "ftp://me:hunter2@host"], "http or https"),
+        (&["--proxy", "Bad_Prefix=http://host"], "bad prefix"),
+        (&["--proxy", "http://host/some/path"], "no path"),
+        (
+            &["--proxy", "a=http://x", "--proxy", "a=http://y"],
+            "two upstreams for prefix a",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(hoist_bin())
+            .args(["serve", "--addr", "127.0.0.1:0", "--root"])
+            .arg(&root)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = hoist_testkit::assert_failure(&format!("hoist serve {args:?}"), &out);
+        assert!(
+            err.contains("--proxy") && err.contains(want),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("hunter2"), "the password was echoed: {err}");
+    }
+}
