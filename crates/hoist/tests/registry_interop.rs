@@ -1122,3 +1122,49 @@ fn serve_refuses_bad_proxy_flags() {
         assert!(!err.contains("hunter2"), "the password was echoed: {err}");
     }
 }
+
+/// Six clients at once ask the proxy for the same big blob it lacks: each
+/// gets it intact, and the upstream (another `hoist serve`) is asked once.
+#[test]
+fn concurrent_pulls_of_one_blob_make_one_upstream_fetch() {
+    let scratch = scratch_dir();
+    let up = Serve::start(&scratch.path().join("up"), &[]);
+    let archive = scratch.path().join("big.tar");
+    let mut content = vec![0u8; 24 << 20];
+    rand::fill(&mut content[..]);
+    docker_archive(&archive, "big/img:v1", &content);
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("docker-archive:{}", archive.display()),
+        &format!("docker://{}/big/img:v1", up.addr),
+    ]);
+    let px = Serve::start(
+        &scratch.path().join("px"),
+        &["--proxy", &format!("http://{}", up.addr)],
+    );
+    let m = get_json(&px.addr, "/v2/big/img/manifests/v1");
+    let layer = m["layers"][0]["digest"].as_str().unwrap().to_owned();
+    let path = format!("/v2/big/img/blobs/{layer}");
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            let (addr, path) = (px.addr.clone(), path.clone());
+            std::thread::spawn(move || http(&addr, "GET", &path))
+        })
+        .collect();
+    for c in clients {
+        let (st, _, body) = c.join().unwrap();
+        assert_eq!(st, 200);
+        assert_eq!(
+            format!("sha256:{}", sha256_hex(&body)),
+            layer,
+            "corrupt blob"
+        );
+    }
+    let log = std::fs::read_to_string(&up.log).unwrap();
+    let fetches = log
+        .lines()
+        .filter(|l| l.contains("method=GET") && l.contains(&path))
+        .count();
+    assert_eq!(fetches, 1, "the upstream was asked {fetches} times:\n{log}");
+}
