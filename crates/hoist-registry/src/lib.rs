@@ -11,14 +11,17 @@ pub mod hashstate;
 pub mod layout;
 pub mod metrics;
 pub mod names;
+pub mod proxy;
 pub mod server;
 pub mod store;
 pub mod tls;
 pub mod upload;
+pub mod upstream;
 pub mod web;
 
 pub use auth::{Auth, AuthConfig, AuthError, IssueConfig, TokenConfig};
 pub use error::{Error, Result};
 pub use names::{ManifestRef, NameError, RepoName, Tag, UploadId};
+pub use proxy::{ProxyConfig, UpstreamConfig};
 pub use server::{router, serve, shutdown_signal, ServerConfig};
 pub use store::Store;

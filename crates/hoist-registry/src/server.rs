@@ -9,6 +9,7 @@
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::names::{ManifestRef, RepoName, Tag, UploadId};
+use crate::proxy::{BlobAnswer, Proxy};
 use crate::store::{BlobInfo, Store, MAX_MANIFEST_SIZE};
 use crate::upload::UploadWriter;
 use axum::body::{Body, Bytes, HttpBody};
@@ -61,6 +62,8 @@ pub struct ServerConfig {
     pub metrics_on_main: bool,
     /// Authentication and rights; `None`: everyone may do everything.
     pub auth: Option<Arc<crate::auth::Auth>>,
+    /// The pull-through cache's upstreams (`--proxy`), if any.
+    pub proxy: Option<crate::proxy::ProxyConfig>,
 }
 
 impl ServerConfig {
@@ -75,6 +78,7 @@ impl ServerConfig {
             metrics: Arc::new(Metrics::new()),
             metrics_on_main: true,
             auth: None,
+            proxy: None,
         }
     }
 }
@@ -83,6 +87,15 @@ impl ServerConfig {
 struct App {
     store: Arc<Store>,
     cfg: Arc<ServerConfig>,
+    proxy: Option<Arc<Proxy>>,
+}
+
+impl App {
+    /// The pull-through cache and upstream for `name`, when it is mirrored.
+    fn mirror(&self, name: &RepoName) -> Option<(&Proxy, crate::proxy::Target<'_>)> {
+        let p = self.proxy.as_deref()?;
+        Some((p, p.target(&self.store, name)?))
+    }
 }
 
 /// `/metrics` needs only the metrics.
@@ -110,7 +123,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -120,7 +133,7 @@ impl ApiError {
         }
     }
 
-    fn detail(mut self, detail: serde_json::Value) -> Self {
+    pub(crate) fn detail(mut self, detail: serde_json::Value) -> Self {
         self.detail = detail;
         self
     }
@@ -208,7 +221,7 @@ impl IntoResponse for ApiError {
 type ApiResult = Result<Response, ApiError>;
 
 /// A response builder carrying the API version header.
-fn respond(status: StatusCode) -> axum::http::response::Builder {
+pub(crate) fn respond(status: StatusCode) -> axum::http::response::Builder {
     Response::builder()
         .status(status)
         .header(API_VERSION_HEADER, "registry/2.0")
@@ -225,7 +238,7 @@ fn range_header(size: u64) -> String {
 }
 
 /// Runs blocking storage work off the async threads.
-async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ApiError>
 where
     F: FnOnce() -> crate::Result<T> + Send + 'static,
     T: Send + 'static,
@@ -366,6 +379,7 @@ pub fn router(store: Arc<Store>, mut cfg: ServerConfig) -> Router {
     let on_main = cfg.metrics_on_main;
     let app = App {
         store,
+        proxy: cfg.proxy.as_ref().map(|p| Arc::new(Proxy::new(p))),
         cfg: Arc::new(cfg),
     };
     let r = Router::new()
@@ -592,7 +606,10 @@ async fn dispatch(State(app): State<App>, req: Request) -> ApiResult {
             match method {
                 Method::GET => get_manifest(app, name, r, false).await,
                 Method::HEAD => get_manifest(app, name, r, true).await,
-                Method::PUT => put_manifest(app, name, r, req).await,
+                Method::PUT => {
+                    mark_pushed(&app, &name).await?;
+                    put_manifest(app, name, r, req).await
+                }
                 Method::DELETE => {
                     let store = app.store.clone();
                     blocking(move || store.delete_manifest(&name, &r)).await?;
@@ -605,7 +622,11 @@ async fn dispatch(State(app): State<App>, req: Request) -> ApiResult {
             }
         }
         Route::UploadStart(name) => match method {
-            Method::POST => start_upload(app, parse_name(&name)?, req).await,
+            Method::POST => {
+                let name = parse_name(&name)?;
+                mark_pushed(&app, &name).await?;
+                start_upload(app, name, req).await
+            }
             _ => not_allowed(),
         },
         Route::Upload(name, id) => {
@@ -634,13 +655,26 @@ async fn dispatch(State(app): State<App>, req: Request) -> ApiResult {
     }
 }
 
+/// A push makes a mirrored repository local (see `proxy`).
+async fn mark_pushed(app: &App, name: &RepoName) -> Result<(), ApiError> {
+    let Some(proxy) = app.proxy.clone() else {
+        return Ok(());
+    };
+    let (store, name) = (app.store.clone(), name.clone());
+    blocking(move || proxy.mark_pushed(&store, &name)).await
+}
+
 async fn tags_list(app: App, name: RepoName, req: Request) -> ApiResult {
     let uri = req.uri().clone();
     let n = page_size(&uri, usize::MAX)?;
     let last = query_param(&uri, "last");
     let store = app.store.clone();
     let n2 = name.clone();
-    let all = blocking(move || store.tags(&n2)).await?;
+    let target = app.mirror(&name);
+    let all = match target {
+        Some((p, t)) => p.tags(&app.store, &t, &name).await?,
+        None => blocking(move || store.tags(&n2)).await?,
+    };
     let (page, more) = paginate(&all, n, last.as_deref(), |a, b| a < b);
     let body = serde_json::json!({ "name": name.as_str(), "tags": page });
     let b = respond(StatusCode::OK).header(header::CONTENT_TYPE, "application/json");
@@ -667,7 +701,11 @@ async fn referrers(app: App, name: RepoName, subject: Digest, req: Request) -> A
 
 async fn get_manifest(app: App, name: RepoName, r: ManifestRef, head: bool) -> ApiResult {
     let store = app.store.clone();
-    let m = blocking(move || store.get_manifest(&name, &r)).await?;
+    let target = app.mirror(&name);
+    let m = match target {
+        Some((p, t)) => p.manifest(&app.store, &t, &name, &r, head).await?,
+        None => blocking(move || store.get_manifest(&name, &r)).await?,
+    };
     let b = respond(StatusCode::OK)
         .header(header::CONTENT_TYPE, m.media_type.as_str())
         .header(header::CONTENT_LENGTH, m.bytes.len())
@@ -768,14 +806,31 @@ async fn get_blob(app: App, name: RepoName, d: Digest, req: Request, head: bool)
     // the blob from its manifest later: refresh the blob's mtime so a
     // garbage collection in between keeps it (see `gc`).
     let claim = head && !app.cfg.read_only;
-    let info: BlobInfo = blocking(move || {
-        let info = store.blob_stat(&name, &d)?;
+    let (n2, d2) = (name.clone(), d.clone());
+    let found = blocking(move || {
+        let info = match store.blob_stat(&n2, &d2) {
+            Err(Error::BlobUnknown(_)) => return Ok(None),
+            r => r?,
+        };
         if claim {
-            store.claim_blob(&d)?;
+            store.claim_blob(&d2)?;
         }
-        Ok(info)
+        Ok(Some(info))
     })
     .await?;
+    let info: BlobInfo = match found {
+        Some(info) => info,
+        None => {
+            let target = app.mirror(&name);
+            let Some((p, t)) = target else {
+                return Err(Error::BlobUnknown(d).into());
+            };
+            match p.blob(&app.store, &t, &name, &d, head).await? {
+                BlobAnswer::Local(info) => info,
+                BlobAnswer::Response(r) => return Ok(r),
+            }
+        }
+    };
     let size = info.size;
     let range = match parse_range(req.headers(), size) {
         Ok(r) => r,

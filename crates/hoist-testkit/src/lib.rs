@@ -550,7 +550,7 @@ pub fn cgroup_hybrid_with_v2_controllers() -> bool {
 
 /// A private `docker-registry` (distribution 2.8) on `127.0.0.1:<free port>`,
 /// filesystem storage in a temp dir (or a given dir), deletes enabled, no
-/// auth, plain HTTP. Killed on drop.
+/// auth (or htpasswd basic auth), plain HTTP. Killed on drop.
 #[derive(Debug)]
 pub struct Registry {
     child: Child,
@@ -571,7 +571,30 @@ impl Registry {
         Registry::start_inner(Some(root.to_path_buf()))
     }
 
+    /// Starts a registry that wants basic auth: `user` with `password`
+    /// (bcrypt, written by `htpasswd` from apache2-utils).
+    pub fn start_with_htpasswd(user: &str, password: &str) -> Registry {
+        let htpasswd = require_tool("htpasswd");
+        let out = Command::new(&htpasswd)
+            .args(["-Bbn", user, password])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", htpasswd.display()));
+        let line = assert_success("htpasswd -Bbn", &out);
+        Registry::start_auth(None, Some(Auth::Htpasswd(line.trim())))
+    }
+
+    /// Starts a registry with `auth:` set to `yaml` (indented by two spaces,
+    /// e.g. `  token:\n    realm: …`), for token auth with a test issuer.
+    pub fn start_with_auth_config(yaml: &str) -> Registry {
+        Registry::start_auth(None, Some(Auth::Yaml(yaml)))
+    }
+
     fn start_inner(root: Option<PathBuf>) -> Registry {
+        Registry::start_auth(root, None)
+    }
+
+    fn start_auth(root: Option<PathBuf>, auth: Option<Auth<'_>>) -> Registry {
         let bin = require_tool("docker-registry");
         let dir = tempfile::Builder::new()
             .prefix("hoist-registry-")
@@ -579,6 +602,18 @@ impl Registry {
             .expect("registry temp dir");
         let root = root.unwrap_or_else(|| dir.path().join("storage"));
         std::fs::create_dir_all(&root).expect("registry storage dir");
+        let auth = match auth {
+            Some(Auth::Htpasswd(line)) => {
+                let file = dir.path().join("htpasswd");
+                std::fs::write(&file, format!("{line}\n")).expect("write htpasswd");
+                format!(
+                    "auth:\n  htpasswd:\n    realm: hoist-test\n    path: {}\n",
+                    file.display()
+                )
+            }
+            Some(Auth::Yaml(yaml)) => format!("auth:\n{yaml}"),
+            None => String::new(),
+        };
         let mut last_log = String::new();
         for _attempt in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0")
@@ -592,7 +627,7 @@ impl Registry {
                 format!(
                     "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
                      storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                     http:\n  addr: {addr}\n",
+                     http:\n  addr: {addr}\n{auth}",
                     root.display()
                 ),
             )
@@ -612,7 +647,8 @@ impl Registry {
                 if let Ok(Some(_)) = child.try_wait() {
                     break;
                 }
-                if http_status(&addr, "/v2/") == Some(200) {
+                // 401: up, and wanting the credentials it was given.
+                if matches!(http_status(&addr, "/v2/"), Some(200 | 401)) {
                     return Registry {
                         child,
                         addr,
@@ -643,6 +679,14 @@ impl Registry {
     pub fn root(&self) -> &Path {
         &self.root
     }
+}
+
+/// How a test registry authenticates.
+enum Auth<'a> {
+    /// One `htpasswd` line.
+    Htpasswd(&'a str),
+    /// The body of the `auth:` section.
+    Yaml(&'a str),
 }
 
 impl Drop for Registry {

@@ -716,6 +716,459 @@ fn dockerd_pushes_pulls_and_runs() {
     let _ = &s.root;
 }
 
+/// `hoist serve --proxy` in front of a real `docker-registry`: dockerd
+/// pulls through it and runs the image, pulls again from the cache once the
+/// upstream is gone, pushes a new image to it and pulls that back; a tag
+/// never cached is a clear 502 naming the upstream.
+#[test]
+fn dockerd_pulls_through_the_proxy_and_from_its_cache_when_upstream_is_down() {
+    let docker = hoist_testkit::docker();
+    let upstream = Registry::start();
+    let repo = hoist_testkit::unique_name("mirrored");
+    let seeded = format!("{}/{repo}:v1", upstream.addr());
+    docker.tag(hoist_testkit::APP_IMAGE, &seeded);
+    docker.run_ok(["push", &seeded]);
+    docker.rmi(&seeded);
+    let id = docker.image_id(hoist_testkit::APP_IMAGE);
+
+    let scratch = scratch_dir();
+    let root = scratch.path().join("root");
+    let up_url = upstream.url();
+    let s = Serve::start(&root, &["--proxy", &up_url]);
+    let through = format!("{}/{repo}:v1", s.addr);
+    docker.run_ok(["pull", &through]);
+    assert_eq!(
+        docker.image_id(&through),
+        id,
+        "image ID changed through the proxy"
+    );
+    docker.assert_runs_app(&through);
+    docker.rmi(&through);
+
+    drop(upstream);
+    docker.run_ok(["pull", &through]);
+    assert_eq!(docker.image_id(&through), id);
+    docker.assert_runs_app(&through);
+    docker.rmi(&through);
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(log.contains("serving the cached tag"), "{log}");
+
+    let (st, _, body) = http(&s.addr, "GET", "/v2/never/cached/manifests/v1");
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(st, 502, "{body}");
+    assert!(
+        body.contains("UNAVAILABLE") && body.contains(&up_url),
+        "{body}"
+    );
+
+    // Pushes still work (the upstream is down, too) and come back intact.
+    let pushed = format!("{}/{}:v1", s.addr, hoist_testkit::unique_name("local"));
+    docker.tag(hoist_testkit::APP_IMAGE, &pushed);
+    docker.run_ok(["push", &pushed]);
+    docker.rmi(&pushed);
+    docker.run_ok(["pull", &pushed]);
+    docker.assert_runs_app(&pushed);
+    docker.rmi(&pushed);
+}
+
+/// skopeo copies a multi-arch index through a `PREFIX=URL` proxy (children
+/// fetched by digest), then again from the cache with the upstream gone.
+#[test]
+fn skopeo_copies_an_index_through_a_prefixed_proxy() {
+    let scratch = scratch_dir();
+    let layout = scratch.path().join("layout");
+    let index_digest = oci_multiarch_layout(&layout);
+    let reg = Registry::start();
+    let up_addr = reg.addr().to_owned();
+    skopeo(&[
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{up_addr}/multi/arch:v1"),
+    ]);
+    let root = scratch.path().join("root");
+    let s = Serve::start(&root, &["--proxy", &format!("mirror.test={}", reg.url())]);
+    let mut upstream = Some(reg);
+    let src = format!("docker://{}/mirror.test/multi/arch:v1", s.addr);
+    for round in ["through", "cached"] {
+        let out = scratch.path().join(format!("out-{round}"));
+        skopeo(&[
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            &src,
+            &format!("oci:{}:v1", out.display()),
+        ]);
+        let idx: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+        assert_eq!(
+            idx["manifests"][0]["digest"].as_str(),
+            Some(index_digest.as_str()),
+            "{round}: the index changed on the way"
+        );
+        // The second round has no upstream.
+        drop(upstream.take());
+        assert_eq!(http_status(&up_addr, "/v2/"), None);
+    }
+}
+
+/// The proxy logs in to an upstream that wants basic auth (a real
+/// `docker-registry` with htpasswd) with the credentials of its URL, keeps
+/// them out of its log, and names the upstream when they are wrong.
+#[test]
+fn the_proxy_logs_in_to_a_basic_auth_upstream() {
+    let scratch = scratch_dir();
+    let layout = scratch.path().join("layout");
+    let index_digest = oci_multiarch_layout(&layout);
+    let password = "s3cr:t@pw";
+    let reg = Registry::start_with_htpasswd("alice", password);
+    skopeo(&[
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &format!("alice:{password}"),
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{}/private/img:v1", reg.addr()),
+    ]);
+    let root = scratch.path().join("root");
+    // user:password@ in the URL, percent-encoded where needed.
+    let with_creds = format!("http://alice:s3cr%3At%40pw@{}", reg.addr());
+    let s = Serve::start(&root, &["--proxy", &with_creds]);
+    let out = scratch.path().join("out");
+    skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{}/private/img:v1", s.addr),
+        &format!("oci:{}:v1", out.display()),
+    ]);
+    let idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        idx["manifests"][0]["digest"].as_str(),
+        Some(index_digest.as_str())
+    );
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(
+        !log.contains("s3cr"),
+        "the password leaked into the log:\n{log}"
+    );
+    drop(s);
+
+    let wrong = format!("http://alice:wrong@{}", reg.addr());
+    let s = Serve::start(&scratch.path().join("root2"), &["--proxy", &wrong]);
+    let (st, _, body) = http(&s.addr, "GET", "/v2/private/img/manifests/v1");
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(st, 502, "{body}");
+    assert!(
+        body.contains("UNAUTHORIZED") && body.contains(&reg.url()),
+        "{body}"
+    );
+    assert!(!body.contains("wrong"), "{body}");
+}
+
+/// `openssl ARGS…` with `input` on stdin; its stdout.
+fn openssl(args: &[&str], input: &[u8]) -> Vec<u8> {
+    let bin = require_tool("openssl");
+    let mut child = Command::new(&bin)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_success(&format!("openssl {}", args.join(" ")), &out);
+    out.stdout
+}
+
+fn base64(b: &[u8]) -> String {
+    let out = openssl(&["base64", "-A"], b);
+    String::from_utf8(out).unwrap().trim().to_owned()
+}
+
+fn base64url(b: &[u8]) -> String {
+    base64(b)
+        .trim_end_matches('=')
+        .replace('+', "-")
+        .replace('/', "_")
+}
+
+fn query_decode(s: &str) -> String {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// A token issuer for `docker-registry`'s token auth (it ships none): signs
+/// RS256 JWTs with a throw-away certificate (in the `x5c` header, and the
+/// registry's `rootcertbundle`) granting what each `scope` asks, to callers
+/// presenting `user:password` with basic auth. Counts the tokens it issued.
+struct TokenIssuer {
+    addr: String,
+    cert: PathBuf,
+    issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TokenIssuer {
+    fn start(dir: &Path, user: &str, password: &str) -> TokenIssuer {
+        let key = dir.join("issuer.key");
+        let cert = dir.join("issuer.pem");
+        openssl(
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=hoist-test-issuer",
+                "-keyout",
+                key.to_str().unwrap(),
+                "-out",
+                cert.to_str().unwrap(),
+            ],
+            b"",
+        );
+        let der = openssl(
+            &["x509", "-in", cert.to_str().unwrap(), "-outform", "DER"],
+            b"",
+        );
+        let x5c = base64(&der);
+        let expected = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = issued.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut c) = conn else { continue };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&req).into_owned();
+                let authorized = head.lines().any(|l| {
+                    l.split_once(':').is_some_and(|(k, v)| {
+                        k.eq_ignore_ascii_case("authorization") && v.trim() == expected
+                    })
+                });
+                let target = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+                let mut access = Vec::new();
+                for kv in query.split('&') {
+                    if let Some(scope) = kv.strip_prefix("scope=") {
+                        let scope = query_decode(scope);
+                        let parts: Vec<&str> = scope.split(':').collect();
+                        if let [kind, name, actions] = parts[..] {
+                            access.push(serde_json::json!({
+                                "type": kind, "name": name,
+                                "actions": actions.split(',').collect::<Vec<_>>()
+                            }));
+                        }
+                    }
+                }
+                let resp = if authorized {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs();
+                    let header = serde_json::json!({ "alg": "RS256", "typ": "JWT", "x5c": [x5c] });
+                    let claims = serde_json::json!({
+                        "iss": "hoist-test-issuer", "sub": "alice", "aud": "hoist-test",
+                        "exp": now + 300, "nbf": now - 10, "iat": now,
+                        "jti": format!("{now}-{}", count.load(std::sync::atomic::Ordering::SeqCst)),
+                        "access": access,
+                    });
+                    let signing = format!(
+                        "{}.{}",
+                        base64url(header.to_string().as_bytes()),
+                        base64url(claims.to_string().as_bytes())
+                    );
+                    let sig = openssl(
+                        &["dgst", "-sha256", "-sign", key.to_str().unwrap()],
+                        signing.as_bytes(),
+                    );
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let body = serde_json::json!({
+                        "token": format!("{signing}.{}", base64url(&sig)),
+                        "expires_in": 300
+                    })
+                    .to_string();
+                    format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                } else {
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_owned()
+                };
+                let _ = c.write_all(resp.as_bytes());
+            }
+        });
+        TokenIssuer { addr, cert, issued }
+    }
+
+    /// The `auth:` section that makes a `docker-registry` trust this issuer.
+    fn registry_auth(&self) -> String {
+        format!(
+            "  token:\n    realm: http://{}/token\n    service: hoist-test\n    issuer: hoist-test-issuer\n    rootcertbundle: {}\n",
+            self.addr,
+            self.cert.display()
+        )
+    }
+
+    fn issued(&self) -> usize {
+        self.issued.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The bearer-token flow against a real `docker-registry` with token auth:
+/// its challenge (realm, service, scope) is answered with a token fetched
+/// with the proxy's credentials, and the pull goes through.
+#[test]
+fn the_proxy_follows_a_bearer_token_challenge() {
+    let scratch = scratch_dir();
+    let issuer = TokenIssuer::start(scratch.path(), "alice", "tokenpw");
+    let reg = Registry::start_with_auth_config(&issuer.registry_auth());
+    let layout = scratch.path().join("layout");
+    let index_digest = oci_multiarch_layout(&layout);
+    skopeo(&[
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "alice:tokenpw",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{}/tok/img:v1", reg.addr()),
+    ]);
+    let before = issuer.issued();
+    let root = scratch.path().join("root");
+    let s = Serve::start(
+        &root,
+        &["--proxy", &format!("http://alice:tokenpw@{}", reg.addr())],
+    );
+    let out = scratch.path().join("out");
+    skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{}/tok/img:v1", s.addr),
+        &format!("oci:{}:v1", out.display()),
+    ]);
+    let idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        idx["manifests"][0]["digest"].as_str(),
+        Some(index_digest.as_str())
+    );
+    // One token for the repository's pull scope, reused for every request.
+    assert_eq!(issuer.issued() - before, 1, "tokens were not cached");
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(!log.contains("tokenpw"), "{log}");
+}
+
+/// Bad `--proxy` values stop `hoist serve` before it listens, with a message
+/// naming the flag and the fix, and without echoing a password.
+#[test]
+fn serve_refuses_bad_proxy_flags() {
+    let scratch = scratch_dir();
+    let root = scratch.path().join("root");
+    let cases: [(&[&str], &str); 4] = [
+        (&["--proxy", "ftp://me:hunter2@host"], "http or https"),
+        (&["--proxy", "Bad_Prefix=http://host"], "bad prefix"),
+        (&["--proxy", "http://host/some/path"], "no path"),
+        (
+            &["--proxy", "a=http://x", "--proxy", "a=http://y"],
+            "two upstreams for prefix a",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(hoist_bin())
+            .args(["serve", "--addr", "127.0.0.1:0", "--root"])
+            .arg(&root)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = hoist_testkit::assert_failure(&format!("hoist serve {args:?}"), &out);
+        assert!(
+            err.contains("--proxy") && err.contains(want),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("hunter2"), "the password was echoed: {err}");
+    }
+}
+
+/// Six clients at once ask the proxy for the same big blob it lacks: each
+/// gets it intact, and the upstream (another `hoist serve`) is asked once.
+#[test]
+fn concurrent_pulls_of_one_blob_make_one_upstream_fetch() {
+    let scratch = scratch_dir();
+    let up = Serve::start(&scratch.path().join("up"), &[]);
+    let archive = scratch.path().join("big.tar");
+    let mut content = vec![0u8; 24 << 20];
+    rand::fill(&mut content[..]);
+    docker_archive(&archive, "big/img:v1", &content);
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("docker-archive:{}", archive.display()),
+        &format!("docker://{}/big/img:v1", up.addr),
+    ]);
+    let px = Serve::start(
+        &scratch.path().join("px"),
+        &["--proxy", &format!("http://{}", up.addr)],
+    );
+    let m = get_json(&px.addr, "/v2/big/img/manifests/v1");
+    let layer = m["layers"][0]["digest"].as_str().unwrap().to_owned();
+    let path = format!("/v2/big/img/blobs/{layer}");
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            let (addr, path) = (px.addr.clone(), path.clone());
+            std::thread::spawn(move || http(&addr, "GET", &path))
+        })
+        .collect();
+    for c in clients {
+        let (st, _, body) = c.join().unwrap();
+        assert_eq!(st, 200);
+        assert_eq!(
+            format!("sha256:{}", sha256_hex(&body)),
+            layer,
+            "corrupt blob"
+        );
+    }
+    let log = std::fs::read_to_string(&up.log).unwrap();
+    let fetches = log
+        .lines()
+        .filter(|l| l.contains("method=GET") && l.contains(&path))
+        .count();
+    assert_eq!(fetches, 1, "the upstream was asked {fetches} times:\n{log}");
+}
+
 /// The config.yml that docker-registry runs with runs `hoist serve`
 /// unchanged: same storage, same address, distribution's defaults (no
 /// deletes unless enabled), the keys hoist has no use for named, the access

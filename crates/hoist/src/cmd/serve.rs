@@ -75,6 +75,12 @@ pub struct Args {
         requires = "token_key"
     )]
     token_expiration: u64,
+    /// Pull-through cache: fetch repositories that are not local from an
+    /// upstream registry. `URL` mirrors every repository; `PREFIX=URL`
+    /// mirrors PREFIX/<repo> as <repo> (repeatable). Credentials go in the
+    /// URL: https://user:password@host.
+    #[arg(long = "proxy", value_name = "[PREFIX=]URL")]
+    proxy: Vec<String>,
 }
 
 impl Args {
@@ -201,6 +207,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         let auth = Auth::load(&a).map_err(|e| Error::Msg(format!("hoist serve: {e}")))?;
         cfg.auth = Some(Arc::new(auth));
     }
+    if !args.proxy.is_empty() {
+        let proxy = hoist_registry::ProxyConfig::from_specs(&args.proxy)
+            .map_err(|e| Error::Msg(e.to_string()))?;
+        cfg.proxy = Some(proxy);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -232,6 +243,13 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
             "hoist serve: listening on {scheme}://{local}, storage {}",
             cfg.root.display()
         );
+        for up in cfg.proxy.iter().flat_map(|p| &p.upstreams) {
+            // The URL holds no credentials (they were split off when parsed).
+            match &up.prefix {
+                Some(p) => eprintln!("hoist serve: {p}/* is a pull-through cache of {}", up.url),
+                None => eprintln!("hoist serve: pull-through cache of {}", up.url),
+            }
+        }
         if let Some(a) = &cfg.auth {
             eprintln!("hoist serve: auth {}", a.describe());
         }

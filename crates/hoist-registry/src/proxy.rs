@@ -1,0 +1,1071 @@
+//! The pull-through cache (`hoist serve --proxy`): a repository that is not
+//! local is fetched from an upstream registry, stored in the same layout as
+//! pushed content, and served from there afterwards, also while the
+//! upstream is down.
+//!
+//! The rules:
+//! * **Which repositories.** `--proxy URL` mirrors the whole namespace;
+//!   `--proxy PREFIX=URL` mirrors `PREFIX/<repo>` as `<repo>` of that
+//!   upstream (the longest matching prefix wins). A repository that has been
+//!   pushed to (upload start or manifest PUT) gets a `_hoist_pushed` marker
+//!   and is local from then on: it never goes upstream again, so a pushed
+//!   tag always wins. Pushes work everywhere; distribution turns them off
+//!   when it mirrors (distribution#1218), hoist does not.
+//! * **Manifests by tag.** The upstream is asked (HEAD for the digest, GET
+//!   when we lack that digest); the bytes and the tag are stored, then
+//!   served. When the upstream is unreachable, answers 5xx or 429, the
+//!   cached tag is served (with a warning in the log).
+//! * **Manifests by digest and blobs.** Local first, else the upstream,
+//!   verified against the digest before anything becomes visible. A blob is
+//!   streamed to the client while it is written to the store; the last chunk
+//!   is held back until the sha256 and size match, so a client never gets a
+//!   complete wrong blob, and nothing is committed unless it matched. When the
+//!   client hangs up the fill goes on to the end (requests waiting for the
+//!   same blob, and the next pull, get it). Concurrent requests for the same
+//!   missing blob make one upstream fetch: the others wait for it and are
+//!   then served from the store.
+//! * **Tags list.** The union of the local tags and the upstream's; only the
+//!   local ones while the upstream is unavailable. The catalog and referrers
+//!   are local only.
+
+use crate::error::Error;
+use crate::fsutil;
+use crate::names::{ManifestRef, RepoName, Tag};
+use crate::server::{blocking, respond, ApiError};
+use crate::store::{BlobInfo, ManifestData, Store, MAX_MANIFEST_SIZE};
+use crate::upstream::{error_chain, read_small, UpstreamClient, UpstreamError, MANIFEST_ACCEPT};
+use axum::body::{Body, Bytes, HttpBody};
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use hoist_oci::{media_type, Digest, Digester, Document};
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// The file in a repository's directory that makes it local (see the module docs).
+pub const PUSHED_MARKER: &str = "_hoist_pushed";
+/// Most pages of an upstream tags list followed.
+const MAX_TAG_PAGES: usize = 100;
+/// Blob chunks buffered between the upstream, the disk and the client.
+const FILL_QUEUE: usize = 8;
+/// How long a fill waits for its client to take a chunk before dropping it.
+const CLIENT_STALL: Duration = Duration::from_secs(30);
+
+/// One upstream registry of the pull-through cache.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// Repositories under `PREFIX/` go to this upstream (without the
+    /// prefix); `None` mirrors every repository not matched otherwise.
+    pub prefix: Option<String>,
+    /// `http(s)://host[:port]`, without credentials.
+    pub url: String,
+    /// Basic credentials for the upstream (also sent to its token server).
+    pub credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("prefix", &self.prefix)
+            .field("url", &self.url)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|(u, _)| (u, "<hidden>")),
+            )
+            .finish()
+    }
+}
+
+/// The pull-through cache's configuration: its upstreams.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// The upstreams; at most one without a prefix, prefixes distinct.
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// A `--proxy` value or a proxy configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyConfigError {
+    /// The upstream URL is not usable.
+    #[error("--proxy: bad upstream URL {url:?}: {reason}; expected http(s)://[user:password@]host[:port]")]
+    Url {
+        /// The URL with any credentials removed.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The prefix is not a repository name.
+    #[error("--proxy: bad prefix {0:?}: expected repository name components such as docker.io or ghcr.io/org, as in --proxy docker.io=https://registry-1.docker.io")]
+    Prefix(String),
+    /// Two upstreams for the same prefix (or two without one).
+    #[error("--proxy: two upstreams for {0}; give each prefix once")]
+    Duplicate(String),
+}
+
+impl UpstreamConfig {
+    /// Parses a `--proxy` value: `URL` or `PREFIX=URL`, the URL possibly
+    /// with `user:password@` (percent-encoded where needed).
+    pub fn parse(spec: &str) -> Result<Self, ProxyConfigError> {
+        let spec = spec.trim();
+        let lower = spec.to_ascii_lowercase();
+        let (prefix, url) = if lower.starts_with("http://") || lower.starts_with("https://") {
+            (None, spec)
+        } else {
+            match spec.split_once('=') {
+                Some((p, u)) => (Some(p.trim().trim_end_matches('/')), u.trim()),
+                None => (None, spec),
+            }
+        };
+        if let Some(p) = prefix {
+            if RepoName::new(p).is_err() {
+                return Err(ProxyConfigError::Prefix(p.to_owned()));
+            }
+        }
+        let mut u = reqwest::Url::parse(url).map_err(|e| ProxyConfigError::Url {
+            url: redact(url),
+            reason: e.to_string(),
+        })?;
+        let bad = |u: &reqwest::Url, reason: &str| ProxyConfigError::Url {
+            url: redact(u.as_str()),
+            reason: reason.to_owned(),
+        };
+        if u.scheme() != "http" && u.scheme() != "https" {
+            return Err(bad(&u, "the scheme must be http or https"));
+        }
+        if u.host_str().is_none_or(str::is_empty) {
+            return Err(bad(&u, "there is no host"));
+        }
+        if !(u.path().is_empty() || u.path() == "/")
+            || u.query().is_some()
+            || u.fragment().is_some()
+        {
+            return Err(bad(
+                &u,
+                "a registry lives at the root: no path, query or fragment",
+            ));
+        }
+        let credentials = if u.username().is_empty() {
+            None
+        } else {
+            let user = crate::server::percent_decode(u.username());
+            let pass = crate::server::percent_decode(u.password().unwrap_or(""));
+            Some((user, pass))
+        };
+        // Infallible for http(s) URLs with a host.
+        let _ = u.set_username("");
+        let _ = u.set_password(None);
+        Ok(UpstreamConfig {
+            prefix: prefix.map(str::to_owned),
+            url: u.as_str().trim_end_matches('/').to_owned(),
+            credentials,
+        })
+    }
+}
+
+/// A URL for messages: any `user:password@` replaced.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            format!("{}://<credentials>@{}", &url[..s], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl ProxyConfig {
+    /// Adds an upstream, refusing a second one for the same prefix.
+    pub fn add(&mut self, up: UpstreamConfig) -> Result<(), ProxyConfigError> {
+        if self.upstreams.iter().any(|u| u.prefix == up.prefix) {
+            return Err(ProxyConfigError::Duplicate(match &up.prefix {
+                Some(p) => format!("prefix {p}"),
+                None => "the whole namespace (no prefix)".to_owned(),
+            }));
+        }
+        self.upstreams.push(up);
+        Ok(())
+    }
+
+    /// Parses `--proxy` values (see [`UpstreamConfig::parse`]).
+    pub fn from_specs<S: AsRef<str>>(specs: &[S]) -> Result<Self, ProxyConfigError> {
+        let mut cfg = ProxyConfig::default();
+        for s in specs {
+            cfg.add(UpstreamConfig::parse(s.as_ref())?)?;
+        }
+        Ok(cfg)
+    }
+}
+
+/// A repository to fetch: which upstream, and its name there.
+pub(crate) struct Target<'a> {
+    up: &'a UpstreamClient,
+    repo: String,
+}
+
+/// What the proxy found for a blob the repository lacks.
+pub(crate) enum BlobAnswer {
+    /// It is in the store now: serve it as a local blob.
+    Local(BlobInfo),
+    /// The answer, already built (a streamed fill, or a HEAD).
+    Response(Response),
+}
+
+type Fills = Arc<Mutex<HashMap<Digest, watch::Receiver<()>>>>;
+
+/// The running pull-through cache.
+pub struct Proxy {
+    upstreams: Vec<(Option<String>, UpstreamClient)>,
+    fills: Fills,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("upstreams", &self.upstreams)
+            .finish()
+    }
+}
+
+impl Proxy {
+    /// The cache for `cfg`'s upstreams.
+    pub fn new(cfg: &ProxyConfig) -> Self {
+        Proxy {
+            upstreams: cfg
+                .upstreams
+                .iter()
+                .map(|u| {
+                    (
+                        u.prefix.clone(),
+                        UpstreamClient::new(&u.url, u.credentials.clone()),
+                    )
+                })
+                .collect(),
+            fills: Arc::default(),
+        }
+    }
+
+    /// The upstream and upstream name for `name`, longest prefix first.
+    fn upstream_for(&self, name: &RepoName) -> Option<Target<'_>> {
+        let n = name.as_str();
+        self.upstreams
+            .iter()
+            .filter_map(|(prefix, up)| match prefix {
+                None => Some((0, up, n.to_owned())),
+                Some(p) => n
+                    .strip_prefix(p.as_str())
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    .map(|rest| (p.len(), up, rest.to_owned())),
+            })
+            .max_by_key(|(len, _, _)| *len)
+            .map(|(_, up, repo)| Target { up, repo })
+    }
+
+    /// The upstream to ask for `name`, unless it is not mirrored or has been
+    /// pushed to. One `stat`: cheap enough for the async threads.
+    pub(crate) fn target(&self, store: &Store, name: &RepoName) -> Option<Target<'_>> {
+        let t = self.upstream_for(name)?;
+        let marker = store.layout().repo(name).join(PUSHED_MARKER);
+        (!marker.exists()).then_some(t)
+    }
+
+    /// Makes `name` local before a push into it (see the module docs).
+    pub(crate) fn mark_pushed(&self, store: &Store, name: &RepoName) -> crate::Result<()> {
+        if self.upstream_for(name).is_none() {
+            return Ok(());
+        }
+        let marker = store.layout().repo(name).join(PUSHED_MARKER);
+        if marker.exists() {
+            return Ok(());
+        }
+        fsutil::write_atomic(&store.layout().tmp_dir(), &marker, b"pushed\n")
+    }
+}
+
+impl Target<'_> {
+    fn path(&self, kind: &str, reference: &str) -> String {
+        format!("/v2/{}/{kind}/{reference}", self.repo)
+    }
+
+    /// The upstream's digest for a manifest (HEAD), if it says.
+    async fn head_manifest(&self, reference: &str) -> Result<Option<Digest>, UpstreamError> {
+        let resp = self
+            .up
+            .send(
+                reqwest::Method::HEAD,
+                &self.path("manifests", reference),
+                &self.repo,
+                Some(MANIFEST_ACCEPT),
+                true,
+            )
+            .await?;
+        Ok(resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok()))
+    }
+
+    /// A manifest's bytes, its Content-Type and the digest the upstream claims.
+    async fn get_manifest(
+        &self,
+        reference: &str,
+    ) -> Result<(Bytes, Option<String>, Option<Digest>), UpstreamError> {
+        let resp = self
+            .up
+            .send(
+                reqwest::Method::GET,
+                &self.path("manifests", reference),
+                &self.repo,
+                Some(MANIFEST_ACCEPT),
+                true,
+            )
+            .await?;
+        let h = resp.headers();
+        let ct = h
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let claimed = match h.get("docker-content-digest").map(|v| v.to_str()) {
+            None => None,
+            Some(Ok(v)) => Some(v.trim().parse::<Digest>().map_err(|e| {
+                self.up
+                    .invalid(format!("bad Docker-Content-Digest header {v:?}: {e}"))
+            })?),
+            Some(Err(_)) => return Err(self.up.invalid("non-ASCII Docker-Content-Digest header")),
+        };
+        let bytes = read_small(resp, MAX_MANIFEST_SIZE)
+            .await
+            .map_err(|e| self.up.invalid(format!("manifest {}: {e}", self.repo)))?;
+        Ok((Bytes::from(bytes), ct, claimed))
+    }
+
+    /// All the upstream's tags, following `Link` pages on the same upstream.
+    async fn tags(&self) -> Result<Vec<String>, UpstreamError> {
+        let mut path = format!("/v2/{}/tags/list", self.repo);
+        let mut out = Vec::new();
+        for _ in 0..MAX_TAG_PAGES {
+            let resp = self
+                .up
+                .send(reqwest::Method::GET, &path, &self.repo, None, true)
+                .await?;
+            let next = resp
+                .headers()
+                .get(header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link);
+            let body = read_small(resp, MAX_MANIFEST_SIZE)
+                .await
+                .map_err(|e| self.up.invalid(format!("tags list: {e}")))?;
+            #[derive(serde::Deserialize)]
+            struct Page {
+                #[serde(default)]
+                tags: Option<Vec<String>>,
+            }
+            let page: Page = serde_json::from_slice(&body)
+                .map_err(|e| self.up.invalid(format!("tags list is not JSON: {e}")))?;
+            out.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(n) => path = n,
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The target of a `Link: <...>; rel="next"` header, when it stays on the
+/// upstream's `/v2/` API (a hostile upstream must not send us elsewhere).
+fn next_link(v: &str) -> Option<String> {
+    let (target, params) = v.trim().strip_prefix('<')?.split_once('>')?;
+    params.contains("rel=\"next\"").then_some(())?;
+    target.starts_with("/v2/").then(|| target.to_owned())
+}
+
+/// The static code for an upstream's error code, when it is one of the spec's.
+fn known_code(code: &str) -> Option<&'static str> {
+    const KNOWN: [&str; 15] = [
+        "BLOB_UNKNOWN",
+        "BLOB_UPLOAD_INVALID",
+        "BLOB_UPLOAD_UNKNOWN",
+        "DIGEST_INVALID",
+        "MANIFEST_BLOB_UNKNOWN",
+        "MANIFEST_INVALID",
+        "MANIFEST_UNKNOWN",
+        "NAME_INVALID",
+        "NAME_UNKNOWN",
+        "SIZE_INVALID",
+        "UNAUTHORIZED",
+        "DENIED",
+        "UNSUPPORTED",
+        "TOOMANYREQUESTS",
+        "UNKNOWN",
+    ];
+    KNOWN.into_iter().find(|k| *k == code)
+}
+
+/// Our answer for an upstream failure while fetching `what`: the upstream's
+/// 404 stays a 404 (with its code); anything else is a 502 naming the
+/// upstream, its status and its error codes.
+fn upstream_api_error(e: UpstreamError, what: &str, not_found_code: &'static str) -> ApiError {
+    let message = format!("{what}: {e}");
+    let mut detail = serde_json::json!({});
+    let (status, code) = match &e {
+        UpstreamError::Unreachable { upstream, .. } => {
+            detail["upstream"] = upstream.clone().into();
+            (StatusCode::BAD_GATEWAY, "UNAVAILABLE")
+        }
+        UpstreamError::Status {
+            upstream,
+            status,
+            errors,
+        } => {
+            detail["upstream"] = upstream.clone().into();
+            detail["upstream_status"] = (*status).into();
+            detail["upstream_errors"] = errors
+                .iter()
+                .map(|(c, m)| serde_json::json!({ "code": c, "message": m }))
+                .collect::<Vec<_>>()
+                .into();
+            let first = errors.first().and_then(|(c, _)| known_code(c));
+            match *status {
+                404 => (StatusCode::NOT_FOUND, first.unwrap_or(not_found_code)),
+                429 => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
+                // Our credentials for the upstream, not the client's: a 502.
+                401 => (StatusCode::BAD_GATEWAY, first.unwrap_or("UNAUTHORIZED")),
+                403 => (StatusCode::BAD_GATEWAY, first.unwrap_or("DENIED")),
+                _ => (StatusCode::BAD_GATEWAY, first.unwrap_or("UNAVAILABLE")),
+            }
+        }
+        UpstreamError::Invalid { upstream, code, .. } => {
+            detail["upstream"] = upstream.clone().into();
+            (StatusCode::BAD_GATEWAY, *code)
+        }
+    };
+    ApiError::new(status, code, message).detail(detail)
+}
+
+/// Checks that upstream manifest bytes are a manifest or index we can serve.
+fn check_manifest(t: &Target<'_>, bytes: &[u8], ct: Option<&str>) -> Result<(), UpstreamError> {
+    let declared = ct
+        .map(|c| c.split(';').next().unwrap_or("").trim())
+        .filter(|c| !c.is_empty() && *c != "application/json" && *c != "application/octet-stream");
+    let doc = Document::parse(bytes, declared).map_err(|e| {
+        t.up.invalid_code("MANIFEST_INVALID", format!("manifest of {}: {e}", t.repo))
+    })?;
+    let mt = doc.media_type();
+    if media_type::is_manifest(mt) || media_type::is_index(mt) {
+        Ok(())
+    } else {
+        Err(t.up.invalid_code(
+            "MANIFEST_INVALID",
+            format!("manifest of {} has unsupported media type {mt:?}", t.repo),
+        ))
+    }
+}
+
+/// Stores verified manifest bytes as a revision of `name` and, with a tag,
+/// points the tag at it. Bypasses `put_manifest`'s check that the blobs are
+/// present: a cache fetches blobs only when they are asked for.
+fn cache_manifest(
+    store: &Store,
+    name: &RepoName,
+    d: &Digest,
+    bytes: &[u8],
+    tag: Option<&Tag>,
+) -> crate::Result<()> {
+    let l = store.layout();
+    let tmp = l.tmp_dir();
+    if !store.claim_blob(d)? {
+        fsutil::write_atomic(&tmp, &l.blob_data(d), bytes)?;
+    }
+    fsutil::write_link(&tmp, &l.revision_link(name, d), d)?;
+    if let Some(tag) = tag {
+        point_tag(store, name, tag, d)?;
+    }
+    Ok(())
+}
+
+fn point_tag(store: &Store, name: &RepoName, tag: &Tag, d: &Digest) -> crate::Result<()> {
+    let l = store.layout();
+    let tmp = l.tmp_dir();
+    fsutil::write_link(&tmp, &l.tag_index_link(name, tag, d), d)?;
+    fsutil::write_link(&tmp, &l.tag_current(name, tag), d)?;
+    Ok(())
+}
+
+/// A manifest of `name` from the store; `None` when it is not there.
+async fn local_manifest(
+    store: &Arc<Store>,
+    name: &RepoName,
+    r: ManifestRef,
+) -> Result<Option<Arc<ManifestData>>, ApiError> {
+    let (s, n) = (store.clone(), name.clone());
+    blocking(move || match s.get_manifest(&n, &r) {
+        Ok(m) => Ok(Some(m)),
+        Err(Error::ManifestUnknown { .. }) => Ok(None),
+        Err(e) => Err(e),
+    })
+    .await
+}
+
+impl Proxy {
+    /// A manifest of a mirrored repository (see the module docs).
+    pub(crate) async fn manifest(
+        &self,
+        store: &Arc<Store>,
+        t: &Target<'_>,
+        name: &RepoName,
+        r: &ManifestRef,
+        head: bool,
+    ) -> Result<Arc<ManifestData>, ApiError> {
+        let what = format!("fetching manifest {}:{r} for {name}", t.repo);
+        let fail = |e: UpstreamError| {
+            // A HEAD's body is never seen, and pushing clients (containerd)
+            // probe with HEAD and stop on anything but 200 or 404: with the
+            // upstream down, what we lack is simply unknown.
+            if head && e.is_unavailable() {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "MANIFEST_UNKNOWN",
+                    format!("{what}: {e}"),
+                )
+            } else {
+                upstream_api_error(e, &what, "MANIFEST_UNKNOWN")
+            }
+        };
+        let tag = match r {
+            ManifestRef::Digest(d) => {
+                if let Some(m) = local_manifest(store, name, r.clone()).await? {
+                    return Ok(m);
+                }
+                let (bytes, ct, _) = t.get_manifest(&d.to_string()).await.map_err(fail)?;
+                let mut h = Digester::new(d.algorithm());
+                h.update(&bytes);
+                let actual = h.finish();
+                if actual != *d {
+                    return Err(fail(t.up.invalid_code(
+                        "DIGEST_INVALID",
+                        format!("manifest {d} of {} hashes to {actual}; not stored", t.repo),
+                    )));
+                }
+                check_manifest(t, &bytes, ct.as_deref()).map_err(fail)?;
+                return self
+                    .store_manifest(store, name, d.clone(), bytes, None)
+                    .await;
+            }
+            ManifestRef::Tag(tag) => tag,
+        };
+        let cached = || local_manifest(store, name, r.clone());
+        let unavailable = |e: UpstreamError| async move {
+            match cached().await? {
+                Some(m) => {
+                    tracing::warn!(repository = %name, tag = %tag, error = %e,
+                        "upstream unavailable; serving the cached tag");
+                    Ok(m)
+                }
+                None => Err(fail(e)),
+            }
+        };
+        match t.head_manifest(tag.as_str()).await {
+            Ok(Some(d)) => {
+                // We may hold that digest already (this tag unchanged, or
+                // pulled by digest before): no need to download it again.
+                if let Some(m) = local_manifest(store, name, ManifestRef::Digest(d.clone())).await?
+                {
+                    let (s, n, tg) = (store.clone(), name.clone(), tag.clone());
+                    blocking(move || point_tag(&s, &n, &tg, &d)).await?;
+                    return Ok(m);
+                }
+            }
+            Ok(None) => {}
+            Err(e) if e.is_unavailable() => return unavailable(e).await,
+            Err(e) => return Err(fail(e)),
+        }
+        let (bytes, ct, claimed) = match t.get_manifest(tag.as_str()).await {
+            Ok(v) => v,
+            Err(e) if e.is_unavailable() => return unavailable(e).await,
+            Err(e) => return Err(fail(e)),
+        };
+        let alg = claimed
+            .as_ref()
+            .map_or(hoist_oci::Algorithm::Sha256, Digest::algorithm);
+        let mut h = Digester::new(alg);
+        h.update(&bytes);
+        let actual = h.finish();
+        if let Some(c) = claimed.filter(|c| *c != actual) {
+            return Err(fail(t.up.invalid_code(
+                "DIGEST_INVALID",
+                format!(
+                    "manifest {}:{tag} claims digest {c} but hashes to {actual}; not stored",
+                    t.repo
+                ),
+            )));
+        }
+        check_manifest(t, &bytes, ct.as_deref()).map_err(fail)?;
+        self.store_manifest(store, name, actual, bytes, Some(tag.clone()))
+            .await
+    }
+
+    async fn store_manifest(
+        &self,
+        store: &Arc<Store>,
+        name: &RepoName,
+        d: Digest,
+        bytes: Bytes,
+        tag: Option<Tag>,
+    ) -> Result<Arc<ManifestData>, ApiError> {
+        let (s, n) = (store.clone(), name.clone());
+        blocking(move || {
+            cache_manifest(&s, &n, &d, &bytes, tag.as_ref())?;
+            s.get_manifest(&n, &ManifestRef::Digest(d))
+        })
+        .await
+    }
+
+    /// The tags of a mirrored repository: local ∪ upstream, local alone
+    /// while the upstream is unavailable.
+    pub(crate) async fn tags(
+        &self,
+        store: &Arc<Store>,
+        t: &Target<'_>,
+        name: &RepoName,
+    ) -> Result<Vec<String>, ApiError> {
+        let (s, n) = (store.clone(), name.clone());
+        let local = blocking(move || match s.tags(&n) {
+            Ok(v) => Ok(Some(v)),
+            Err(Error::NameUnknown(_)) => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await?;
+        let what = format!("listing the tags of {}", t.repo);
+        let mut all = match (t.tags().await, local) {
+            (Ok(up), local) => {
+                let mut all = local.unwrap_or_default();
+                all.extend(up.into_iter().filter(|t| Tag::new(t).is_ok()));
+                all
+            }
+            (Err(e), Some(local)) if e.is_unavailable() || e.is_not_found() => {
+                if e.is_unavailable() {
+                    tracing::warn!(repository = %name, error = %e,
+                        "upstream unavailable; listing the cached tags only");
+                }
+                local
+            }
+            (Err(e), _) => return Err(upstream_api_error(e, &what, "NAME_UNKNOWN")),
+        };
+        all.sort_unstable();
+        all.dedup();
+        Ok(all)
+    }
+
+    /// A blob `name` lacks: from the store if another request just filled
+    /// it, else from the upstream (see the module docs).
+    pub(crate) async fn blob(
+        &self,
+        store: &Arc<Store>,
+        t: &Target<'_>,
+        name: &RepoName,
+        d: &Digest,
+        head: bool,
+    ) -> Result<BlobAnswer, ApiError> {
+        let what = format!("fetching blob {d} of {}", t.repo);
+        let path = t.path("blobs", &d.to_string());
+        // A few rounds: a fill by another request may fail, then we try.
+        for _ in 0..3 {
+            let (s, n, dd) = (store.clone(), name.clone(), d.clone());
+            let (local, global) = blocking(move || {
+                Ok(match s.blob_stat(&n, &dd) {
+                    Ok(info) => (Some(info), true),
+                    Err(Error::BlobUnknown(_)) => (None, s.blob_data_size(&dd)?.is_some()),
+                    Err(e) => return Err(e),
+                })
+            })
+            .await?;
+            if let Some(info) = local {
+                return Ok(BlobAnswer::Local(info));
+            }
+            let waiting = self.fills_lock().get(d).cloned();
+            if let Some(mut rx) = waiting {
+                // Resolves when the filling request is done, either way.
+                let _ = rx.changed().await;
+                continue;
+            }
+            if head || global {
+                // Only the upstream's word: a HEAD, or a blob the store has
+                // for another repository and this one may link once the
+                // upstream confirms the repository has it.
+                let resp = match t
+                    .up
+                    .send(reqwest::Method::HEAD, &path, &t.repo, None, true)
+                    .await
+                {
+                    Ok(r) => r,
+                    // A HEAD's body is never seen and a pushing client reads
+                    // anything but 404 as fatal: a blob we cannot confirm is
+                    // unknown.
+                    Err(e) if head => {
+                        tracing::debug!(error = %e, "blob HEAD upstream failed");
+                        return Err(ApiError::from(Error::BlobUnknown(d.clone())));
+                    }
+                    Err(e) => return Err(upstream_api_error(e, &what, "BLOB_UNKNOWN")),
+                };
+                if global {
+                    let (s, n, dd) = (store.clone(), name.clone(), d.clone());
+                    let info = blocking(move || {
+                        s.claim_blob(&dd)?;
+                        s.link_blob(&n, &dd)?;
+                        s.blob_stat(&n, &dd)
+                    })
+                    .await?;
+                    return Ok(BlobAnswer::Local(info));
+                }
+                let mut b = respond(StatusCode::OK)
+                    .header(header::CONTENT_TYPE, "application/octet-stream")
+                    .header("Docker-Content-Digest", d.to_string());
+                if let Some(len) = declared_length(&resp) {
+                    b = b.header(header::CONTENT_LENGTH, len);
+                }
+                return finish_response(b, Body::empty()).map(BlobAnswer::Response);
+            }
+            let (tx, rx) = watch::channel(());
+            {
+                let mut fills = self.fills_lock();
+                if fills.contains_key(d) {
+                    continue;
+                }
+                fills.insert(d.clone(), rx);
+            }
+            let guard = FillGuard {
+                fills: self.fills.clone(),
+                digest: d.clone(),
+                _done: tx,
+            };
+            let resp =
+                t.up.send(reqwest::Method::GET, &path, &t.repo, None, false)
+                    .await
+                    .map_err(|e| upstream_api_error(e, &what, "BLOB_UNKNOWN"))?;
+            let size = declared_length(&resp);
+            let (ctx, crx) = mpsc::channel(FILL_QUEUE);
+            let fill = Fill {
+                store: store.clone(),
+                name: name.clone(),
+                digest: d.clone(),
+                upstream: t.up.base().to_owned(),
+                size,
+            };
+            tokio::spawn(fill.run(resp, ctx, guard));
+            let mut b = respond(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header("Docker-Content-Digest", d.to_string())
+                .header(header::ETAG, format!("\"{d}\""));
+            if let Some(len) = size {
+                b = b.header(header::CONTENT_LENGTH, len);
+            }
+            let body = ChannelBody {
+                rx: crx,
+                remaining: size,
+            };
+            return finish_response(b, Body::new(body)).map(BlobAnswer::Response);
+        }
+        Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            format!("{what}: concurrent fetches of this blob kept failing; try again"),
+        ))
+    }
+
+    fn fills_lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, watch::Receiver<()>>> {
+        // The map holds no invariant a panic could break.
+        self.fills.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The upstream's `Content-Length` header (reqwest's `content_length()`
+/// is the body's size, 0 for a HEAD).
+fn declared_length(resp: &reqwest::Response) -> Option<u64> {
+    resp.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn finish_response(b: axum::http::response::Builder, body: Body) -> Result<Response, ApiError> {
+    b.body(body)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string()))
+}
+
+/// Marks a blob as being filled; dropping it (fill done, failed or
+/// abandoned) wakes the requests waiting for it.
+struct FillGuard {
+    fills: Fills,
+    digest: Digest,
+    _done: watch::Sender<()>,
+}
+
+impl Drop for FillGuard {
+    fn drop(&mut self) {
+        // Removed before `_done` drops, so a woken waiter finds no fill.
+        self.fills
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.digest);
+    }
+}
+
+/// One blob being copied from the upstream into the store and to a client.
+struct Fill {
+    store: Arc<Store>,
+    name: RepoName,
+    digest: Digest,
+    upstream: String,
+    size: Option<u64>,
+}
+
+impl Fill {
+    async fn run(
+        self,
+        mut resp: reqwest::Response,
+        client: mpsc::Sender<io::Result<Bytes>>,
+        _guard: FillGuard,
+    ) {
+        let (wtx, wrx) = mpsc::channel::<Bytes>(FILL_QUEUE);
+        let tmp_dir = self.store.layout().tmp_dir();
+        let alg = self.digest.algorithm();
+        let writer = tokio::task::spawn_blocking(move || write_fill(&tmp_dir, wrx, alg));
+        let mut client = Some(client);
+        // The last chunk waits until the whole blob is verified.
+        let mut held: Option<Bytes> = None;
+        let mut failure: Option<String> = None;
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if wtx.send(chunk.clone()).await.is_err() {
+                        break; // The writer failed; its result says why.
+                    }
+                    if let Some(prev) = held.replace(chunk) {
+                        if let Some(c) = &client {
+                            // A client that hung up, or stopped reading,
+                            // must not hold the fill (and those waiting for
+                            // it): it is dropped and the fill goes on.
+                            let sent = tokio::time::timeout(CLIENT_STALL, c.send(Ok(prev))).await;
+                            if !matches!(sent, Ok(Ok(()))) {
+                                client = None;
+                            }
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    failure = Some(format!("the upstream body broke off: {}", error_chain(&e)));
+                    break;
+                }
+            }
+        }
+        drop(wtx);
+        let written = match writer.await {
+            Ok(Ok(w)) => Some(w),
+            Ok(Err(e)) => {
+                failure.get_or_insert(format!("cannot write the blob: {e}"));
+                None
+            }
+            Err(e) => {
+                failure.get_or_insert(format!("the blob writer failed: {e}"));
+                None
+            }
+        };
+        if let Some((path, actual, n)) = written {
+            if failure.is_none() {
+                if let Some(want) = self.size.filter(|w| *w != n) {
+                    failure = Some(format!("the upstream announced {want} bytes but sent {n}"));
+                } else if actual != self.digest {
+                    failure = Some(format!("the upstream's bytes hash to {actual}"));
+                }
+            }
+            if failure.is_none() {
+                let (s, name, d, p) = (
+                    self.store.clone(),
+                    self.name.clone(),
+                    self.digest.clone(),
+                    path.clone(),
+                );
+                let committed = tokio::task::spawn_blocking(move || {
+                    s.commit_blob_file(&p, &d)?;
+                    s.link_blob(&name, &d)
+                })
+                .await;
+                match committed {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => failure = Some(format!("cannot store the blob: {e}")),
+                    Err(e) => failure = Some(format!("cannot store the blob: {e}")),
+                }
+            }
+            if failure.is_some() {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        match failure {
+            None => {
+                tracing::info!(repository = %self.name, digest = %self.digest, "cached blob from upstream");
+                if let (Some(c), Some(last)) = (client, held) {
+                    let _ = c.send(Ok(last)).await;
+                }
+            }
+            Some(why) => {
+                let msg = format!(
+                    "blob {} of {} from upstream {}: {why}; nothing stored",
+                    self.digest, self.name, self.upstream
+                );
+                tracing::warn!("{msg}");
+                if let Some(c) = client {
+                    // An error ends the response early: the client sees a
+                    // broken transfer, never a complete wrong blob.
+                    let _ = c.send(Err(io::Error::other(msg))).await;
+                }
+            }
+        }
+    }
+}
+
+/// Writes chunks to a temporary file while hashing them; fsyncs at the end.
+/// Returns the file, the digest and the size.
+fn write_fill(
+    tmp_dir: &std::path::Path,
+    mut rx: mpsc::Receiver<Bytes>,
+    alg: hoist_oci::Algorithm,
+) -> crate::Result<(PathBuf, Digest, u64)> {
+    use crate::error::IoContext;
+    let (mut f, path) = fsutil::temp_file(tmp_dir)?;
+    let res = (|| {
+        let mut h = Digester::new(alg);
+        let mut n = 0u64;
+        while let Some(chunk) = rx.blocking_recv() {
+            f.write_all(&chunk).ctx("write", &path)?;
+            h.update(&chunk);
+            n += chunk.len() as u64;
+        }
+        f.sync_all().ctx("fsync", &path)?;
+        Ok((h.finish(), n))
+    })();
+    match res {
+        Ok((d, n)) => Ok((path, d, n)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            Err(e)
+        }
+    }
+}
+
+/// A response body fed by a fill.
+struct ChannelBody {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    remaining: Option<u64>,
+}
+
+impl HttpBody for ChannelBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Ok(b))) => {
+                if let Some(r) = self.remaining.as_mut() {
+                    *r = r.saturating_sub(b.len() as u64);
+                }
+                Poll::Ready(Some(Ok(http_body::Frame::data(b))))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self.remaining {
+            Some(n) => http_body::SizeHint::with_exact(n),
+            None => http_body::SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_specs() {
+        let u = UpstreamConfig::parse("https://registry-1.docker.io").unwrap();
+        assert_eq!(u.prefix, None);
+        assert_eq!(u.url, "https://registry-1.docker.io");
+        let u = UpstreamConfig::parse("docker.io=https://me:p%40ss@registry-1.docker.io/").unwrap();
+        assert_eq!(u.prefix.as_deref(), Some("docker.io"));
+        assert_eq!(u.url, "https://registry-1.docker.io");
+        assert_eq!(u.credentials, Some(("me".into(), "p@ss".into())));
+        assert!(!format!("{u:?}").contains("p@ss"));
+        for bad in [
+            "ftp://x",
+            "x=notaurl",
+            "Bad_Prefix=http://x",
+            "http://x/path",
+            "http://",
+        ] {
+            assert!(UpstreamConfig::parse(bad).is_err(), "{bad}");
+        }
+        let e = UpstreamConfig::parse("http://me:secret@x/p")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("secret"), "{e}");
+        let dup = ProxyConfig::from_specs(&["a=http://x", "a=http://y"]).unwrap_err();
+        assert!(dup.to_string().contains("prefix a"), "{dup}");
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let cfg = ProxyConfig::from_specs(&[
+            "http://all",
+            "docker.io=http://hub",
+            "docker.io/org=http://org",
+        ])
+        .unwrap();
+        let p = Proxy::new(&cfg);
+        let t = |n: &str| {
+            let t = p.upstream_for(&RepoName::new(n).unwrap()).unwrap();
+            (t.up.base().to_owned(), t.repo)
+        };
+        assert_eq!(
+            t("docker.io/library/alpine"),
+            ("http://hub".into(), "library/alpine".into())
+        );
+        assert_eq!(t("docker.io/org/x"), ("http://org".into(), "x".into()));
+        assert_eq!(
+            t("docker.iox/y"),
+            ("http://all".into(), "docker.iox/y".into())
+        );
+        let only = Proxy::new(&ProxyConfig::from_specs(&["ghcr.io=http://g"]).unwrap());
+        assert!(only
+            .upstream_for(&RepoName::new("ghcr.io").unwrap())
+            .is_none());
+        assert!(only
+            .upstream_for(&RepoName::new("other/x").unwrap())
+            .is_none());
+    }
+
+    #[test]
+    fn next_links_stay_on_the_api() {
+        assert_eq!(
+            next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="next""#).as_deref(),
+            Some("/v2/a/tags/list?n=2&last=b")
+        );
+        assert_eq!(next_link(r#"<http://evil/v2/x>; rel="next""#), None);
+        assert_eq!(next_link(r#"</v2/x>; rel="prev""#), None);
+    }
+}
