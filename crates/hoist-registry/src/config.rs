@@ -4,6 +4,8 @@
 //! notifications, …) are reported back, never silently dropped; hoist's own
 //! settings live under one `hoist:` section that distribution ignores.
 
+use crate::auth::{AuthConfig, IssueConfig, TokenConfig};
+use crate::proxy::{ProxyConfig, UpstreamConfig};
 use crate::server::ServerConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -63,6 +65,10 @@ pub struct FileConfig {
     pub storage: StorageSection,
     /// `http:`.
     pub http: HttpSection,
+    /// `auth:`.
+    pub auth: AuthSection,
+    /// `proxy:` (one upstream; more under `hoist.proxies`).
+    pub proxy: Option<ProxySection>,
     /// hoist's own settings.
     pub hoist: HoistSection,
     /// Every other top-level key.
@@ -143,7 +149,99 @@ pub struct Maintenance {
 pub struct HttpSection {
     /// `http.addr`: `HOST:PORT` or Go's `:PORT` for every interface.
     pub addr: Option<String>,
+    /// `http.tls.certificate` and `http.tls.key`.
+    pub tls: Option<Tls>,
+    /// `http.debug`: where distribution serves `/metrics`.
+    pub debug: Option<Debug>,
     /// Other keys.
+    #[serde(flatten)]
+    pub other: Other,
+}
+
+/// `http.tls`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Tls {
+    /// PEM certificate chain.
+    pub certificate: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+    /// Other keys (clientcas, letsencrypt, minimumtls).
+    #[serde(flatten)]
+    pub other: Other,
+}
+
+/// `http.debug`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Debug {
+    /// The debug address.
+    pub addr: Option<String>,
+    /// `prometheus.enabled` and `prometheus.path`.
+    pub prometheus: Option<Prometheus>,
+}
+
+/// `http.debug.prometheus`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Prometheus {
+    /// Serve `/metrics` on the debug address.
+    pub enabled: bool,
+    /// Its path; hoist serves `/metrics` only.
+    pub path: Option<String>,
+}
+
+/// `auth:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct AuthSection {
+    /// `auth.htpasswd`.
+    pub htpasswd: Option<HtpasswdSection>,
+    /// `auth.token`.
+    pub token: Option<TokenSection>,
+    /// Other schemes (silly, …).
+    #[serde(flatten)]
+    pub other: Other,
+}
+
+/// `auth.htpasswd`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct HtpasswdSection {
+    /// Realm of the basic challenge.
+    pub realm: Option<String>,
+    /// The htpasswd file (bcrypt).
+    pub path: Option<PathBuf>,
+}
+
+/// `auth.token`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct TokenSection {
+    /// Where clients get tokens.
+    pub realm: Option<String>,
+    /// The audience tokens must name.
+    pub service: Option<String>,
+    /// The issuer tokens must name.
+    pub issuer: Option<String>,
+    /// Certificates and keys that sign tokens.
+    pub rootcertbundle: Option<PathBuf>,
+    /// Other keys (jwks, autoredirect, …).
+    #[serde(flatten)]
+    pub other: Other,
+}
+
+/// `proxy:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ProxySection {
+    /// The upstream registry.
+    pub remoteurl: Option<String>,
+    /// Its user.
+    pub username: Option<String>,
+    /// Its password.
+    pub password: Option<String>,
+    /// Other keys (ttl).
     #[serde(flatten)]
     pub other: Other,
 }
@@ -154,6 +252,22 @@ pub struct HttpSection {
 pub struct HoistSection {
     /// Mount blobs across repositories when a client asks without `from`.
     pub automount: Option<bool>,
+    /// Per-repository rights (see the README's ACL format).
+    pub acl: Option<PathBuf>,
+    /// The built-in token issuer: its signing key and token lifetime.
+    pub tokenissuer: Option<TokenIssuerSection>,
+    /// More pull-through upstreams, as `--proxy` takes them (`PREFIX=URL`).
+    pub proxies: Vec<String>,
+}
+
+/// `hoist.tokenissuer`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenIssuerSection {
+    /// PEM private key whose certificate is in `auth.token.rootcertbundle`.
+    pub key: Option<PathBuf>,
+    /// Lifetime of issued tokens, seconds (default 300).
+    pub expiration: Option<u64>,
 }
 
 /// What a configuration file sets: the server's settings and its address.
@@ -163,6 +277,12 @@ pub struct Loaded {
     pub server: ServerConfig,
     /// `http.addr`, normalised to `HOST:PORT`.
     pub addr: Option<String>,
+    /// `http.tls`: certificate chain and key.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// `http.debug.addr` when `prometheus.enabled`: `/metrics` goes there.
+    pub metrics_addr: Option<String>,
+    /// `auth.htpasswd`, `auth.token`, `hoist.acl`, `hoist.tokenissuer`.
+    pub auth: Option<AuthConfig>,
     /// `log.level`.
     pub log_level: Option<String>,
     /// Keys that hoist does not act on, dotted (`notifications`, `storage.cache`).
@@ -237,6 +357,34 @@ impl FileConfig {
         }
         let addr = self.http.addr.map(|a| normalise_addr(&a)).transpose();
         let addr = addr.map_err(invalid)?;
+        let tls = match self.http.tls {
+            None => None,
+            Some(t) => {
+                note("http.tls.", &t.other);
+                match (t.certificate, t.key) {
+                    (Some(c), Some(k)) => Some((c, k)),
+                    (None, None) => None,
+                    _ => return Err(invalid("http.tls needs both certificate and key".into())),
+                }
+            }
+        };
+        let metrics_addr = match self.http.debug {
+            Some(Debug {
+                addr: Some(a),
+                prometheus: Some(p),
+            }) if p.enabled => {
+                if p.path.as_deref().is_some_and(|p| p != "/metrics") {
+                    return Err(invalid(
+                        "http.debug.prometheus.path: hoist serves /metrics only".into(),
+                    ));
+                }
+                Some(normalise_addr(&a).map_err(invalid)?)
+            }
+            _ => None,
+        };
+        server.proxy = proxy_config(self.proxy.as_ref(), &self.hoist.proxies, &mut note)
+            .map_err(|e| invalid(e.to_string()))?;
+        let auth = auth_config(self.auth, &self.hoist, &mut note).map_err(invalid)?;
         if let Some(level) = &self.log.level {
             if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
                 return Err(invalid(format!(
@@ -247,10 +395,96 @@ impl FileConfig {
         Ok(Loaded {
             server,
             addr,
+            tls,
+            metrics_addr,
+            auth,
             log_level: self.log.level,
             ignored,
         })
     }
+}
+
+/// `proxy:` and `hoist.proxies` as the pull-through cache's upstreams.
+fn proxy_config(
+    section: Option<&ProxySection>,
+    more: &[String],
+    note: &mut impl FnMut(&str, &Other),
+) -> Result<Option<ProxyConfig>, crate::proxy::ProxyConfigError> {
+    let mut cfg = ProxyConfig::default();
+    if let Some(p) = section {
+        note("proxy.", &p.other);
+        if let Some(url) = &p.remoteurl {
+            let mut up = UpstreamConfig::parse(url)?;
+            if let Some(user) = &p.username {
+                up.credentials = Some((user.clone(), p.password.clone().unwrap_or_default()));
+            }
+            cfg.add(up)?;
+        }
+    }
+    for spec in more {
+        cfg.add(UpstreamConfig::parse(spec)?)?;
+    }
+    Ok((!cfg.upstreams.is_empty()).then_some(cfg))
+}
+
+/// `auth:` with hoist's ACL and token issuer, as the CLI's flags give them.
+fn auth_config(
+    section: AuthSection,
+    hoist: &HoistSection,
+    note: &mut impl FnMut(&str, &Other),
+) -> Result<Option<AuthConfig>, String> {
+    note("auth.", &section.other);
+    let mut cfg = AuthConfig {
+        realm: "hoist registry".into(),
+        acl: hoist.acl.clone(),
+        ..AuthConfig::default()
+    };
+    if let Some(h) = section.htpasswd {
+        cfg.htpasswd = Some(
+            h.path
+                .ok_or("auth.htpasswd needs path: the htpasswd file")?,
+        );
+        if let Some(r) = h.realm {
+            cfg.realm = r;
+        }
+    }
+    if let Some(t) = section.token {
+        note("auth.token.", &t.other);
+        let need = |v: Option<String>, key: &str| v.ok_or(format!("auth.token needs {key}"));
+        let realm = need(t.realm, "realm")?;
+        let issue = match &hoist.tokenissuer {
+            Some(TokenIssuerSection {
+                key: Some(key),
+                expiration,
+            }) => Some(IssueConfig {
+                key: key.clone(),
+                path: crate::auth::url_path(&realm)
+                    .filter(|p| p.len() > 1)
+                    .ok_or(format!(
+                        "auth.token.realm {realm:?} must be a URL with a path, such as \
+                         http://HOST:5000/token, for hoist.tokenissuer to serve on"
+                    ))?
+                    .to_owned(),
+                ttl: std::time::Duration::from_secs(expiration.unwrap_or(300).max(1)),
+            }),
+            Some(_) => return Err("hoist.tokenissuer needs key: its PEM private key".into()),
+            None => None,
+        };
+        cfg.token = Some(TokenConfig {
+            service: need(t.service, "service")?,
+            issuer: need(t.issuer, "issuer")?,
+            rootcertbundle: t.rootcertbundle.ok_or("auth.token needs rootcertbundle")?,
+            realm,
+            issue,
+        });
+    }
+    if cfg.htpasswd.is_none() && cfg.token.is_none() {
+        if cfg.acl.is_some() {
+            return Err("hoist.acl needs auth.htpasswd or auth.token: rights are per user".into());
+        }
+        return Ok(None);
+    }
+    Ok(Some(cfg))
 }
 
 /// Go's `:5000` listens on every interface; Rust wants a host.
@@ -336,6 +570,65 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("log.level"), "{e}");
+    }
+
+    #[test]
+    fn tls_metrics_auth_and_proxy_sections() {
+        let l = load(
+            "storage: {filesystem: {rootdirectory: /r}}\n\
+             http:\n  addr: :5000\n  tls: {certificate: /c.pem, key: /k.pem}\n  \
+             debug: {addr: localhost:5001, prometheus: {enabled: true, path: /metrics}}\n\
+             auth:\n  token:\n    realm: http://reg:5000/token\n    service: reg\n    \
+             issuer: me\n    rootcertbundle: /b.pem\n  htpasswd: {realm: r, path: /h}\n\
+             proxy: {remoteurl: 'https://up.example', username: u, password: p, ttl: 1h}\n\
+             hoist:\n  acl: /acl\n  tokenissuer: {key: /key.pem, expiration: 60}\n  \
+             proxies: ['ghcr.io=https://ghcr.io']\n",
+        )
+        .unwrap();
+        assert_eq!(
+            l.tls,
+            Some((PathBuf::from("/c.pem"), PathBuf::from("/k.pem")))
+        );
+        assert_eq!(l.metrics_addr.as_deref(), Some("localhost:5001"));
+        let a = l.auth.unwrap();
+        assert_eq!(a.realm, "r");
+        assert_eq!(a.htpasswd, Some(PathBuf::from("/h")));
+        assert_eq!(a.acl, Some(PathBuf::from("/acl")));
+        let t = a.token.unwrap();
+        assert_eq!((t.service.as_str(), t.issuer.as_str()), ("reg", "me"));
+        let i = t.issue.unwrap();
+        assert_eq!((i.path.as_str(), i.ttl.as_secs()), ("/token", 60));
+        let p = l.server.proxy.unwrap();
+        assert_eq!(p.upstreams.len(), 2);
+        assert_eq!(p.upstreams[0].url, "https://up.example");
+        assert_eq!(
+            p.upstreams[0].credentials,
+            Some(("u".to_owned(), "p".to_owned()))
+        );
+        assert_eq!(p.upstreams[1].prefix.as_deref(), Some("ghcr.io"));
+        assert_eq!(l.ignored, ["proxy.ttl"]);
+    }
+
+    #[test]
+    fn half_given_sections_are_refused() {
+        let base = "storage: {filesystem: {rootdirectory: /r}}\n";
+        for (extra, want) in [
+            ("http: {tls: {certificate: /c}}", "both certificate and key"),
+            (
+                "http: {debug: {addr: ':5001', prometheus: {enabled: true, path: /m}}}",
+                "/metrics only",
+            ),
+            ("auth: {htpasswd: {realm: x}}", "needs path"),
+            (
+                "auth: {token: {realm: 'http://a/t'}}",
+                "auth.token needs service",
+            ),
+            ("hoist: {acl: /a}", "hoist.acl needs"),
+            ("proxy: {remoteurl: 'ftp://x'}", "http or https"),
+        ] {
+            let e = load(&format!("{base}{extra}\n")).unwrap_err().to_string();
+            assert!(e.contains(want), "{extra}: {e}");
+        }
     }
 
     #[test]

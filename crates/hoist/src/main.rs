@@ -37,7 +37,7 @@ enum Command {
     /// Show low-level information on images.
     Inspect(cmd::inspect::Args),
     /// Serve an OCI registry from --root (distribution's rootdirectory layout).
-    Serve(cmd::serve::Args),
+    Serve(Box<cmd::serve::Args>),
     /// Maintain a registry directory (garbage collection).
     Registry(cmd::registry::Args),
     /// Show the history of an image.
@@ -92,7 +92,7 @@ fn main() -> ExitCode {
         Command::Tag(a) => cmd::tag::run(&ctx, a),
         Command::Rmi(a) => cmd::rmi::run(&ctx, a),
         Command::Inspect(a) => cmd::inspect::run(&ctx, a),
-        Command::Serve(a) => cmd::serve::run(&ctx, a),
+        Command::Serve(a) => cmd::serve::run(&ctx, *a),
         Command::Registry(a) => cmd::registry::run(&ctx, a),
         Command::History(a) => cmd::history::run(&ctx, a),
         Command::Import(a) => cmd::import::run(&ctx, a),

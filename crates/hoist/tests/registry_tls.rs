@@ -152,3 +152,101 @@ fn bad_tls_files_stop_serve_at_startup_naming_the_file() {
     let err = assert_failure("serve with --tls-cert alone", &out);
     assert!(err.contains("--tls-key"), "{err}");
 }
+
+/// One distribution-style config.yml turns on TLS (`http.tls`), basic auth
+/// (`auth.htpasswd`, a file written by Apache's `htpasswd -B`) and `/metrics`
+/// on the debug address (`http.debug.prometheus`): skopeo pushes and pulls
+/// with credentials over HTTPS, an anonymous client is challenged, and the
+/// metrics address answers while the main one no longer serves `/metrics`.
+#[test]
+fn a_config_file_turns_on_tls_basic_auth_and_the_metrics_address() {
+    let scratch = scratch_dir();
+    let certs = TestCerts::generate(&scratch.path().join("certs"));
+    let ca_dir = cert_dir(&certs, &scratch.path().join("trust"));
+    let users = scratch.path().join("users");
+    let out = tool("htpasswd")
+        .args(["-B", "-b", "-c"])
+        .arg(&users)
+        .args(["ci", "s3cret"])
+        .output()
+        .unwrap();
+    assert_success("htpasswd -B", &out);
+    let maddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let config = scratch.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /unused\n\
+             http:\n  addr: :5000\n  tls:\n    certificate: {}\n    key: {}\n  debug:\n    \
+             addr: {maddr}\n    prometheus:\n      enabled: true\n      path: /metrics\n\
+             auth:\n  htpasswd:\n    realm: ci\n    path: {}\n",
+            certs.cert.display(),
+            certs.key.display(),
+            users.display()
+        ),
+    )
+    .unwrap();
+    // --root and --addr on the command line win over the file's.
+    let s = HoistServe::start(
+        &scratch.path().join("root"),
+        &["--config", config.to_str().unwrap()],
+    );
+    assert!(s.log().contains("listening on https://"), "{}", s.log());
+    let src = scratch.path().join("src");
+    ocilayout::write_layout(
+        &src,
+        "v1",
+        &["linux/amd64"],
+        1024,
+        serde_json::json!([{ "created_by": "configured" }]),
+    );
+    let dest = format!("docker://{}/conf/img:v1", s.addr);
+    let out = skopeo(&[
+        "copy",
+        "--dest-cert-dir",
+        &ca_dir,
+        &format!("oci:{}:v1", src.display()),
+        &dest,
+    ]);
+    let err = assert_failure("skopeo copy without credentials", &out);
+    assert!(err.contains("401") || err.contains("nauthorized"), "{err}");
+    let out = skopeo(&[
+        "copy",
+        "--dest-cert-dir",
+        &ca_dir,
+        "--dest-creds",
+        "ci:s3cret",
+        &format!("oci:{}:v1", src.display()),
+        &dest,
+    ]);
+    assert_success("skopeo copy with credentials over TLS", &out);
+    let out = skopeo(&[
+        "inspect",
+        "--cert-dir",
+        &ca_dir,
+        "--creds",
+        "ci:s3cret",
+        &dest,
+    ]);
+    assert_success("skopeo inspect", &out);
+
+    let curl = |url: &str, extra: &[&str]| {
+        let out = tool("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&certs.ca)
+            .args(extra)
+            .arg(url)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(curl(&format!("https://{}/v2/", s.addr), &[]), "401");
+    let creds = ["-u", "ci:s3cret"];
+    assert_eq!(curl(&format!("https://{}/v2/", s.addr), &creds), "200");
+    assert_eq!(curl(&format!("https://{}/metrics", s.addr), &creds), "404");
+    assert_eq!(curl(&format!("http://{maddr}/metrics"), &[]), "200");
+    assert!(s.stop());
+}

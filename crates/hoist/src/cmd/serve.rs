@@ -168,19 +168,30 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         }
         None => None,
     };
-    let (mut cfg, file_addr) = match loaded {
-        Some(Loaded {
-            mut server, addr, ..
-        }) => {
+    // The file gives the base; every flag given on the command line wins.
+    let Loaded {
+        server: mut cfg,
+        addr: file_addr,
+        tls: file_tls,
+        metrics_addr: file_metrics,
+        auth: file_auth,
+        ..
+    } = match loaded {
+        Some(mut l) => {
             if ctx.root_given {
-                server.root = ctx.root.clone();
+                l.server.root = ctx.root.clone();
             }
-            (server, addr)
+            l
         }
-        None => (
-            ServerConfig::new(ctx.registry_root("hoist serve")?.to_owned()),
-            None,
-        ),
+        None => Loaded {
+            server: ServerConfig::new(ctx.registry_root("hoist serve")?.to_owned()),
+            addr: None,
+            tls: None,
+            metrics_addr: None,
+            auth: None,
+            log_level: None,
+            ignored: Vec::new(),
+        },
     };
     let addr = args
         .addr
@@ -194,16 +205,25 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     if args.no_auto_mount {
         cfg.auto_mount = false;
     }
-    cfg.metrics_on_main = args.metrics_addr.is_none();
+    let metrics_addr = args.metrics_addr.clone().or(file_metrics);
+    cfg.metrics_on_main = metrics_addr.is_none();
     // Read the certificate before binding, so a bad file fails at once.
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(Arc::new(
-            hoist_registry::tls::load_server_config(cert, key)
+    let tls_files = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        _ => file_tls,
+    };
+    let tls = match tls_files {
+        Some((cert, key)) => Some(Arc::new(
+            hoist_registry::tls::load_server_config(&cert, &key)
                 .map_err(|e| Error::Msg(e.to_string()))?,
         )),
-        _ => None,
+        None => None,
     };
-    if let Some(a) = auth_config(&args)? {
+    let auth = match auth_config(&args)? {
+        Some(a) => Some(a),
+        None => file_auth,
+    };
+    if let Some(a) = auth {
         let auth = Auth::load(&a).map_err(|e| Error::Msg(format!("hoist serve: {e}")))?;
         cfg.auth = Some(Arc::new(auth));
     }
@@ -223,9 +243,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         let local = listener
             .local_addr()
             .map_err(|e| Error::Msg(format!("cannot listen on {addr}: {e}")))?;
-        if let Some(maddr) = &args.metrics_addr {
+        if let Some(maddr) = &metrics_addr {
             let ml = tokio::net::TcpListener::bind(maddr).await.map_err(|e| {
-                Error::Msg(format!("cannot listen on {maddr} (--metrics-addr): {e}"))
+                Error::Msg(format!(
+                    "cannot listen on {maddr} (the metrics address): {e}"
+                ))
             })?;
             let mlocal = ml
                 .local_addr()
