@@ -2,6 +2,7 @@
 //! the filesystem storage driver in the CNCF distribution registry's exact
 //! layout, and garbage collection.
 
+pub mod driver;
 pub mod error;
 pub(crate) mod fsutil;
 pub mod gc;
@@ -12,6 +13,7 @@ pub mod server;
 pub mod store;
 pub mod upload;
 
+pub use driver::{S3Config, StorageConfig};
 pub use error::{Error, Result};
 pub use names::{ManifestRef, NameError, RepoName, Tag, UploadId};
 pub use server::{router, serve, shutdown_signal, ServerConfig};

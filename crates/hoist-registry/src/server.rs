@@ -6,6 +6,7 @@
 //! slashes and may even contain `blobs` or `manifests` as components, so the
 //! path is matched from its end, as distribution's regular expressions do.
 
+use crate::driver::StorageConfig;
 use crate::error::Error;
 use crate::names::{ManifestRef, RepoName, Tag, UploadId};
 use crate::store::{BlobInfo, Store, MAX_MANIFEST_SIZE};
@@ -43,8 +44,8 @@ const CHUNK: usize = 512 << 10;
 /// How the server behaves.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// The registry root (distribution's `storage.filesystem.rootdirectory`).
-    pub root: PathBuf,
+    /// Where the registry's data lives.
+    pub storage: StorageConfig,
     /// Refuse every write.
     pub read_only: bool,
     /// Allow DELETE of manifests, tags and blobs.
@@ -59,8 +60,13 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// The defaults of `hoist serve --root DIR`: writes and deletes enabled.
     pub fn new(root: PathBuf) -> Self {
+        Self::with_storage(StorageConfig::Filesystem(root))
+    }
+
+    /// The same defaults on any storage.
+    pub fn with_storage(storage: StorageConfig) -> Self {
         ServerConfig {
-            root,
+            storage,
             read_only: false,
             delete_enabled: true,
             auto_mount: true,
@@ -113,7 +119,7 @@ impl From<Error> for ApiError {
         let s = StatusCode::BAD_REQUEST;
         let nf = StatusCode::NOT_FOUND;
         match e {
-            Error::Io { .. } => {
+            Error::Io { .. } | Error::Config(_) => {
                 tracing::error!(error = %msg, "storage failure");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", msg)
             }
@@ -371,7 +377,13 @@ pub async fn serve(
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let store = Arc::new(Store::open(&cfg.root).map_err(io::Error::other)?);
+    // Opening S3 storage blocks on its first request (see `driver::s3`).
+    let storage = cfg.storage.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open_storage(&storage))
+        .await
+        .map_err(io::Error::other)?
+        .map_err(io::Error::other)?;
+    let store = Arc::new(store);
     let grace = cfg.shutdown_grace;
     let app = router(store, cfg);
     let (tx, mut rx) = tokio::sync::watch::channel(false);
@@ -754,6 +766,13 @@ async fn get_blob(app: App, name: RepoName, d: Digest, req: Request, head: bool)
     }
     if head || len == 0 {
         return finish(b, Body::empty());
+    }
+    if !app.store.is_local() {
+        let (store, info) = (app.store.clone(), info.clone());
+        let stream = blocking(move || store.blob_stream(&info, start, len)).await?;
+        if let Some(stream) = stream {
+            return finish(b, Body::from_stream(stream));
+        }
     }
     let path = info.path.clone();
     if len <= SMALL_BLOB {
