@@ -14,8 +14,8 @@
 //! referenced during a collection is either kept or the referencing request
 //! fails cleanly with "blob unknown".
 
-use crate::error::{Error, Result};
 use crate::driver::{self, Driver, StorageConfig};
+use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::names::{ManifestRef, RepoName, Tag};
 use bytes::Bytes;
@@ -201,7 +201,10 @@ impl Store {
 
     /// True when `name` has the manifest revision `d`.
     pub fn revision_linked(&self, name: &RepoName, d: &Digest) -> Result<bool> {
-        Ok(self.read_link(&self.layout.revision_link(name, d))?.as_ref() == Some(d))
+        Ok(self
+            .read_link(&self.layout.revision_link(name, d))?
+            .as_ref()
+            == Some(d))
     }
 
     /// Finds a blob of a repository: linked there (as a layer, or as a
@@ -443,7 +446,9 @@ impl Store {
                     }
                 }
                 self.driver.delete(&link)?;
-                if let (Some(dir), Some(stop)) = (link.parent(), link.parent().and_then(Path::parent)) {
+                if let (Some(dir), Some(stop)) =
+                    (link.parent(), link.parent().and_then(Path::parent))
+                {
                     self.driver.prune_empty_dirs(dir, stop);
                 }
                 Ok(())

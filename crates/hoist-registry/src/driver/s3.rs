@@ -177,9 +177,7 @@ impl S3Driver {
                     "S3 endpoint {e:?} is not a URL: write it as http://HOST:PORT or https://HOST"
                 )));
             }
-            b = b
-                .with_endpoint(e)
-                .with_allow_http(e.starts_with("http://"));
+            b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
         }
         let store = b
             .build()
@@ -204,7 +202,9 @@ impl S3Driver {
     }
 
     fn key(&self, path: &Path) -> Result<Key> {
-        let s = path.to_str().ok_or_else(|| self.err("map", path, "not UTF-8"))?;
+        let s = path
+            .to_str()
+            .ok_or_else(|| self.err("map", path, "not UTF-8"))?;
         Key::parse(s).map_err(|e| self.err("map", path, e))
     }
 
@@ -474,10 +474,7 @@ impl Driver for S3Driver {
                 }
                 .await;
                 match res {
-                    Ok(()) => w
-                        .shutdown()
-                        .await
-                        .map_err(|e| self.err("write", blob, e)),
+                    Ok(()) => w.shutdown().await.map_err(|e| self.err("write", blob, e)),
                     Err(e) => {
                         let _ = w.abort().await;
                         Err(self.err("write", blob, e))
