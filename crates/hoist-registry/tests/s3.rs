@@ -151,11 +151,9 @@ async fn s3_bucket_holds_distributions_layout_under_the_prefix() {
     let s3 = S3Server::start(&[BUCKET]);
     let s = start(&s3, "some/prefix").await;
     let (m, _) = push_image(&s, "library/web", "v1", "layout").await;
-    let config = format!(
-        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"seed":"layout"}}"#
-    );
+    let config = r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"seed":"layout"}"#;
     let c = Digest::sha256(config.as_bytes());
-    let l = Digest::sha256(format!("layer bytes of layout").repeat(100).as_bytes());
+    let l = Digest::sha256("layer bytes of layout".repeat(100).as_bytes());
     let blob = |d: &Digest| format!("blobs/sha256/{}/{}/data", &d.hex()[..2], d.hex());
     let repo = "repositories/library/web";
     let mut want = vec![

@@ -12,8 +12,8 @@
 //! Upload sessions: S3 cannot append, so each PATCH (or the body of the
 //! final PUT) becomes one part object `_uploads/<id>/parts/<offset>`, named
 //! by where it starts, streamed with bounded memory (a multipart upload once
-//! it outgrows one buffer). A part appears whole or not at all, so a request
-//! cut midway leaves the session as it was before it. The SHA-256 state is
+//! it outgrows one buffer). A part object appears only once its request's
+//! writing ends; a failed write leaves no part. The SHA-256 state is
 //! saved as distribution's `hashstates/sha256/<offset>` objects by the store,
 //! as on the filesystem, so a restart resumes without re-reading. On commit
 //! the verified parts become the blob's `data`: one part by a server-side
