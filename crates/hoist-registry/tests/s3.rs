@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use hoist_oci::Digest;
+use hoist_registry::gc::{collect_storage, GcOptions};
 use hoist_registry::{S3Config, ServerConfig, StorageConfig};
 use hoist_testkit::{S3Server, S3_ACCESS_KEY, S3_SECRET_KEY};
 use std::path::{Path, PathBuf};
@@ -167,11 +168,13 @@ async fn s3_bucket_holds_distributions_layout_under_the_prefix() {
         format!("{repo}/_manifests/tags/v1/index/sha256/{}/link", m.hex()),
     ];
     want.sort();
-    assert_eq!(
-        keys(&s.root),
-        want,
-        "keys under some/prefix/docker/registry/v2"
-    );
+    // hoist's own claim markers (for garbage collection) live apart, under
+    // `_hoist/`, where distribution never looks.
+    let layout: Vec<String> = keys(&s.root)
+        .into_iter()
+        .filter(|k| !k.starts_with("_hoist/"))
+        .collect();
+    assert_eq!(layout, want, "keys under some/prefix/docker/registry/v2");
     let link = std::fs::read_to_string(s.root.join(format!(
         "docker/registry/v2/{repo}/_manifests/tags/v1/current/link"
     )))
@@ -373,5 +376,216 @@ async fn s3_bad_configuration_is_named() {
     for prefix in ["a/../b", "a//b", "./x"] {
         let e = serve(s3_config(&s3, prefix)).await;
         assert!(e.contains("is not a plain path"), "{prefix}: {e}");
+    }
+}
+
+fn s3_blob_exists(root: &Path, d: &Digest) -> bool {
+    root.join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{}/data",
+        &d.hex()[..2],
+        d.hex()
+    ))
+    .is_file()
+}
+
+/// S3 times are whole seconds and the collector allows 2 s of clock slop:
+/// waiting this long makes everything written so far "old".
+async fn let_time_pass() {
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+}
+
+async fn gc_s3(s3: &S3Server, opts: GcOptions) -> hoist_registry::gc::GcReport {
+    let storage = StorageConfig::S3(s3_config(s3, ""));
+    tokio::task::spawn_blocking(move || collect_storage(&storage, &opts))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_gc_sweeps_unreferenced_blobs_keeps_claimed_and_fresh_ones() {
+    let s3 = S3Server::start(&[BUCKET]);
+    let s = start(&s3, "").await;
+    let (_, km) = push_image(&s, "a", "latest", "kept").await;
+    let (untagged, um) = push_image(&s, "a", "gone", "untagged").await;
+    assert_eq!(s.req("DELETE", "/v2/a/manifests/gone").await.status, 202);
+    let untagged_layer: Digest = serde_json::from_slice::<serde_json::Value>(&um).unwrap()
+        ["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let lonely = s.push_blob("a", b"nobody references me").await;
+    let seen = s.push_blob("a", b"checked by a pusher").await;
+    let_time_pass().await;
+    let fresh = s.push_blob("a", b"pushed after aging").await;
+    // A HEAD (a pusher about to skip the upload) claims the blob.
+    assert_eq!(
+        s.req("HEAD", &format!("/v2/a/blobs/{seen}")).await.status,
+        200
+    );
+
+    let dry = gc_s3(
+        &s3,
+        GcOptions {
+            dry_run: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        dry.blobs_deleted.iter().map(|b| &b.0).collect::<Vec<_>>(),
+        [&lonely]
+    );
+    assert!(s3_blob_exists(&s.root, &lonely), "a dry run deleted");
+
+    let rep = gc_s3(&s3, GcOptions::default()).await;
+    assert_eq!(
+        rep.blobs_deleted.iter().map(|b| &b.0).collect::<Vec<_>>(),
+        [&lonely]
+    );
+    assert_eq!(rep.bytes_freed(), 20);
+    assert!(!s3_blob_exists(&s.root, &lonely));
+    for d in [&seen, &fresh, &untagged, &untagged_layer] {
+        assert!(s3_blob_exists(&s.root, d), "{d} deleted");
+    }
+    assert_eq!(
+        s.req("HEAD", &format!("/v2/a/blobs/{lonely}")).await.status,
+        404
+    );
+    assert_eq!(
+        s.req("GET", "/v2/a/manifests/latest").await.body.as_ref(),
+        &km[..]
+    );
+
+    // --delete-untagged takes the untagged image and its own layer.
+    let_time_pass().await;
+    let rep = gc_s3(
+        &s3,
+        GcOptions {
+            delete_untagged: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(rep.manifests_deleted, [("a".to_owned(), untagged.clone())]);
+    assert!(!s3_blob_exists(&s.root, &untagged));
+    assert!(!s3_blob_exists(&s.root, &untagged_layer));
+    assert_eq!(
+        s.req("GET", &format!("/v2/a/manifests/{untagged}"))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(s.req("GET", "/v2/a/manifests/latest").await.status, 200);
+    // Nothing set aside is left behind.
+    let left = keys(&s.root);
+    assert!(
+        !left.iter().any(|k| k.starts_with("_hoist/tmp")),
+        "{left:?}"
+    );
+    s.stop().await;
+}
+
+/// Pushes race a collector that runs over and over on the same bucket, as
+/// on the filesystem (see gc.rs): every manifest that was accepted must
+/// have all its blobs afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_gc_during_pushes_never_loses_a_referenced_blob() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let s3 = S3Server::start(&[BUCKET]);
+    let s = Arc::new(start(&s3, "").await);
+    let base: Vec<Vec<u8>> = (0..8)
+        .map(|i| format!("base layer {i}").repeat(50).into_bytes())
+        .collect();
+    for b in &base {
+        s.push_blob("base", b).await;
+    }
+    let_time_pass().await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    // Stops the collector loop even when a pusher panics.
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let _guard = StopOnDrop(stop.clone());
+    let gc = {
+        let (storage, stop) = (StorageConfig::S3(s3_config(&s3, "")), stop.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut runs = 0;
+            let mut deleted = 0;
+            while !stop.load(Ordering::Relaxed) || runs < 2 {
+                deleted += collect_storage(&storage, &GcOptions::default())
+                    .unwrap()
+                    .blobs_deleted
+                    .len();
+                runs += 1;
+            }
+            (runs, deleted)
+        })
+    };
+    let mut pushers = Vec::new();
+    for p in 0..3 {
+        let (s, base) = (s.clone(), base.clone());
+        pushers.push(tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            for i in 0..4 {
+                let repo = format!("app{p}");
+                let layer = &base[(p * 4 + i) % base.len()];
+                let ld = Digest::sha256(layer);
+                let config =
+                    format!(r#"{{"rootfs":{{"type":"layers","diff_ids":[]}},"p":{p},"i":{i}}}"#);
+                let m = schema2(
+                    (&Digest::sha256(config.as_bytes()), config.len()),
+                    &[(&ld, layer.len())],
+                );
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    assert!(tries < 20, "push never succeeded");
+                    let r = s
+                        .req(
+                            "POST",
+                            &format!("/v2/{repo}/blobs/uploads/?mount={ld}&from=base"),
+                        )
+                        .await;
+                    if r.status != 201 {
+                        s.push_blob(&repo, layer).await;
+                    }
+                    s.push_blob(&repo, config.as_bytes()).await;
+                    let r = s
+                        .put_manifest(&repo, &format!("t{i}"), DOCKER_MANIFEST, &m)
+                        .await;
+                    if r.status == 201 {
+                        accepted.push((repo.clone(), m.clone(), ld.clone(), layer.clone()));
+                        break;
+                    }
+                    assert_eq!(r.code(), "MANIFEST_BLOB_UNKNOWN", "{}", r.text());
+                }
+            }
+            accepted
+        }));
+    }
+    let mut accepted = Vec::new();
+    for p in pushers {
+        accepted.extend(p.await.unwrap());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (runs, _) = gc.await.unwrap();
+    assert!(runs >= 2);
+    // Once more, after everything: still nothing referenced may go.
+    gc_s3(&s3, GcOptions::default()).await;
+    assert_eq!(accepted.len(), 12);
+    for (repo, m, ld, layer) in accepted {
+        let md = Digest::sha256(&m);
+        let r = s.req("GET", &format!("/v2/{repo}/manifests/{md}")).await;
+        assert_eq!(r.status, 200);
+        let r = s.req("GET", &format!("/v2/{repo}/blobs/{ld}")).await;
+        assert_eq!(r.status, 200, "{repo}: layer {ld} lost");
+        assert_eq!(r.body.as_ref(), &layer[..]);
     }
 }

@@ -1,6 +1,7 @@
 //! `hoist serve --storage s3` against real peers: a real S3 server (`s3s-fs`)
 //! holds the data, a real dockerd pushes, pulls and runs, skopeo copies to
-//! and from it; and the command line names what is missing.
+//! and from it and deletes, `hoist registry gc` sweeps the bucket; and the
+//! command line names what is missing.
 
 use hoist_testkit::{
     assert_failure, assert_success, hoist_bin, http_status, require_tool, scratch_dir, S3Server,
@@ -230,6 +231,25 @@ fn skopeo_copies_to_and_from_s3_storage() {
     }
     assert_eq!(tar_bytes.len(), layer.len());
     assert!(tar_bytes == layer, "the layer's tar is the one pushed");
+
+    // Delete the image, then `hoist registry gc` on the bucket sweeps its
+    // blobs (once they are older than the collector's clock slop).
+    skopeo(&["delete", "--tls-verify=false", &remote]);
+    std::thread::sleep(Duration::from_millis(3500));
+    let out = Command::new(hoist_bin())
+        .args(["registry", "gc", "--grace", "0s", "--storage", "s3"])
+        .args(["--s3-bucket", BUCKET, "--s3-endpoint", &s3.endpoint()])
+        .args(["--s3-prefix", "reg"])
+        .envs(s3.env())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let report = assert_success("hoist registry gc --storage s3", &out);
+    assert!(
+        report.contains(&format!("deleted blob {pushed_layer}")),
+        "{report}"
+    );
+    assert!(blob_keys(&s3).is_empty(), "{:?}", blob_keys(&s3));
 }
 
 #[test]

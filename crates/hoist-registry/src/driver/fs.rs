@@ -9,6 +9,7 @@ use crate::layout::Layout;
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// A registry root on the local filesystem.
 #[derive(Debug)]
@@ -23,6 +24,10 @@ impl FsDriver {
         fs::create_dir_all(layout.base()).ctx("create directory", layout.base())?;
         Ok(FsDriver { layout })
     }
+}
+
+fn mtime(path: &Path) -> Option<SystemTime> {
+    fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 fn data(dir: &Path) -> PathBuf {
@@ -86,6 +91,53 @@ impl Driver for FsDriver {
 
     fn prune_empty_dirs(&self, dir: &Path, stop: &Path) {
         fsutil::prune_empty_dirs(dir, stop)
+    }
+
+    fn last_used(&self, path: &Path) -> Result<Option<SystemTime>> {
+        Ok(mtime(path))
+    }
+
+    fn set_aside(&self, path: &Path) -> Result<Option<PathBuf>> {
+        let (_, tomb) = fsutil::temp_file(&self.layout.tmp_dir())?;
+        match fs::rename(path, &tomb) {
+            Ok(()) => Ok(Some(tomb)),
+            Err(e) if is_not_found(&e) => {
+                let _ = fs::remove_file(&tomb);
+                Ok(None)
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tomb);
+                Err(e).ctx("rename", path)
+            }
+        }
+    }
+
+    fn aside_last_used(&self, _path: &Path, aside: &Path) -> Result<Option<SystemTime>> {
+        // A claim before the move touched this very inode.
+        Ok(mtime(aside))
+    }
+
+    fn restore(&self, aside: &Path, path: &Path) -> Result<()> {
+        if path.exists() {
+            fsutil::remove_file(aside).map(|_| ())
+        } else {
+            fsutil::rename_into_place(aside, path)
+        }
+    }
+
+    fn drop_aside(&self, aside: &Path, _path: &Path) -> Result<()> {
+        fsutil::remove_file(aside).map(|_| ())
+    }
+
+    fn upload_last_used(&self, dir: &Path) -> Result<Option<SystemTime>> {
+        // The files' times say when the session was last used; a directory
+        // without them is either being created right now or abandoned,
+        // which only its own mtime tells apart.
+        Ok([data(dir), dir.join("startedat")]
+            .iter()
+            .filter_map(|p| mtime(p))
+            .max()
+            .or_else(|| mtime(dir)))
     }
 
     fn read_stream(&self, _path: &Path, _start: u64, _len: u64) -> Result<Option<ByteStream>> {

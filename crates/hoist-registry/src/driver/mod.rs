@@ -25,6 +25,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 pub use s3::S3Config;
 
@@ -87,6 +88,21 @@ pub trait Driver: Send + Sync + fmt::Debug {
     /// Removes `dir` and its parents below `stop` while they are empty
     /// (object storage has no directories: nothing to do there).
     fn prune_empty_dirs(&self, dir: &Path, stop: &Path);
+    /// When a file was last written or claimed; `None` when absent.
+    fn last_used(&self, path: &Path) -> Result<Option<SystemTime>>;
+    /// Moves a file aside, for a deletion that may still be undone; `None`
+    /// when there is no such file.
+    fn set_aside(&self, path: &Path) -> Result<Option<PathBuf>>;
+    /// When the file moved from `path` to `aside` was last used, counting
+    /// claims made on `path` before and while it moved.
+    fn aside_last_used(&self, path: &Path, aside: &Path) -> Result<Option<SystemTime>>;
+    /// Puts a file set aside back at `path`, unless `path` was written anew.
+    fn restore(&self, aside: &Path, path: &Path) -> Result<()>;
+    /// Deletes a file set aside from `path` for good.
+    fn drop_aside(&self, aside: &Path, path: &Path) -> Result<()>;
+    /// When the upload session in `dir` was last written; `None` when nothing
+    /// tells (an empty or vanished session).
+    fn upload_last_used(&self, dir: &Path) -> Result<Option<SystemTime>>;
     /// Streams `len` bytes of a file from `start`; `None` when the driver
     /// [`is_local`](Driver::is_local) and the caller reads the file itself.
     fn read_stream(&self, path: &Path, start: u64, len: u64) -> Result<Option<ByteStream>>;

@@ -20,8 +20,13 @@
 //! copy, several by streaming them into one multipart upload; the blob key
 //! appears only when that finishes.
 //!
-//! Garbage collection is filesystem-only: object storage has no cheap way
-//! to refresh a blob's "last used" time, which its safety protocol needs.
+//! Garbage collection (see [`crate::gc`]) needs a blob's "last used" time,
+//! which S3 cannot refresh without rewriting the object: a claim writes an
+//! empty marker `_hoist/claims/<layout path>` instead, and "last used" is
+//! the later of the object's and its marker's `LastModified`. A collector
+//! sets an object aside by copying it to `_hoist/tmp/` and deleting it, then
+//! reads the marker again, as the filesystem's collector re-reads the mtime
+//! of the inode it renamed. distribution never looks under `_hoist/`.
 
 use super::{Append, ByteStream, Driver};
 use crate::error::{Error, Result};
@@ -31,12 +36,13 @@ use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as Key;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
 
@@ -141,6 +147,8 @@ pub struct S3Driver {
     layout: Layout,
     store: Arc<dyn ObjectStore>,
     rt: Handle,
+    /// A runtime of its own when opened outside any (`hoist registry gc`).
+    _own_rt: Option<tokio::runtime::Runtime>,
     bucket: String,
 }
 
@@ -154,13 +162,23 @@ impl fmt::Debug for S3Driver {
 }
 
 impl S3Driver {
-    /// Connects to the bucket and checks that it answers. Must run on a
-    /// tokio runtime's blocking thread (or any thread that may block and
-    /// has entered a runtime).
+    /// Connects to the bucket and checks that it answers. Inside a tokio
+    /// runtime it must run on a thread that may block (`spawn_blocking`);
+    /// outside any, it starts a small runtime of its own.
     pub fn open(cfg: &S3Config) -> Result<Self> {
-        let rt = Handle::try_current().map_err(|_| {
-            Error::Config("S3 storage must be opened inside a tokio runtime".into())
-        })?;
+        let (rt, own_rt) = match Handle::try_current() {
+            Ok(h) => (h, None),
+            Err(_) => {
+                let own = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .map_err(|e| {
+                        Error::Config(format!("cannot start the S3 client's runtime: {e}"))
+                    })?;
+                (own.handle().clone(), Some(own))
+            }
+        };
         let mut b = AmazonS3Builder::new()
             .with_bucket_name(&cfg.bucket)
             .with_region(&cfg.region)
@@ -186,6 +204,7 @@ impl S3Driver {
             layout: Layout::new(&cfg.prefix_path()?),
             store: Arc::new(store),
             rt,
+            _own_rt: own_rt,
             bucket: cfg.bucket.clone(),
         };
         // Fail now, with the bucket named, rather than on the first push.
@@ -216,12 +235,68 @@ impl S3Driver {
         }
     }
 
-    fn head(&self, path: &Path) -> Result<Option<u64>> {
+    fn head_meta(&self, path: &Path) -> Result<Option<ObjectMeta>> {
         let key = self.key(path)?;
         match self.rt.block_on(self.store.head(&key)) {
-            Ok(m) => Ok(Some(m.size)),
+            Ok(m) => Ok(Some(m)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.err("stat", path, e)),
+        }
+    }
+
+    fn head(&self, path: &Path) -> Result<Option<u64>> {
+        Ok(self.head_meta(path)?.map(|m| m.size))
+    }
+
+    fn modified(&self, path: &Path) -> Result<Option<SystemTime>> {
+        Ok(self.head_meta(path)?.map(|m| m.last_modified.into()))
+    }
+
+    /// `_hoist/claims/<path>`: when `path` was last claimed.
+    fn marker(&self, path: &Path) -> PathBuf {
+        let base = self.layout.base();
+        let rel = path.strip_prefix(base).unwrap_or(path);
+        base.join("_hoist").join("claims").join(rel)
+    }
+
+    fn put_marker(&self, path: &Path) -> Result<()> {
+        self.put(&self.marker(path), b"")
+    }
+
+    fn delete_key(&self, path: &Path) -> Result<()> {
+        let key = self.key(path)?;
+        match self.rt.block_on(self.store.delete(&key)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err("delete", path, e)),
+        }
+    }
+
+    fn delete_prefix(&self, dir: &Path) -> Result<()> {
+        let prefix = self.key(dir)?;
+        self.rt.block_on(async {
+            let keys: Vec<_> = self
+                .store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(|e| self.err("list", dir, e))?;
+            // One by one: a tree here is a tag or an upload session, a few keys.
+            for o in keys {
+                match self.store.delete(&o.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(self.err("delete", dir, e)),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn copy(&self, from: &Path, to: &Path) -> Result<bool> {
+        let (f, t) = (self.key(from)?, self.key(to)?);
+        match self.rt.block_on(self.store.copy(&f, &t)) {
+            Ok(()) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.err("copy", from, e)),
         }
     }
 
@@ -323,12 +398,15 @@ impl Driver for S3Driver {
     }
 
     fn claim(&self, path: &Path) -> Result<bool> {
+        // The marker first, then the check: see the module docs.
+        self.put_marker(path)?;
         Ok(self.head(path)?.is_some())
     }
 
-    fn touch(&self, _path: &Path) {
-        // No mtime to refresh without rewriting the object; only the
-        // filesystem's garbage collection reads it.
+    fn touch(&self, path: &Path) {
+        if let Err(e) = self.put_marker(path) {
+            tracing::warn!(error = %e, "claim marker not written");
+        }
     }
 
     fn list(&self, dir: &Path) -> Result<Vec<(String, bool)>> {
@@ -363,35 +441,70 @@ impl Driver for S3Driver {
         if self.head(path)?.is_none() {
             return Ok(false);
         }
-        let key = self.key(path)?;
-        self.rt
-            .block_on(self.store.delete(&key))
-            .map_err(|e| self.err("delete", path, e))?;
+        self.delete_key(path)?;
+        self.delete_key(&self.marker(path))?;
         Ok(true)
     }
 
     fn delete_tree(&self, dir: &Path) -> Result<()> {
-        let prefix = self.key(dir)?;
-        self.rt.block_on(async {
-            let keys: Vec<_> = self
-                .store
-                .list(Some(&prefix))
-                .try_collect()
-                .await
-                .map_err(|e| self.err("list", dir, e))?;
-            // One by one: a tree here is a tag or an upload session, a few keys.
-            for o in keys {
-                match self.store.delete(&o.location).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(self.err("delete", dir, e)),
-                }
-            }
-            Ok(())
-        })
+        self.delete_prefix(dir)?;
+        self.delete_prefix(&self.marker(dir))
     }
 
     fn prune_empty_dirs(&self, _dir: &Path, _stop: &Path) {
         // Object storage has no directories: nothing is left behind.
+    }
+
+    fn last_used(&self, path: &Path) -> Result<Option<SystemTime>> {
+        let Some(written) = self.modified(path)? else {
+            return Ok(None);
+        };
+        Ok(Some(match self.modified(&self.marker(path))? {
+            Some(claimed) => claimed.max(written),
+            None => written,
+        }))
+    }
+
+    fn set_aside(&self, path: &Path) -> Result<Option<PathBuf>> {
+        let tomb = self
+            .layout
+            .tmp_dir()
+            .join(format!("tmp-{}", hex::encode(rand::random::<[u8; 12]>())));
+        if !self.copy(path, &tomb)? {
+            return Ok(None);
+        }
+        self.delete_key(path)?;
+        Ok(Some(tomb))
+    }
+
+    fn aside_last_used(&self, path: &Path, _aside: &Path) -> Result<Option<SystemTime>> {
+        // The copy has a new time of its own; what counts is whether
+        // anyone claimed `path` (its marker) since the check before the move.
+        self.modified(&self.marker(path))
+    }
+
+    fn restore(&self, aside: &Path, path: &Path) -> Result<()> {
+        if self.head(path)?.is_none() {
+            self.copy(aside, path)?;
+        }
+        self.delete_key(aside)
+    }
+
+    fn drop_aside(&self, aside: &Path, path: &Path) -> Result<()> {
+        self.delete_key(aside)?;
+        self.delete_key(&self.marker(path))
+    }
+
+    fn upload_last_used(&self, dir: &Path) -> Result<Option<SystemTime>> {
+        let prefix = self.key(dir)?;
+        let objects: Vec<_> = self
+            .rt
+            .block_on(self.store.list(Some(&prefix)).try_collect::<Vec<_>>())
+            .map_err(|e| self.err("list", dir, e))?;
+        Ok(objects
+            .iter()
+            .map(|o| SystemTime::from(o.last_modified))
+            .max())
     }
 
     fn read_stream(&self, path: &Path, start: u64, len: u64) -> Result<Option<ByteStream>> {
