@@ -589,3 +589,82 @@ async fn s3_gc_during_pushes_never_loses_a_referenced_blob() {
         assert_eq!(r.body.as_ref(), &layer[..]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_client_disconnects_mid_upload_and_resumes() {
+    use tokio::io::AsyncWriteExt;
+    let s3 = S3Server::start(&[BUCKET]);
+    let s = start(&s3, "").await;
+    let data = pattern(100_000);
+    let d = Digest::sha256(&data);
+    let r = s.req("POST", "/v2/dc/blobs/uploads/").await;
+    let loc = r.header("location").unwrap().to_owned();
+
+    // Announce 100000 bytes, send 40000, hang up.
+    {
+        let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        let head = format!(
+            "PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nContent-Range: 0-99999\r\n\r\n"
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        c.write_all(&data[..40_000]).await.unwrap();
+        c.flush().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // The session keeps what arrived, as one part, once the server noticed.
+    let mut start_at = None;
+    for _ in 0..100 {
+        let st = s.req("GET", &loc).await;
+        assert_eq!(st.status, 204);
+        let end: u64 = st.header("range").unwrap()[2..].parse().unwrap();
+        let from = if end == 0 { 0 } else { end + 1 };
+        let r = s
+            .send(
+                "PATCH",
+                &loc,
+                &[("content-range", &format!("{from}-99999"))],
+                data[from as usize..].to_vec(),
+            )
+            .await;
+        if r.status == 202 {
+            start_at = Some(from);
+            break;
+        }
+        // 416 while the cut request still holds the session.
+        assert_eq!(r.status, 416, "{}", r.text());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let from = start_at.expect("could not resume the upload");
+    assert!(from <= 40_000);
+    let r = s.send("PUT", &format!("{loc}?digest={d}"), &[], "").await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(s.req("GET", &format!("/v2/dc/blobs/{d}")).await.body == data);
+
+    // A monolithic push cut short commits nothing and leaves no session.
+    {
+        let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        let other = Digest::sha256(b"never completes");
+        let head = format!(
+            "POST /v2/dc2/blobs/uploads/?digest={other} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        c.write_all(&[0u8; 1000]).await.unwrap();
+    }
+    let uploads = |root: &Path| {
+        keys(root)
+            .into_iter()
+            .filter(|k| k.starts_with("repositories/dc2/_uploads"))
+            .collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !uploads(&s.root).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(uploads(&s.root).is_empty(), "{:?}", uploads(&s.root));
+    let blobs: Vec<_> = keys(&s.root)
+        .into_iter()
+        .filter(|k| k.starts_with("blobs/"))
+        .collect();
+    assert_eq!(blobs.len(), 1, "only the first upload's blob: {blobs:?}");
+    s.stop().await;
+}
