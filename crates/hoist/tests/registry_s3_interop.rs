@@ -20,6 +20,11 @@ struct Serve {
 
 impl Serve {
     fn start(s3: &S3Server, log: &Path) -> Serve {
+        Serve::start_at(s3, log, "reg")
+    }
+
+    /// With the registry under `prefix` in the bucket.
+    fn start_at(s3: &S3Server, log: &Path, prefix: &str) -> Serve {
         for _ in 0..5 {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
@@ -31,7 +36,7 @@ impl Serve {
             let mut child = Command::new(hoist_bin())
                 .args(["serve", "--addr", &addr, "--storage", "s3"])
                 .args(["--s3-bucket", BUCKET, "--s3-endpoint", &s3.endpoint()])
-                .args(["--s3-region", "us-east-1", "--s3-prefix", "reg"])
+                .args(["--s3-region", "us-east-1", "--s3-prefix", prefix])
                 .envs(s3.env())
                 .stdin(Stdio::null())
                 .stdout(logf.try_clone().unwrap())
@@ -130,13 +135,9 @@ fn skopeo(args: &[&str]) -> String {
     assert_success(&format!("skopeo {}", args.join(" ")), &out)
 }
 
-#[test]
-fn skopeo_copies_to_and_from_s3_storage() {
-    let scratch = scratch_dir();
-    let s3 = S3Server::start(&[BUCKET]);
-    let s = Serve::start(&s3, &scratch.path().join("serve.log"));
-
-    // An OCI layout with one image, made by skopeo itself from a tiny layer.
+/// Writes an OCI layout at `src` holding one image tagged `v1` (one
+/// uncompressed layer with one file); returns the layer's bytes.
+fn oci_layout(src: &Path) -> Vec<u8> {
     let layer = {
         let mut b = tar::Builder::new(Vec::new());
         let content = b"hello through s3\n";
@@ -164,7 +165,6 @@ fn skopeo_copies_to_and_from_s3_storage() {
     }))
     .unwrap();
     let manifest_digest = hoist_oci::Digest::sha256(&manifest);
-    let src = scratch.path().join("src");
     let blobs = src.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     for (d, b) in [
@@ -187,6 +187,29 @@ fn skopeo_copies_to_and_from_s3_storage() {
     )
     .unwrap();
 
+    layer
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn skopeo_copies_to_and_from_s3_storage() {
+    let scratch = scratch_dir();
+    let s3 = S3Server::start(&[BUCKET]);
+    let s = Serve::start(&s3, &scratch.path().join("serve.log"));
+
+    let src = scratch.path().join("src");
+    let layer = oci_layout(&src);
     let remote = format!("docker://{}/skopeo/s3:v1", s.addr);
     skopeo(&[
         "copy",
@@ -250,6 +273,94 @@ fn skopeo_copies_to_and_from_s3_storage() {
         "{report}"
     );
     assert!(blob_keys(&s3).is_empty(), "{:?}", blob_keys(&s3));
+}
+
+/// The bucket is distribution's: `docker-registry` with its `s3` driver
+/// serves what hoist wrote there, and hoist serves a tree docker-registry
+/// wrote (on its filesystem driver, whose paths its s3 driver shares: s3s-fs
+/// lacks the multipart listing that docker-registry's s3 uploads need).
+#[test]
+fn docker_registry_serves_the_bucket_hoist_wrote_and_back() {
+    let scratch = scratch_dir();
+    let s3 = S3Server::start(&[BUCKET]);
+    let src = scratch.path().join("src");
+    let layer = oci_layout(&src);
+
+    let h = Serve::start(&s3, &scratch.path().join("serve.log"));
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", src.display()),
+        &format!("docker://{}/x/y:v1", h.addr),
+    ]);
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/x/y:v1", h.addr),
+    ]);
+    let reg = s3.docker_registry(BUCKET, "reg");
+    let from_reg = format!("docker://{}/x/y:v1", reg.addr());
+    assert_eq!(
+        skopeo(&["inspect", "--raw", "--tls-verify=false", &from_reg]),
+        raw
+    );
+    let tags: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{}/x/y", reg.addr()),
+    ]))
+    .unwrap();
+    assert_eq!(tags["Tags"], serde_json::json!(["v1"]));
+    let back = scratch.path().join("back");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &from_reg,
+        &format!("oci:{}:v1", back.display()),
+    ]);
+    assert!(back.join("index.json").is_file());
+
+    // The other way: a tree docker-registry wrote, in the bucket.
+    let fsreg = hoist_testkit::Registry::start();
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", src.display()),
+        &format!("docker://{}/p/q:v2", fsreg.addr()),
+    ]);
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/p/q:v2", fsreg.addr()),
+    ]);
+    copy_dir(
+        &fsreg.root().join("docker"),
+        &s3.bucket_dir(BUCKET).join("fromreg/docker"),
+    );
+    let h2 = Serve::start_at(&s3, &scratch.path().join("serve2.log"), "fromreg");
+    let from_hoist = format!("docker://{}/p/q:v2", h2.addr);
+    assert_eq!(
+        skopeo(&["inspect", "--raw", "--tls-verify=false", &from_hoist]),
+        raw
+    );
+    let back2 = scratch.path().join("back2");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &from_hoist,
+        &format!("oci:{}:v2", back2.display()),
+    ]);
+    let pushed: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let layer_digest: hoist_oci::Digest = pushed["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let got = std::fs::read(back2.join("blobs/sha256").join(layer_digest.hex())).unwrap();
+    assert_eq!(hoist_oci::Digest::sha256(&got), layer_digest);
+    assert!(!layer.is_empty());
 }
 
 #[test]
