@@ -17,7 +17,7 @@ pub struct Args {
 #[derive(clap::Subcommand)]
 enum Sub {
     /// Delete blobs (and with --delete-untagged, manifests) nothing uses.
-    /// Safe while `hoist serve` runs on the same directory.
+    /// Safe while `hoist serve` runs on the same directory or bucket.
     Gc(GcArgs),
 }
 
