@@ -1,6 +1,6 @@
 //! The registry server: the OCI distribution-spec over HTTP, upload sessions,
-//! the filesystem storage driver in the CNCF distribution registry's exact
-//! layout, and garbage collection.
+//! storage drivers (the filesystem and S3) in the CNCF distribution
+//! registry's exact layout, and garbage collection.
 
 pub mod driver;
 pub mod error;

@@ -1,10 +1,12 @@
 //! The registry's storage: blobs, repository links, manifests, tags, the
-//! catalog and referrers, on the filesystem in distribution's layout.
+//! catalog and referrers, in distribution's layout on a storage driver (the
+//! filesystem or an S3 bucket, see [`crate::driver`]).
 //!
-//! Every method is blocking (plain `std::fs`); the HTTP layer calls them on
-//! tokio's blocking pool. Nothing is kept in memory that the disk does not
-//! also say, except caches of immutable, content-addressed data, so another
-//! process (a garbage collector, `docker-registry`) can work on the same root.
+//! Every method is blocking (plain `std::fs` on the filesystem); the HTTP
+//! layer calls them on tokio's blocking pool. Nothing is kept in memory that
+//! the storage does not also say, except caches of immutable,
+//! content-addressed data, so another process (a garbage collector,
+//! `docker-registry`) can work on the same root.
 //!
 //! The garbage-collection protocol (see [`crate::gc`]): whoever makes a blob
 //! newly referenced (commits it, links it, mounts it, or names it in a
