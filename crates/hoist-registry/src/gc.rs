@@ -145,6 +145,7 @@ fn collect_digests(v: &serde_json::Value, out: &mut Vec<Digest>) {
 struct Collector<'a> {
     store: &'a Store,
     opts: &'a GcOptions,
+    started: SystemTime,
     cutoff: SystemTime,
     docs: HashMap<Digest, Refs>,
     marked: HashSet<Digest>,
@@ -159,14 +160,16 @@ pub fn collect(root: &Path, opts: &GcOptions) -> Result<GcReport> {
 /// Runs a collection on any storage. Inside a tokio runtime, call it from
 /// a thread that may block (`spawn_blocking`).
 pub fn collect_storage(storage: &StorageConfig, opts: &GcOptions) -> Result<GcReport> {
-    let started = SystemTime::now();
+    let store = Store::open_storage(storage)?;
+    // The storage's own clock: the times compared against it are its own.
+    let started = store.driver.now()?;
     let cutoff = started
         .checked_sub(opts.grace + CLOCK_SLOP)
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let store = Store::open_storage(storage)?;
     let mut c = Collector {
         store: &store,
         opts,
+        started,
         cutoff,
         docs: HashMap::new(),
         marked: HashSet::new(),
@@ -417,7 +420,7 @@ impl Collector<'_> {
     }
 
     fn purge_uploads(&mut self) -> Result<()> {
-        let Some(limit) = SystemTime::now().checked_sub(self.opts.upload_max_age) else {
+        let Some(limit) = self.started.checked_sub(self.opts.upload_max_age) else {
             return Ok(());
         };
         let layout = self.store.layout().clone();

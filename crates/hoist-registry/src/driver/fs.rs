@@ -93,6 +93,10 @@ impl Driver for FsDriver {
         fsutil::prune_empty_dirs(dir, stop)
     }
 
+    fn now(&self) -> Result<SystemTime> {
+        Ok(SystemTime::now())
+    }
+
     fn last_used(&self, path: &Path) -> Result<Option<SystemTime>> {
         Ok(mtime(path))
     }

@@ -88,6 +88,8 @@ pub trait Driver: Send + Sync + fmt::Debug {
     /// Removes `dir` and its parents below `stop` while they are empty
     /// (object storage has no directories: nothing to do there).
     fn prune_empty_dirs(&self, dir: &Path, stop: &Path);
+    /// The storage's clock now, which the times it reports follow.
+    fn now(&self) -> Result<SystemTime>;
     /// When a file was last written or claimed; `None` when absent.
     fn last_used(&self, path: &Path) -> Result<Option<SystemTime>>;
     /// Moves a file aside, for a deletion that may still be undone; `None`

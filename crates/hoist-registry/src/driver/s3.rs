@@ -455,6 +455,14 @@ impl Driver for S3Driver {
         // Object storage has no directories: nothing is left behind.
     }
 
+    fn now(&self) -> Result<SystemTime> {
+        // The server's clock, not this machine's: object times come from it.
+        let probe = self.layout.base().join("_hoist").join("clock");
+        self.put(&probe, b"")?;
+        self.modified(&probe)?
+            .ok_or_else(|| self.err("stat", &probe, "the object just written is gone"))
+    }
+
     fn last_used(&self, path: &Path) -> Result<Option<SystemTime>> {
         let Some(written) = self.modified(path)? else {
             return Ok(None);
