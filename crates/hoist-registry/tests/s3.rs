@@ -368,6 +368,23 @@ async fn s3_bad_configuration_is_named() {
         "{e}"
     );
 
+    // Nothing listens there: reported after a few quick retries.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = s3_config(&s3, "");
+    cfg.endpoint = Some(format!("http://127.0.0.1:{closed}"));
+    let t0 = std::time::Instant::now();
+    let e = serve(cfg).await;
+    assert!(e.contains("does not answer"), "{e}");
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(40),
+        "{:?}",
+        t0.elapsed()
+    );
+
     let mut cfg = s3_config(&s3, "");
     cfg.endpoint = Some("127.0.0.1:1".into());
     let e = serve(cfg).await;

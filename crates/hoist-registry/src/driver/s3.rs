@@ -36,13 +36,16 @@ use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as Key;
-use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{
+    ClientOptions, GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload,
+    RetryConfig,
+};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
 
@@ -185,7 +188,22 @@ impl S3Driver {
             .with_access_key_id(&cfg.access_key_id)
             .with_secret_access_key(&cfg.secret_access_key)
             // Path-style requests work with every S3-compatible server.
-            .with_virtual_hosted_style_request(false);
+            .with_virtual_hosted_style_request(false)
+            // The default 30 s limit covers the whole response body, and a
+            // blob GET streams at the pace of the registry's client: no
+            // overall limit, but a bounded connect.
+            .with_client_options(
+                ClientOptions::new()
+                    .with_timeout_disabled()
+                    .with_connect_timeout(Duration::from_secs(10)),
+            )
+            // A few quick retries of transient failures, not minutes of them
+            // (the default) before a wrong endpoint is reported.
+            .with_retry(RetryConfig {
+                max_retries: 4,
+                retry_timeout: Duration::from_secs(30),
+                ..RetryConfig::default()
+            });
         if let Some(t) = &cfg.session_token {
             b = b.with_token(t);
         }
