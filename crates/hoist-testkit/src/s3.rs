@@ -33,7 +33,7 @@ pub fn s3s_fs_bin() -> PathBuf {
     }
     panic!(
         "s3s-fs is not installed but this test needs a real S3 server; bash scripts/test.sh \
-         installs it (cargo install --locked s3s-fs --version 0.14.1 --features binary --root target/s3s-fs)"
+         installs it (cargo install --locked --debug s3s-fs --version 0.14.1 --features binary --root target/s3s-fs)"
     )
 }
 
