@@ -20,7 +20,7 @@
 #   HOIST_TEST_DOCKER_CLI=<docker client that works with that daemon>,
 #   HOIST_TEST_DOCKER_DRIVER=overlay2|vfs, HOIST_TEST_ROOTFS_TAR=<busybox rootfs tar>,
 #   HOIST_TEST_BASE_IMAGE=hoist-test/base:latest, HOIST_TEST_APP_IMAGE=hoist-test/app:latest,
-#   HOIST_TEST_APP_OUTPUT=hoist-test-ok
+#   HOIST_TEST_APP_OUTPUT=hoist-test-ok, HOIST_TEST_S3S_FS=<s3s-fs binary>
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -86,6 +86,23 @@ else
     [ -x "${PKG_FILE[$pkg]}" ] || die "$pkg installed but ${PKG_FILE[$pkg]} is missing"
   done
 fi
+
+# ---------------------------------------------------------------- s3 server
+# The S3 storage tests need a real S3 server: s3s-fs from crates.io, built
+# once into target/ (rebuildable; 0.14.1 is the newest that this rustc builds).
+# A debug build: it only moves the tests' few MiB, and builds in a fraction of
+# the release build's time.
+section "s3s-fs"
+S3S_FS_VERSION=0.14.1
+S3S_FS_ROOT="$ROOT_DIR/target/s3s-fs"
+if [ -x "$S3S_FS_ROOT/bin/s3s-fs" ] && "$S3S_FS_ROOT/bin/s3s-fs" --version 2>/dev/null | grep -q "$S3S_FS_VERSION"; then
+  echo "present: $("$S3S_FS_ROOT/bin/s3s-fs" --version)"
+else
+  T_S3=$(date +%s.%N)
+  cargo install --locked --debug s3s-fs --version "$S3S_FS_VERSION" --features binary --root "$S3S_FS_ROOT"
+  echo "installed in $(elapsed "$T_S3") s"
+fi
+export HOIST_TEST_S3S_FS="$S3S_FS_ROOT/bin/s3s-fs"
 
 # ---------------------------------------------------------------- dockerd
 section "private dockerd"

@@ -5,6 +5,7 @@
 //! settings live under one `hoist:` section that distribution ignores.
 
 use crate::auth::{AuthConfig, IssueConfig, TokenConfig};
+use crate::driver::{S3Config, StorageConfig};
 use crate::proxy::{ProxyConfig, UpstreamConfig};
 use crate::server::ServerConfig;
 use serde::Deserialize;
@@ -103,6 +104,8 @@ pub struct AccessLog {
 pub struct StorageSection {
     /// `storage.filesystem`.
     pub filesystem: Option<Filesystem>,
+    /// `storage.s3`.
+    pub s3: Option<S3Section>,
     /// `storage.delete.enabled`.
     pub delete: Option<Enabled>,
     /// `storage.maintenance.readonly.enabled` (uploadpurging is not needed:
@@ -122,6 +125,54 @@ pub struct Filesystem {
     /// Other keys (maxthreads).
     #[serde(flatten)]
     pub other: Other,
+}
+
+/// `storage.s3`, distribution's keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct S3Section {
+    /// The bucket.
+    pub bucket: Option<String>,
+    /// The region (`us-east-1` when not set).
+    pub region: Option<String>,
+    /// The endpoint of an S3-compatible service; AWS when not set.
+    pub regionendpoint: Option<String>,
+    /// The root directory inside the bucket.
+    pub rootdirectory: Option<String>,
+    /// The access key id; else `AWS_ACCESS_KEY_ID`.
+    pub accesskey: Option<String>,
+    /// The secret key; else `AWS_SECRET_ACCESS_KEY`.
+    pub secretkey: Option<String>,
+    /// Other keys (encrypt, secure, chunksize, storageclass, …).
+    #[serde(flatten)]
+    pub other: Other,
+}
+
+/// `storage.s3` as the driver takes it; keys missing from the file come
+/// from the environment, as distribution's driver does.
+fn s3_config(s: S3Section) -> Result<S3Config, String> {
+    let bucket = s
+        .bucket
+        .filter(|b| !b.is_empty())
+        .ok_or("storage.s3 needs bucket")?;
+    let region = s.region.unwrap_or_else(|| "us-east-1".into());
+    let prefix = s.rootdirectory.unwrap_or_default();
+    match (s.accesskey, s.secretkey) {
+        (Some(access_key_id), Some(secret_access_key)) => Ok(S3Config {
+            bucket,
+            endpoint: s.regionendpoint,
+            region,
+            prefix,
+            access_key_id,
+            secret_access_key,
+            session_token: None,
+        }),
+        (None, None) => S3Config::from_env(&bucket, s.regionendpoint.as_deref(), &region, &prefix)
+            .map_err(|e| format!("storage.s3: {e}")),
+        _ => Err("storage.s3 needs both accesskey and secretkey, or neither \
+                  (then AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+            .into()),
+    }
 }
 
 /// A `{enabled: bool}` switch.
@@ -273,7 +324,7 @@ pub struct TokenIssuerSection {
 /// What a configuration file sets: the server's settings and its address.
 #[derive(Debug)]
 pub struct Loaded {
-    /// The settings, on top of [`ServerConfig::new`]'s defaults.
+    /// The settings, on top of [`ServerConfig::with_storage`]'s defaults.
     pub server: ServerConfig,
     /// `http.addr`, normalised to `HOST:PORT`.
     pub addr: Option<String>,
@@ -334,21 +385,34 @@ impl FileConfig {
         note("storage.maintenance.", &self.storage.maintenance.other);
         note("http.", &self.http.other);
 
-        let root = match self.storage.filesystem {
-            Some(fs) => {
-                note("storage.filesystem.", &fs.other);
-                fs.rootdirectory
-            }
-            None => None,
-        };
-        let root = root.ok_or_else(|| {
-            invalid(
-                "storage.filesystem.rootdirectory is not set: name the directory that holds \
-                 docker/registry/v2"
-                    .into(),
-            )
-        })?;
-        let mut server = ServerConfig::new(root);
+        let storage =
+            match (self.storage.filesystem, self.storage.s3) {
+                (Some(fs), None) => {
+                    note("storage.filesystem.", &fs.other);
+                    StorageConfig::Filesystem(fs.rootdirectory.ok_or_else(|| {
+                        invalid(
+                            "storage.filesystem.rootdirectory is not set: name the directory that \
+                         holds docker/registry/v2"
+                                .into(),
+                        )
+                    })?)
+                }
+                (None, Some(s3)) => {
+                    note("storage.s3.", &s3.other);
+                    StorageConfig::S3(s3_config(s3).map_err(invalid)?)
+                }
+                (None, None) => return Err(invalid(
+                    "no storage: set storage.filesystem.rootdirectory (the directory that holds \
+                     docker/registry/v2) or storage.s3"
+                        .into(),
+                )),
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        "storage.filesystem and storage.s3 are both set: keep one".into(),
+                    ))
+                }
+            };
+        let mut server = ServerConfig::with_storage(storage);
         // distribution turns deletes off unless storage.delete.enabled is true.
         server.delete_enabled = self.storage.delete.is_some_and(|d| d.enabled);
         server.read_only = self.storage.maintenance.readonly.is_some_and(|r| r.enabled);
@@ -525,7 +589,9 @@ mod tests {
              health:\n  storagedriver:\n    enabled: true\n",
         )
         .unwrap();
-        assert_eq!(l.server.root, Path::new("/var/lib/docker-registry"));
+        assert!(
+            matches!(&l.server.storage, StorageConfig::Filesystem(p) if p == Path::new("/var/lib/docker-registry"))
+        );
         assert_eq!(l.addr.as_deref(), Some("0.0.0.0:5000"));
         assert!(
             !l.server.delete_enabled,
@@ -556,7 +622,7 @@ mod tests {
     fn bad_files_name_the_problem() {
         let e = load("storage: [1, 2\n").unwrap_err().to_string();
         assert!(e.contains("config.yml is not valid"), "{e}");
-        let e = load("http:\n  addr: :5000\n").unwrap_err().to_string();
+        let e = load("storage: {filesystem: {}}\n").unwrap_err().to_string();
         assert!(e.contains("rootdirectory is not set"), "{e}");
         let e = load("storage: {filesystem: {rootdirectory: /r}}\nhttp: {addr: nowhere}\n")
             .unwrap_err()
@@ -610,6 +676,29 @@ mod tests {
     }
 
     #[test]
+    fn s3_storage_section() {
+        let l = load(
+            "storage:\n  s3:\n    bucket: b\n    region: eu-west-1\n    regionendpoint: \
+             http://127.0.0.1:9000\n    rootdirectory: /reg\n    accesskey: AK\n    \
+             secretkey: SK\n    secure: false\n",
+        )
+        .unwrap();
+        let StorageConfig::S3(c) = &l.server.storage else {
+            panic!("not s3: {:?}", l.server.storage)
+        };
+        assert_eq!(
+            (c.bucket.as_str(), c.region.as_str(), c.prefix.as_str()),
+            ("b", "eu-west-1", "/reg")
+        );
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            (c.access_key_id.as_str(), c.secret_access_key.as_str()),
+            ("AK", "SK")
+        );
+        assert_eq!(l.ignored, ["storage.s3.secure"]);
+    }
+
+    #[test]
     fn half_given_sections_are_refused() {
         let base = "storage: {filesystem: {rootdirectory: /r}}\n";
         for (extra, want) in [
@@ -628,6 +717,21 @@ mod tests {
         ] {
             let e = load(&format!("{base}{extra}\n")).unwrap_err().to_string();
             assert!(e.contains(want), "{extra}: {e}");
+        }
+        for (text, want) in [
+            ("storage: {s3: {region: x}}", "storage.s3 needs bucket"),
+            (
+                "storage: {s3: {bucket: b, accesskey: a}}",
+                "both accesskey and secretkey",
+            ),
+            (
+                "storage: {s3: {bucket: b}, filesystem: {rootdirectory: /r}}",
+                "keep one",
+            ),
+            ("log: {level: info}", "no storage"),
+        ] {
+            let e = load(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
         }
     }
 

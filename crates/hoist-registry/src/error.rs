@@ -81,6 +81,9 @@ pub enum Error {
     /// A manifest body larger than the limit.
     #[error("manifest too large: the limit is {0} bytes")]
     ManifestTooLarge(usize),
+    /// The storage is misconfigured or unreachable (names the setting to fix).
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Shorthand for storage results.

@@ -1,7 +1,6 @@
-//! Small filesystem helpers: atomic writes, link files, touching, listing.
+//! Small filesystem helpers: atomic writes, touching, listing.
 
 use crate::error::{IoContext, Result};
-use hoist_oci::Digest;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -23,23 +22,6 @@ pub(crate) fn read_bounded(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
     let mut buf = Vec::new();
     f.take(max).read_to_end(&mut buf).ctx("read", path)?;
     Ok(Some(buf))
-}
-
-/// Reads a link file (`sha256:<hex>`). A missing link, and one whose content
-/// is not a digest (say, torn by a crash of another writer), both read as
-/// absent: the registry then answers "unknown" rather than failing.
-pub(crate) fn read_link(path: &Path) -> Result<Option<Digest>> {
-    let Some(bytes) = read_bounded(path, 256)? else {
-        return Ok(None);
-    };
-    let text = String::from_utf8_lossy(&bytes);
-    match text.trim().parse::<Digest>() {
-        Ok(d) => Ok(Some(d)),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "ignoring malformed link file");
-            Ok(None)
-        }
-    }
 }
 
 /// `create_dir_all` that tolerates a concurrent garbage collection removing
@@ -103,17 +85,6 @@ pub(crate) fn write_atomic(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Result<
         let _ = fs::remove_file(&tmp);
     }
     res
-}
-
-/// Writes a link file unless it already holds `d`. Returns true if written.
-pub(crate) fn write_link(tmp_dir: &Path, path: &Path, d: &Digest) -> Result<bool> {
-    if read_link(path)?.as_ref() == Some(d) {
-        // Refresh its mtime: garbage collection reads it as "in use now".
-        let _ = touch(path);
-        return Ok(false);
-    }
-    write_atomic(tmp_dir, path, d.to_string().as_bytes())?;
-    Ok(true)
 }
 
 /// Sets a file's modification time to now. Garbage collection treats a file

@@ -14,14 +14,17 @@
 //! and puts the blob back if it changed. So a blob referenced during a
 //! collection is either kept, or the referencing request saw it missing and
 //! failed cleanly — it is never referenced and deleted (distribution#3045).
+//!
+//! The same protocol runs on every storage driver: on S3 the "mtime" is the
+//! later of the object's and its claim marker's time, and "moving aside" is
+//! a copy and a delete (see [`crate::driver::s3`]).
 
-use crate::error::{IoContext, Result};
-use crate::fsutil::{self, is_not_found};
+use crate::driver::{Driver, StorageConfig};
+use crate::error::Result;
 use crate::names::{RepoName, Tag, UploadId};
 use crate::store::Store;
 use hoist_oci::{Algorithm, Digest, Document};
 use std::collections::{HashMap, HashSet};
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -139,29 +142,34 @@ fn collect_digests(v: &serde_json::Value, out: &mut Vec<Digest>) {
     }
 }
 
-fn mtime(path: &Path) -> Option<SystemTime> {
-    fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
 struct Collector<'a> {
     store: &'a Store,
     opts: &'a GcOptions,
+    started: SystemTime,
     cutoff: SystemTime,
     docs: HashMap<Digest, Refs>,
     marked: HashSet<Digest>,
     report: GcReport,
 }
 
-/// Runs a collection on the registry root `root`.
+/// Runs a collection on the registry root `root` (a directory).
 pub fn collect(root: &Path, opts: &GcOptions) -> Result<GcReport> {
-    let started = SystemTime::now();
+    collect_storage(&StorageConfig::Filesystem(root.to_owned()), opts)
+}
+
+/// Runs a collection on any storage. Inside a tokio runtime, call it from
+/// a thread that may block (`spawn_blocking`).
+pub fn collect_storage(storage: &StorageConfig, opts: &GcOptions) -> Result<GcReport> {
+    let store = Store::open_storage(storage)?;
+    // The storage's own clock: the times compared against it are its own.
+    let started = store.driver.now()?;
     let cutoff = started
         .checked_sub(opts.grace + CLOCK_SLOP)
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let store = Store::open(root)?;
     let mut c = Collector {
         store: &store,
         opts,
+        started,
         cutoff,
         docs: HashMap::new(),
         marked: HashSet::new(),
@@ -188,8 +196,24 @@ pub fn collect(root: &Path, opts: &GcOptions) -> Result<GcReport> {
 }
 
 impl Collector<'_> {
+    fn driver(&self) -> &dyn Driver {
+        &*self.store.driver
+    }
+
+    /// Used at or after the cutoff. A storage that cannot say counts as
+    /// recent: better keep than delete on a guess.
     fn recent(&self, path: &Path) -> bool {
-        mtime(path).is_some_and(|t| t >= self.cutoff)
+        match self.driver().last_used(path) {
+            Ok(t) => t.is_some_and(|t| t >= self.cutoff),
+            Err(_) => true,
+        }
+    }
+
+    fn aside_recent(&self, path: &Path, aside: &Path) -> bool {
+        match self.driver().aside_last_used(path, aside) {
+            Ok(t) => t.is_some_and(|t| t >= self.cutoff),
+            Err(_) => true,
+        }
     }
 
     /// What a manifest references, read once. An unreadable store aborts
@@ -197,7 +221,7 @@ impl Collector<'_> {
     fn refs(&mut self, d: &Digest) -> Result<&Refs> {
         if !self.docs.contains_key(d) {
             let path = self.store.layout().blob_data(d);
-            let refs = match fsutil::read_bounded(&path, MAX_MANIFEST_READ)? {
+            let refs = match self.driver().get(&path, MAX_MANIFEST_READ)? {
                 None => Refs::default(),
                 Some(bytes) => Refs::of(&bytes),
             };
@@ -300,32 +324,18 @@ impl Collector<'_> {
         if self.opts.dry_run {
             return Ok(true);
         }
-        let layout = self.store.layout();
-        let link = layout.revision_link(name, d);
-        let (_, tomb) = fsutil::temp_file(&layout.tmp_dir())?;
-        match fs::rename(&link, &tomb) {
-            Ok(()) => {}
-            Err(e) if is_not_found(&e) => {
-                let _ = fs::remove_file(&tomb);
-                return Ok(false);
-            }
-            Err(e) => {
-                let _ = fs::remove_file(&tomb);
-                return Err(e).ctx("rename", &link);
-            }
-        }
+        let link = self.store.layout().revision_link(name, d);
+        let Some(tomb) = self.driver().set_aside(&link)? else {
+            return Ok(false);
+        };
         let retagged = self.tagged(name)?.contains(d);
-        if retagged || self.recent(&tomb) {
-            if link.exists() {
-                fsutil::remove_file(&tomb)?;
-            } else {
-                fsutil::rename_into_place(&tomb, &link)?;
-            }
+        if retagged || self.aside_recent(&link, &tomb) {
+            self.driver().restore(&tomb, &link)?;
             return Ok(false);
         }
-        fsutil::remove_file(&tomb)?;
-        if let Some(dir) = link.parent() {
-            let _ = fs::remove_dir(dir);
+        self.driver().drop_aside(&tomb, &link)?;
+        if let (Some(dir), Some(stop)) = (link.parent(), link.parent().and_then(Path::parent)) {
+            self.driver().prune_empty_dirs(dir, stop);
         }
         Ok(true)
     }
@@ -334,11 +344,11 @@ impl Collector<'_> {
         let layout = self.store.layout().clone();
         for alg in [Algorithm::Sha256, Algorithm::Sha512] {
             let alg_dir = layout.blobs_root().join(alg.as_str());
-            for (prefix, is_dir) in fsutil::list_dir(&alg_dir)? {
+            for (prefix, is_dir) in self.driver().list(&alg_dir)? {
                 if !is_dir {
                     continue;
                 }
-                for (hex, _) in fsutil::list_dir(&alg_dir.join(&prefix))? {
+                for (hex, _) in self.driver().list(&alg_dir.join(&prefix))? {
                     let Ok(d) = Digest::new(alg, &hex) else {
                         continue;
                     };
@@ -347,54 +357,42 @@ impl Collector<'_> {
                     }
                     self.sweep_blob(&d)?;
                 }
-                let _ = fs::remove_dir(alg_dir.join(&prefix));
+                self.driver()
+                    .prune_empty_dirs(&alg_dir.join(&prefix), &alg_dir);
             }
         }
         Ok(())
     }
 
     fn sweep_blob(&mut self, d: &Digest) -> Result<()> {
-        let layout = self.store.layout();
-        let data = layout.blob_data(d);
-        let Ok(meta) = fs::metadata(&data) else {
+        let data = self.store.layout().blob_data(d);
+        let Some(size) = self.driver().stat(&data)? else {
             return Ok(());
         };
-        if meta.modified().is_ok_and(|t| t >= self.cutoff) {
+        if self.recent(&data) {
             self.report.blobs_kept_recent += 1;
             return Ok(());
         }
         if self.opts.dry_run {
-            self.report.blobs_deleted.push((d.clone(), meta.len()));
+            self.report.blobs_deleted.push((d.clone(), size));
             return Ok(());
         }
         // Move aside, then look again: a request that claimed the blob
-        // before the move changed the mtime of this very inode.
-        let (_, tomb) = fsutil::temp_file(&layout.tmp_dir())?;
-        match fs::rename(&data, &tomb) {
-            Ok(()) => {}
-            Err(e) if is_not_found(&e) => {
-                let _ = fs::remove_file(&tomb);
-                return Ok(());
-            }
-            Err(e) => {
-                let _ = fs::remove_file(&tomb);
-                return Err(e).ctx("rename", &data);
-            }
-        }
-        if self.recent(&tomb) {
-            if data.exists() {
-                fsutil::remove_file(&tomb)?;
-            } else {
-                fsutil::rename_into_place(&tomb, &data)?;
-            }
+        // before the move changed the mtime of this very inode (on S3, its
+        // claim marker).
+        let Some(tomb) = self.driver().set_aside(&data)? else {
+            return Ok(());
+        };
+        if self.aside_recent(&data, &tomb) {
+            self.driver().restore(&tomb, &data)?;
             self.report.blobs_kept_recent += 1;
             return Ok(());
         }
-        fsutil::remove_file(&tomb)?;
-        if let Some(dir) = data.parent() {
-            let _ = fs::remove_dir(dir);
+        self.driver().drop_aside(&tomb, &data)?;
+        if let (Some(dir), Some(stop)) = (data.parent(), data.parent().and_then(Path::parent)) {
+            self.driver().prune_empty_dirs(dir, stop);
         }
-        self.report.blobs_deleted.push((d.clone(), meta.len()));
+        self.report.blobs_deleted.push((d.clone(), size));
         Ok(())
     }
 
@@ -406,7 +404,7 @@ impl Collector<'_> {
         let layout = self.store.layout().clone();
         for alg in [Algorithm::Sha256, Algorithm::Sha512] {
             let dir = layout.layers_dir(name).join(alg.as_str());
-            for (hex, _) in fsutil::list_dir(&dir)? {
+            for (hex, _) in self.driver().list(&dir)? {
                 let Ok(d) = Digest::new(alg, &hex) else {
                     continue;
                 };
@@ -414,22 +412,22 @@ impl Collector<'_> {
                 if self.store.blob_data_size(&d)?.is_some() || self.recent(&link) {
                     continue;
                 }
-                fsutil::remove_file(&link)?;
-                let _ = fs::remove_dir(dir.join(&hex));
+                self.driver().delete(&link)?;
+                self.driver().prune_empty_dirs(&dir.join(&hex), &dir);
             }
         }
         Ok(())
     }
 
     fn purge_uploads(&mut self) -> Result<()> {
-        let Some(limit) = SystemTime::now().checked_sub(self.opts.upload_max_age) else {
+        let Some(limit) = self.started.checked_sub(self.opts.upload_max_age) else {
             return Ok(());
         };
         let layout = self.store.layout().clone();
         let mut dirs: Vec<PathBuf> = Vec::new();
         let mut stack = vec![layout.repos_root()];
         while let Some(dir) = stack.pop() {
-            for (entry, is_dir) in fsutil::list_dir(&dir)? {
+            for (entry, is_dir) in self.driver().list(&dir)? {
                 if !is_dir {
                     continue;
                 }
@@ -441,24 +439,17 @@ impl Collector<'_> {
             }
         }
         for uploads in dirs {
-            for (id, _) in fsutil::list_dir(&uploads)? {
+            for (id, _) in self.driver().list(&uploads)? {
                 if UploadId::new(&id).is_err() {
                     continue;
                 }
                 let dir = uploads.join(&id);
-                // The files' times say when the session was last used; a
-                // directory without them is either being created right now
-                // or abandoned, which only its own mtime tells apart.
-                let newest = [dir.join("data"), dir.join("startedat")]
-                    .iter()
-                    .filter_map(|p| mtime(p))
-                    .max()
-                    .or_else(|| mtime(&dir));
+                let newest = self.driver().upload_last_used(&dir)?;
                 if newest.is_none_or(|t| t >= limit) {
                     continue;
                 }
                 if !self.opts.dry_run {
-                    if let Err(e) = fsutil::remove_dir_all(&dir) {
+                    if let Err(e) = self.driver().delete_tree(&dir) {
                         // Reused while we removed it: leave it be.
                         tracing::warn!(upload = %dir.display(), error = %e, "upload not purged");
                         continue;
@@ -469,10 +460,14 @@ impl Collector<'_> {
         }
         // Old scratch files (a crash mid-write) can go the same way.
         if !self.opts.dry_run {
-            for (f, _) in fsutil::list_dir(&layout.tmp_dir())? {
+            for (f, _) in self.driver().list(&layout.tmp_dir())? {
                 let p = layout.tmp_dir().join(f);
-                if mtime(&p).is_some_and(|t| t < limit) {
-                    let _ = fs::remove_file(p);
+                if self
+                    .driver()
+                    .last_used(&p)
+                    .is_ok_and(|t| t.is_some_and(|t| t < limit))
+                {
+                    let _ = self.driver().delete(&p);
                 }
             }
         }

@@ -1,9 +1,10 @@
 //! The registry server: the OCI distribution-spec over HTTP, upload sessions,
-//! the filesystem storage driver in the CNCF distribution registry's exact
-//! layout, and garbage collection.
+//! storage drivers (the filesystem and S3) in the CNCF distribution
+//! registry's exact layout, and garbage collection.
 
 pub mod auth;
 pub mod config;
+pub mod driver;
 pub mod error;
 pub(crate) mod fsutil;
 pub mod gc;
@@ -20,6 +21,7 @@ pub mod upstream;
 pub mod web;
 
 pub use auth::{Auth, AuthConfig, AuthError, IssueConfig, TokenConfig};
+pub use driver::{S3Config, StorageConfig};
 pub use error::{Error, Result};
 pub use names::{ManifestRef, NameError, RepoName, Tag, UploadId};
 pub use proxy::{ProxyConfig, UpstreamConfig};

@@ -281,7 +281,7 @@ impl Proxy {
         if marker.exists() {
             return Ok(());
         }
-        fsutil::write_atomic(&store.layout().tmp_dir(), &marker, b"pushed\n")
+        store.driver.put(&marker, b"pushed\n")
     }
 }
 
@@ -477,12 +477,8 @@ fn cache_manifest(
     bytes: &[u8],
     tag: Option<&Tag>,
 ) -> crate::Result<()> {
-    let l = store.layout();
-    let tmp = l.tmp_dir();
-    if !store.claim_blob(d)? {
-        fsutil::write_atomic(&tmp, &l.blob_data(d), bytes)?;
-    }
-    fsutil::write_link(&tmp, &l.revision_link(name, d), d)?;
+    store.put_blob_bytes(d, bytes)?;
+    store.write_link(&store.layout().revision_link(name, d), d)?;
     if let Some(tag) = tag {
         point_tag(store, name, tag, d)?;
     }
@@ -491,9 +487,8 @@ fn cache_manifest(
 
 fn point_tag(store: &Store, name: &RepoName, tag: &Tag, d: &Digest) -> crate::Result<()> {
     let l = store.layout();
-    let tmp = l.tmp_dir();
-    fsutil::write_link(&tmp, &l.tag_index_link(name, tag, d), d)?;
-    fsutil::write_link(&tmp, &l.tag_current(name, tag), d)?;
+    store.write_link(&l.tag_index_link(name, tag, d), d)?;
+    store.write_link(&l.tag_current(name, tag), d)?;
     Ok(())
 }
 

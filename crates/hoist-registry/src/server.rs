@@ -6,6 +6,7 @@
 //! slashes and may even contain `blobs` or `manifests` as components, so the
 //! path is matched from its end, as distribution's regular expressions do.
 
+use crate::driver::StorageConfig;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::names::{ManifestRef, RepoName, Tag, UploadId};
@@ -45,8 +46,8 @@ const CHUNK: usize = 4 << 20;
 /// How the server behaves.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// The registry root (distribution's `storage.filesystem.rootdirectory`).
-    pub root: PathBuf,
+    /// Where the registry's data lives.
+    pub storage: StorageConfig,
     /// Refuse every write.
     pub read_only: bool,
     /// Allow DELETE of manifests, tags and blobs.
@@ -69,8 +70,13 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// The defaults of `hoist serve --root DIR`: writes and deletes enabled.
     pub fn new(root: PathBuf) -> Self {
+        Self::with_storage(StorageConfig::Filesystem(root))
+    }
+
+    /// The same defaults on any storage.
+    pub fn with_storage(storage: StorageConfig) -> Self {
         ServerConfig {
-            root,
+            storage,
             read_only: false,
             delete_enabled: true,
             auto_mount: true,
@@ -150,7 +156,7 @@ impl From<Error> for ApiError {
         let s = StatusCode::BAD_REQUEST;
         let nf = StatusCode::NOT_FOUND;
         match e {
-            Error::Io { .. } => {
+            Error::Io { .. } | Error::Config(_) => {
                 tracing::error!(error = %msg, "storage failure");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", msg)
             }
@@ -439,7 +445,21 @@ where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
 {
-    let store = Arc::new(Store::open(&cfg.root).map_err(io::Error::other)?);
+    // The cache fills blobs through local files and checks its markers on
+    // the async threads: it needs the filesystem driver.
+    if cfg.proxy.is_some() && !matches!(cfg.storage, StorageConfig::Filesystem(_)) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the pull-through cache (--proxy) works on filesystem storage only: drop --proxy or use --root",
+        ));
+    }
+    // Opening S3 storage blocks on its first request (see `driver::s3`).
+    let storage = cfg.storage.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open_storage(&storage))
+        .await
+        .map_err(io::Error::other)?
+        .map_err(io::Error::other)?;
+    let store = Arc::new(store);
     let grace = cfg.shutdown_grace;
     let app = router(store, cfg);
     let (tx, mut rx) = tokio::sync::watch::channel(false);
@@ -863,6 +883,13 @@ async fn get_blob(app: App, name: RepoName, d: Digest, req: Request, head: bool)
     }
     if head || len == 0 {
         return finish(b, Body::empty());
+    }
+    if !app.store.is_local() {
+        let (store, info) = (app.store.clone(), info.clone());
+        let stream = blocking(move || store.blob_stream(&info, start, len)).await?;
+        if let Some(stream) = stream {
+            return finish(b, Body::from_stream(stream));
+        }
     }
     let path = info.path.clone();
     if len <= SMALL_BLOB {

@@ -1,10 +1,12 @@
 //! The registry's storage: blobs, repository links, manifests, tags, the
-//! catalog and referrers, on the filesystem in distribution's layout.
+//! catalog and referrers, in distribution's layout on a storage driver (the
+//! filesystem or an S3 bucket, see [`crate::driver`]).
 //!
-//! Every method is blocking (plain `std::fs`); the HTTP layer calls them on
-//! tokio's blocking pool. Nothing is kept in memory that the disk does not
-//! also say, except caches of immutable, content-addressed data, so another
-//! process (a garbage collector, `docker-registry`) can work on the same root.
+//! Every method is blocking (plain `std::fs` on the filesystem); the HTTP
+//! layer calls them on tokio's blocking pool. Nothing is kept in memory that
+//! the storage does not also say, except caches of immutable,
+//! content-addressed data, so another process (a garbage collector,
+//! `docker-registry`) can work on the same root.
 //!
 //! The garbage-collection protocol (see [`crate::gc`]): whoever makes a blob
 //! newly referenced (commits it, links it, mounts it, or names it in a
@@ -14,14 +16,13 @@
 //! referenced during a collection is either kept or the referencing request
 //! fails cleanly with "blob unknown".
 
-use crate::error::{Error, IoContext, Result};
-use crate::fsutil::{self, is_not_found, read_link, touch, write_atomic, write_link};
+use crate::driver::{self, Driver, StorageConfig};
+use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::names::{ManifestRef, RepoName, Tag};
 use bytes::Bytes;
 use hoist_oci::{media_type, Algorithm, Descriptor, Digest, Digester, Document};
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -41,7 +42,7 @@ pub struct BlobInfo {
     pub digest: Digest,
     /// Its size in bytes.
     pub size: u64,
-    /// Its `data` file.
+    /// Its `data` file (a layout path; on object storage, its key).
     pub path: PathBuf,
 }
 
@@ -84,6 +85,7 @@ struct ManifestCache {
 /// The storage of one registry root.
 pub struct Store {
     pub(crate) layout: Layout,
+    pub(crate) driver: Arc<dyn Driver>,
     manifests: Mutex<ManifestCache>,
     summaries: Mutex<HashMap<Digest, Arc<Summary>>>,
     pub(crate) uploads: crate::upload::Sessions,
@@ -137,12 +139,18 @@ fn compare_repo_paths(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 impl Store {
-    /// Opens (and creates if needed) a registry root.
+    /// Opens (and creates if needed) a registry root on the filesystem.
     pub fn open(root: &Path) -> Result<Self> {
-        let layout = Layout::new(root);
-        fs::create_dir_all(layout.base()).ctx("create directory", layout.base())?;
+        Self::open_storage(&StorageConfig::Filesystem(root.to_owned()))
+    }
+
+    /// Opens the storage a configuration names. S3 storage must be opened
+    /// on a thread that may block inside a tokio runtime (`spawn_blocking`).
+    pub fn open_storage(cfg: &StorageConfig) -> Result<Self> {
+        let driver = driver::open(cfg)?;
         Ok(Store {
-            layout,
+            layout: driver.layout().clone(),
+            driver,
             manifests: Mutex::new(ManifestCache::default()),
             summaries: Mutex::new(HashMap::new()),
             uploads: Default::default(),
@@ -154,34 +162,51 @@ impl Store {
         &self.layout
     }
 
-    pub(crate) fn tmp(&self) -> PathBuf {
-        self.layout.tmp_dir()
+    /// True when blobs are local files (the server then reads them itself).
+    pub fn is_local(&self) -> bool {
+        self.driver.is_local()
+    }
+
+    /// Streams part of a blob's `data` from storage; `None` when the
+    /// storage [`is_local`](Store::is_local) and the caller reads `info.path`.
+    pub fn blob_stream(
+        &self,
+        info: &BlobInfo,
+        start: u64,
+        len: u64,
+    ) -> Result<Option<driver::ByteStream>> {
+        self.driver.read_stream(&info.path, start, len)
+    }
+
+    fn read_link(&self, path: &Path) -> Result<Option<Digest>> {
+        driver::read_link(&*self.driver, path)
+    }
+
+    pub(crate) fn write_link(&self, path: &Path, d: &Digest) -> Result<bool> {
+        driver::write_link(&*self.driver, path, d)
     }
 
     /// True when the repository exists (has a directory).
-    pub fn repo_exists(&self, name: &RepoName) -> bool {
-        self.layout.repo(name).is_dir()
+    pub fn repo_exists(&self, name: &RepoName) -> Result<bool> {
+        self.driver.is_dir(&self.layout.repo(name))
     }
 
     /// The blob's `data` file size, if the global blob store has it.
     pub fn blob_data_size(&self, d: &Digest) -> Result<Option<u64>> {
-        let p = self.layout.blob_data(d);
-        match fs::metadata(&p) {
-            Ok(m) if m.is_file() => Ok(Some(m.len())),
-            Ok(_) => Ok(None),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(e).ctx("stat", &p),
-        }
+        self.driver.stat(&self.layout.blob_data(d))
     }
 
     /// True when `name` links `d` as a layer blob.
     fn layer_linked(&self, name: &RepoName, d: &Digest) -> Result<bool> {
-        Ok(read_link(&self.layout.layer_link(name, d))?.as_ref() == Some(d))
+        Ok(self.read_link(&self.layout.layer_link(name, d))?.as_ref() == Some(d))
     }
 
     /// True when `name` has the manifest revision `d`.
     pub fn revision_linked(&self, name: &RepoName, d: &Digest) -> Result<bool> {
-        Ok(read_link(&self.layout.revision_link(name, d))?.as_ref() == Some(d))
+        Ok(self
+            .read_link(&self.layout.revision_link(name, d))?
+            .as_ref()
+            == Some(d))
     }
 
     /// Finds a blob of a repository: linked there (as a layer, or as a
@@ -203,18 +228,12 @@ impl Store {
     /// Marks a blob as just referenced (see the module docs) and reports
     /// whether it exists.
     pub(crate) fn claim_blob(&self, d: &Digest) -> Result<bool> {
-        let p = self.layout.blob_data(d);
-        match touch(&p) {
-            Ok(()) => Ok(true),
-            Err(e) if is_not_found(&e) => Ok(false),
-            // A read-only filesystem or foreign ownership: fall back to a stat.
-            Err(_) => Ok(self.blob_data_size(d)?.is_some()),
-        }
+        self.driver.claim(&self.layout.blob_data(d))
     }
 
     /// Links an existing blob into a repository.
     pub(crate) fn link_blob(&self, name: &RepoName, d: &Digest) -> Result<()> {
-        write_link(&self.tmp(), &self.layout.layer_link(name, d), d)?;
+        self.write_link(&self.layout.layer_link(name, d), d)?;
         Ok(())
     }
 
@@ -242,45 +261,55 @@ impl Store {
     /// garbage collection if nothing else uses them).
     pub fn delete_blob(&self, name: &RepoName, d: &Digest) -> Result<()> {
         let link = self.layout.layer_link(name, d);
-        if read_link(&link)?.as_ref() != Some(d) {
+        if self.read_link(&link)?.as_ref() != Some(d) {
             return Err(Error::BlobUnknown(d.clone()));
         }
-        fsutil::remove_file(&link)?;
+        self.driver.delete(&link)?;
         if let Some(dir) = link.parent() {
-            fsutil::prune_empty_dirs(dir, &self.layout.layers_dir(name));
+            self.driver
+                .prune_empty_dirs(dir, &self.layout.layers_dir(name));
         }
         Ok(())
     }
 
-    /// Commits a verified file as blob `d`: renames it into the blob store
-    /// (or drops it when the store already has `d`). The file must be fsync'd.
+    /// Commits a verified, closed upload session as blob `d`: moves its
+    /// bytes into the blob store (unless the store already has `d`).
+    pub(crate) fn commit_blob_upload(&self, dir: &Path, d: &Digest) -> Result<()> {
+        if self.claim_blob(d)? {
+            return Ok(());
+        }
+        self.driver.upload_commit(dir, &self.layout.blob_data(d))
+    }
+
+    /// Commits a verified, fsync'd local file as blob `d` (or drops it when
+    /// the store has `d`). Filesystem storage only: the file is renamed in.
     pub(crate) fn commit_blob_file(&self, file: &Path, d: &Digest) -> Result<()> {
         if self.claim_blob(d)? {
-            fsutil::remove_file(file)?;
+            crate::fsutil::remove_file(file)?;
             return Ok(());
         }
         let data = self.layout.blob_data(d);
-        fsutil::rename_into_place(file, &data)?;
+        crate::fsutil::rename_into_place(file, &data)?;
         if let Some(dir) = data.parent() {
-            fsutil::sync_dir(dir);
+            crate::fsutil::sync_dir(dir);
         }
-        // The rename keeps the file's old mtime (its first byte's time); make
-        // it "now" so a collection that started meanwhile keeps it.
-        let _ = touch(&data);
+        // The rename keeps the file's old mtime; "now" keeps it through a
+        // collection that started meanwhile.
+        let _ = crate::fsutil::touch(&data);
         Ok(())
     }
 
     /// Stores bytes as blob `d` (already verified) unless present.
-    fn put_blob_bytes(&self, d: &Digest, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn put_blob_bytes(&self, d: &Digest, bytes: &[u8]) -> Result<()> {
         if self.claim_blob(d)? {
             return Ok(());
         }
-        write_atomic(&self.tmp(), &self.layout.blob_data(d), bytes)
+        self.driver.put(&self.layout.blob_data(d), bytes)
     }
 
     /// Resolves a tag to the digest its `current/link` names.
     pub fn resolve_tag(&self, name: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
-        read_link(&self.layout.tag_current(name, tag))
+        self.read_link(&self.layout.tag_current(name, tag))
     }
 
     /// Reads a manifest by tag or digest.
@@ -306,7 +335,7 @@ impl Store {
             return Ok(Some(m.clone()));
         }
         let path = self.layout.blob_data(d);
-        let Some(bytes) = fsutil::read_bounded(&path, MAX_STORED_MANIFEST)? else {
+        let Some(bytes) = self.driver.get(&path, MAX_STORED_MANIFEST)? else {
             return Ok(None);
         };
         let data = Arc::new(ManifestData {
@@ -399,15 +428,10 @@ impl Store {
             }
         };
         self.put_blob_bytes(&digest, &bytes)?;
-        let tmp = self.tmp();
-        write_link(&tmp, &self.layout.revision_link(name, &digest), &digest)?;
+        self.write_link(&self.layout.revision_link(name, &digest), &digest)?;
         if let ManifestRef::Tag(tag) = r {
-            write_link(
-                &tmp,
-                &self.layout.tag_index_link(name, tag, &digest),
-                &digest,
-            )?;
-            write_link(&tmp, &self.layout.tag_current(name, tag), &digest)?;
+            self.write_link(&self.layout.tag_index_link(name, tag, &digest), &digest)?;
+            self.write_link(&self.layout.tag_current(name, tag), &digest)?;
         }
         Ok(PutManifest { digest, subject })
     }
@@ -424,26 +448,28 @@ impl Store {
                 let current = self.layout.tag_current(name, tag);
                 // Removing current/link first makes the tag vanish at once;
                 // the rest of its directory is bookkeeping.
-                if !fsutil::remove_file(&current)? {
+                if !self.driver.delete(&current)? {
                     return Err(unknown());
                 }
-                fsutil::remove_dir_all(&self.layout.tag_dir(name, tag))
+                self.driver.delete_tree(&self.layout.tag_dir(name, tag))
             }
             ManifestRef::Digest(d) => {
                 let link = self.layout.revision_link(name, d);
-                if read_link(&link)?.as_ref() != Some(d) {
+                if self.read_link(&link)?.as_ref() != Some(d) {
                     return Err(unknown());
                 }
                 for tag in self.tags(name)? {
                     let Ok(tag) = Tag::new(&tag) else { continue };
                     if self.resolve_tag(name, &tag)?.as_ref() == Some(d) {
-                        fsutil::remove_file(&self.layout.tag_current(name, &tag))?;
-                        fsutil::remove_dir_all(&self.layout.tag_dir(name, &tag))?;
+                        self.driver.delete(&self.layout.tag_current(name, &tag))?;
+                        self.driver.delete_tree(&self.layout.tag_dir(name, &tag))?;
                     }
                 }
-                fsutil::remove_file(&link)?;
-                if let Some(dir) = link.parent() {
-                    let _ = fs::remove_dir(dir);
+                self.driver.delete(&link)?;
+                if let (Some(dir), Some(stop)) =
+                    (link.parent(), link.parent().and_then(Path::parent))
+                {
+                    self.driver.prune_empty_dirs(dir, stop);
                 }
                 Ok(())
             }
@@ -452,10 +478,12 @@ impl Store {
 
     /// All tags of a repository, sorted.
     pub fn tags(&self, name: &RepoName) -> Result<Vec<String>> {
-        if !self.repo_exists(name) {
+        if !self.repo_exists(name)? {
             return Err(Error::NameUnknown(name.clone()));
         }
-        let mut tags: Vec<String> = fsutil::list_dir(&self.layout.tags_dir(name))?
+        let mut tags: Vec<String> = self
+            .driver
+            .list(&self.layout.tags_dir(name))?
             .into_iter()
             .filter(|(n, is_dir)| *is_dir && Tag::new(n).is_ok())
             .map(|(n, _)| n)
@@ -471,7 +499,7 @@ impl Store {
         let root = self.layout.repos_root();
         let mut stack = vec![(root, String::new())];
         while let Some((dir, prefix)) = stack.pop() {
-            for (entry, is_dir) in fsutil::list_dir(&dir)? {
+            for (entry, is_dir) in self.driver.list(&dir)? {
                 if !is_dir {
                     continue;
                 }
@@ -504,14 +532,14 @@ impl Store {
         let mut out = Vec::new();
         for alg in [Algorithm::Sha256, Algorithm::Sha512] {
             let dir = self.layout.revisions_dir(name, alg);
-            for (hex, is_dir) in fsutil::list_dir(&dir)? {
+            for (hex, is_dir) in self.driver.list(&dir)? {
                 if !is_dir {
                     continue;
                 }
                 let Ok(d) = Digest::new(alg, &hex) else {
                     continue;
                 };
-                if read_link(&dir.join(&hex).join("link"))?.as_ref() == Some(&d) {
+                if self.read_link(&dir.join(&hex).join("link"))?.as_ref() == Some(&d) {
                     out.push(d);
                 }
             }
@@ -576,7 +604,7 @@ impl Store {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Descriptor>> {
-        if !self.repo_exists(name) {
+        if !self.repo_exists(name)? {
             return Err(Error::NameUnknown(name.clone()));
         }
         let mut out = Vec::new();

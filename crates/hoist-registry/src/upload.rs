@@ -1,21 +1,22 @@
-//! Blob upload sessions, kept on disk in distribution's layout so they
+//! Blob upload sessions, kept in storage in distribution's layout so they
 //! survive a restart: `_uploads/<id>/data` holds the bytes received so far
-//! (its length is the session's offset), `startedat` the start time, and
+//! (its length is the session's offset; on object storage, part objects do,
+//! see [`crate::driver::s3`]), `startedat` the start time, and
 //! `hashstates/sha256/<offset>` the SHA-256 state at that offset in Go's
 //! marshaled form, so resuming does not re-hash what is already there.
 //!
 //! In memory there is only a cache of each session's offset and hash state,
 //! and a busy flag so that two requests cannot append to one session at once.
 
+use crate::driver::Append;
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::{self, is_not_found};
+use crate::fsutil;
 use crate::hashstate::Sha256State;
 use crate::names::{RepoName, UploadId};
 use crate::store::{BlobInfo, Store};
 use hoist_oci::{Algorithm, Digest, Digester};
 use std::collections::HashMap;
-use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -58,8 +59,9 @@ pub struct UploadWriter {
     store: Arc<Store>,
     name: RepoName,
     id: UploadId,
-    file: File,
-    path: PathBuf,
+    sink: Box<dyn Append>,
+    /// The session's directory.
+    dir: PathBuf,
     session: Session,
     released: bool,
 }
@@ -69,11 +71,7 @@ impl Store {
     pub fn start_upload(&self, name: &RepoName) -> Result<UploadId> {
         let id = UploadId::random();
         let dir = self.layout.upload_dir(name, &id);
-        fsutil::create_dirs(&dir)?;
-        let data = self.layout.upload_data(name, &id);
-        File::create(&data).ctx("create", &data)?;
-        let started = self.layout.upload_started_at(name, &id);
-        fs::write(&started, fsutil::rfc3339_now()).ctx("write", &started)?;
+        self.driver.upload_create(&dir, &fsutil::rfc3339_now())?;
         // Not cached: a session that is never written to costs no memory,
         // and loading an empty one from disk is one stat.
         Ok(id)
@@ -83,18 +81,12 @@ impl Store {
     pub fn upload_status(&self, name: &RepoName, id: &UploadId) -> Result<u64> {
         // The data file is the truth (a collector may have purged the
         // session); the cache only knows the size more cheaply.
-        let data = self.layout.upload_data(name, id);
-        let on_disk = match fs::metadata(&data) {
-            Ok(m) if m.is_file() => m.len(),
-            Ok(_) => return Err(Error::UploadUnknown(id.clone())),
-            Err(e) if is_not_found(&e) => {
-                let mut map = self.uploads.lock();
-                if let Some(Slot::Idle(_)) = map.get(&key(name, id)) {
-                    map.remove(&key(name, id));
-                }
-                return Err(Error::UploadUnknown(id.clone()));
+        let Some(on_disk) = self.driver.upload_size(&self.layout.upload_dir(name, id))? else {
+            let mut map = self.uploads.lock();
+            if let Some(Slot::Idle(_)) = map.get(&key(name, id)) {
+                map.remove(&key(name, id));
             }
-            Err(e) => return Err(e).ctx("stat", &data),
+            return Err(Error::UploadUnknown(id.clone()));
         };
         match self.uploads.lock().get(&key(name, id)) {
             Some(Slot::Idle(s)) => Ok(s.size),
@@ -112,34 +104,32 @@ impl Store {
             }
             map.remove(&key(name, id));
         }
-        if !dir.join("data").is_file() {
+        if self.driver.upload_size(&dir)?.is_none() {
             return Err(Error::UploadUnknown(id.clone()));
         }
-        fsutil::remove_dir_all(&dir)?;
-        fsutil::prune_empty_dirs(&self.layout.uploads_dir(name), &self.layout.repos_root());
+        self.driver.delete_tree(&dir)?;
+        self.driver
+            .prune_empty_dirs(&self.layout.uploads_dir(name), &self.layout.repos_root());
         Ok(())
     }
 
-    /// Rebuilds a session from disk: its size from `data`, its hash from the
-    /// newest usable `hashstates/sha256/<offset>` plus the bytes after it.
+    /// Rebuilds a session from storage: its size from `data`, its hash from
+    /// the newest usable `hashstates/sha256/<offset>` plus the bytes after it.
     fn load_session(&self, name: &RepoName, id: &UploadId) -> Result<Session> {
-        let data = self.layout.upload_data(name, id);
-        let size = match fs::metadata(&data) {
-            Ok(m) if m.is_file() => m.len(),
-            Ok(_) => return Err(Error::UploadUnknown(id.clone())),
-            Err(e) if is_not_found(&e) => return Err(Error::UploadUnknown(id.clone())),
-            Err(e) => return Err(e).ctx("stat", &data),
+        let dir = self.layout.upload_dir(name, id);
+        let Some(size) = self.driver.upload_size(&dir)? else {
+            return Err(Error::UploadUnknown(id.clone()));
         };
         let states = self.layout.upload_hashstates(name, id, Algorithm::Sha256);
         let mut best: Option<Sha256State> = None;
-        for (entry, _) in fsutil::list_dir(&states)? {
+        for (entry, _) in self.driver.list(&states)? {
             let Ok(offset) = entry.parse::<u64>() else {
                 continue;
             };
             if offset > size || best.as_ref().is_some_and(|b| b.len() >= offset) {
                 continue;
             }
-            let Some(bytes) = fsutil::read_bounded(&states.join(&entry), 1024)? else {
+            let Some(bytes) = self.driver.get(&states.join(&entry), 1024)? else {
                 continue;
             };
             match Sha256State::unmarshal(&bytes) {
@@ -149,12 +139,11 @@ impl Store {
         }
         let mut hash = best.unwrap_or_default();
         if hash.len() < size {
-            let mut f = File::open(&data).ctx("open", &data)?;
-            f.seek(SeekFrom::Start(hash.len())).ctx("seek", &data)?;
+            let f = self.driver.upload_reader(&dir, hash.len())?;
             let mut rest = f.take(size - hash.len());
             let mut buf = vec![0u8; 1 << 20];
             loop {
-                let n = rest.read(&mut buf).ctx("read", &data)?;
+                let n = rest.read(&mut buf).ctx("read", &dir)?;
                 if n == 0 {
                     break;
                 }
@@ -176,7 +165,11 @@ impl Store {
                     if let Some(Slot::Idle(s)) = map.insert(k, Slot::Busy) {
                         // The data file is the truth: a session cached here
                         // but deleted on disk (by another process) is gone.
-                        if self.layout.upload_data(name, id).is_file() {
+                        if self
+                            .driver
+                            .upload_size(&self.layout.upload_dir(name, id))?
+                            .is_some()
+                        {
                             return Ok(s);
                         }
                         map.remove(&key(name, id));
@@ -207,31 +200,27 @@ impl Store {
         start: Option<u64>,
     ) -> Result<UploadWriter> {
         let session = self.acquire(name, id)?;
-        let path = self.layout.upload_data(name, id);
+        let dir = self.layout.upload_dir(name, id);
+        let (sink, len) = match self.driver.upload_append(&dir, session.size) {
+            Ok(x) => x,
+            Err(e) => {
+                self.uploads
+                    .lock()
+                    .insert(key(name, id), Slot::Idle(session));
+                return Err(e);
+            }
+        };
         let mut w = UploadWriter {
             store: self.clone(),
             name: name.clone(),
             id: id.clone(),
-            file: match File::options().append(true).open(&path) {
-                Ok(f) => f,
-                Err(e) => {
-                    self.uploads
-                        .lock()
-                        .insert(key(name, id), Slot::Idle(session));
-                    return Err(e).ctx("open", &path);
-                }
-            },
-            path,
+            sink,
+            dir,
             session,
             released: false,
         };
-        // Bytes past the recorded size (a write torn by a crash) are cut so
-        // the file, the size and the hash agree.
-        let len = w.file.metadata().ctx("stat", &w.path)?.len();
-        if len > w.session.size {
-            w.file.set_len(w.session.size).ctx("truncate", &w.path)?;
-        } else if len < w.session.size {
-            // Shrunk behind our back: trust the file, re-hash at commit.
+        if len != w.session.size {
+            // Changed behind our back: trust the storage, re-hash at commit.
             w.session.size = len;
             w.session.hash = None;
         }
@@ -253,15 +242,18 @@ impl Store {
         let mut w = w;
         let name = w.name.clone();
         let id = w.id.clone();
+        // Durable before anything points at it (and, on object storage,
+        // this request's part exists only once closed).
+        w.sink.close(true)?;
         let actual = match (&w.session.hash, expected.algorithm()) {
             (Some(h), Algorithm::Sha256) => h.digest(),
             _ => {
                 // No usable running hash (sha512, or a state lost): re-read.
-                let mut f = File::open(&w.path).ctx("open", &w.path)?;
+                let mut f = self.driver.upload_reader(&w.dir, 0)?;
                 let mut h = Digester::new(expected.algorithm());
                 let mut buf = vec![0u8; 1 << 20];
                 loop {
-                    let n = f.read(&mut buf).ctx("read", &w.path)?;
+                    let n = f.read(&mut buf).ctx("read", &w.dir)?;
                     if n == 0 {
                         break;
                     }
@@ -270,25 +262,24 @@ impl Store {
                 h.finish()
             }
         };
-        let dir = self.layout.upload_dir(&name, &id);
+        let dir = w.dir.clone();
         if actual != *expected {
             w.released = true;
             self.uploads.lock().remove(&key(&name, &id));
-            fsutil::remove_dir_all(&dir)?;
+            self.driver.delete_tree(&dir)?;
             return Err(Error::DigestMismatch {
                 expected: expected.clone(),
                 actual,
             });
         }
-        w.file.sync_all().ctx("fsync", &w.path)?;
         let res = self
-            .commit_blob_file(&w.path, expected)
+            .commit_blob_upload(&dir, expected)
             .and_then(|()| self.link_blob(&name, expected))
             .and_then(|()| self.blob_stat(&name, expected));
         if res.is_ok() {
             w.released = true;
             self.uploads.lock().remove(&key(&name, &id));
-            fsutil::remove_dir_all(&dir)?;
+            self.driver.delete_tree(&dir)?;
         }
         res
     }
@@ -297,12 +288,12 @@ impl Store {
 impl UploadWriter {
     /// Appends bytes, hashing them as they go.
     pub fn write(&mut self, buf: &[u8]) -> Result<()> {
-        if let Err(e) = self.file.write_all(buf) {
-            // Part of `buf` may be on disk: the hash no longer matches, and
-            // the true size is whatever the file has.
+        if let Err(e) = self.sink.write(buf) {
+            // Part of `buf` may be stored: the hash no longer matches, and
+            // the true size is whatever the storage has.
             self.session.hash = None;
-            self.session.size = self.file.metadata().map(|m| m.len()).unwrap_or(0);
-            return Err(e).ctx("write", &self.path);
+            self.session.size = self.sink.len_after_error();
+            return Err(e);
         }
         if let Some(h) = &mut self.session.hash {
             h.update(buf);
@@ -323,7 +314,14 @@ impl UploadWriter {
 
     /// Ends this request's writing: saves the hash state for a later resume
     /// (or a restart) and releases the session.
-    pub fn finish(self) -> Result<u64> {
+    pub fn finish(mut self) -> Result<u64> {
+        if let Err(e) = self.sink.close(false) {
+            // Whatever this request sent is not in the session: the next
+            // load re-reads the storage for the true size and hash.
+            self.session.hash = None;
+            self.session.size = self.sink.len_after_error();
+            return Err(e);
+        }
         self.save_hash_state();
         Ok(self.session.size)
     }
@@ -333,20 +331,21 @@ impl UploadWriter {
         if h.is_empty() {
             return;
         }
-        let layout = &self.store.layout;
-        let dir = layout.upload_hashstates(&self.name, &self.id, Algorithm::Sha256);
+        let driver = &self.store.driver;
+        let dir = self
+            .store
+            .layout
+            .upload_hashstates(&self.name, &self.id, Algorithm::Sha256);
         let path = dir.join(h.len().to_string());
-        if fsutil::create_dirs(&dir).is_err()
-            || fsutil::write_atomic(&layout.tmp_dir(), &path, &h.marshal()).is_err()
-        {
+        if driver.put(&path, &h.marshal()).is_err() {
             // Only an optimisation: a resume without it re-hashes the data.
             return;
         }
         // Older states are useless once a newer one is safely written.
-        if let Ok(entries) = fsutil::list_dir(&dir) {
+        if let Ok(entries) = driver.list(&dir) {
             for (e, _) in entries {
                 if e.parse::<u64>().is_ok_and(|o| o != h.len()) {
-                    let _ = fs::remove_file(dir.join(e));
+                    let _ = driver.delete(&dir.join(e));
                 }
             }
         }

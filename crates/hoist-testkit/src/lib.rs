@@ -11,6 +11,7 @@
 //! * [`certs::TestCerts`]: a test CA and server certificate (`openssl`).
 //! * [`browser`]: headless Chromium dumping a page's DOM.
 //! * [`serve::HoistServe`]: a `hoist serve` process on a loopback port.
+//! * [`S3Server`]: a throw-away S3 server (`s3s-fs`) on a loopback port.
 //!
 //! The fixture images built by `scripts/test.sh` are [`BASE_IMAGE`] (busybox
 //! rootfs, one layer, `docker import`) and [`APP_IMAGE`] (three layers with a
@@ -41,6 +42,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+mod s3;
+pub use s3::{s3s_fs_bin, S3Server, S3_ACCESS_KEY, S3_SECRET_KEY};
 
 /// `docker import` of a busybox-static rootfs: one layer, `CMD ["/bin/sh"]`.
 pub const BASE_IMAGE: &str = "hoist-test/base:latest";

@@ -36,7 +36,7 @@ enum Command {
     Rmi(cmd::rmi::Args),
     /// Show low-level information on images.
     Inspect(cmd::inspect::Args),
-    /// Serve an OCI registry from --root (distribution's rootdirectory layout).
+    /// Serve an OCI registry from --root (distribution's rootdirectory layout) or an S3 bucket.
     Serve(Box<cmd::serve::Args>),
     /// Maintain a registry directory (garbage collection).
     Registry(cmd::registry::Args),

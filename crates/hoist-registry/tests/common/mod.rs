@@ -30,11 +30,17 @@ impl TestServer {
     }
 
     pub async fn start_with(root: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let mut cfg = ServerConfig::new(root.to_path_buf());
+        tweak(&mut cfg);
+        Self::start_cfg(cfg, root).await
+    }
+
+    /// Starts a server with `cfg` (any storage); `root` is where the test
+    /// looks at the stored files.
+    pub async fn start_cfg(mut cfg: ServerConfig, root: &Path) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut cfg = ServerConfig::new(root.to_path_buf());
         cfg.shutdown_grace = std::time::Duration::from_secs(2);
-        tweak(&mut cfg);
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(hoist_registry::serve(listener, cfg, async {
             let _ = rx.await;

@@ -13,6 +13,7 @@ pub mod registry;
 pub mod rmi;
 pub mod save;
 pub mod serve;
+pub mod storage;
 pub mod system;
 pub mod tag;
 

@@ -1,8 +1,9 @@
 //! `hoist registry ...`: maintenance of a registry directory (`hoist serve`'s
-//! or `docker-registry`'s).
+//! or `docker-registry`'s) or S3 bucket.
 
+use super::storage::StorageArgs;
 use super::{Context, Error};
-use hoist_registry::gc::{collect, GcOptions};
+use hoist_registry::gc::{collect_storage, GcOptions};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ pub struct Args {
 #[derive(clap::Subcommand)]
 enum Sub {
     /// Delete blobs (and with --delete-untagged, manifests) nothing uses.
-    /// Safe while `hoist serve` runs on the same directory.
+    /// Safe while `hoist serve` runs on the same directory or bucket.
     Gc(GcArgs),
 }
 
@@ -36,6 +37,8 @@ struct GcArgs {
     /// Delete upload sessions idle for longer than this.
     #[arg(long, default_value = "7d", value_parser = parse_duration)]
     upload_max_age: Duration,
+    #[command(flatten)]
+    storage: StorageArgs,
 }
 
 /// Parses `90`, `90s`, `10m`, `1h`, `2d`.
@@ -87,7 +90,8 @@ fn gc(ctx: &Context, a: GcArgs) -> Result<ExitCode, Error> {
         grace: a.grace,
         upload_max_age: a.upload_max_age,
     };
-    let report = collect(ctx.registry_root("hoist registry gc")?, &opts)
+    let storage = a.storage.config(ctx, "hoist registry gc")?;
+    let report = collect_storage(&storage, &opts)
         .map_err(|e| Error::Msg(format!("garbage collection failed: {e}")))?;
     let verb = if a.dry_run { "would delete" } else { "deleted" };
     for (repo, d) in &report.manifests_deleted {

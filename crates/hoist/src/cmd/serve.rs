@@ -1,9 +1,11 @@
 //! `hoist serve`: an OCI distribution registry on a directory laid out as
-//! the CNCF distribution registry lays out its `rootdirectory`.
+//! the CNCF distribution registry lays out its `rootdirectory`, or on an S3
+//! bucket holding the same layout.
 
+use super::storage::StorageArgs;
 use super::{Context, Error};
 use hoist_registry::config::{FileConfig, Loaded};
-use hoist_registry::{Auth, AuthConfig, IssueConfig, ServerConfig, TokenConfig};
+use hoist_registry::{Auth, AuthConfig, IssueConfig, ServerConfig, StorageConfig, TokenConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use std::sync::Arc;
 const DEFAULT_ADDR: &str = "127.0.0.1:5000";
 
 /// Arguments of `hoist serve`. The directory is the global `--root`
-/// (distribution's `storage.filesystem.rootdirectory`).
+/// (distribution's `storage.filesystem.rootdirectory`) unless `--storage s3`.
 #[derive(clap::Args)]
 pub struct Args {
     /// A distribution-style config.yml (the file docker-registry runs with);
@@ -81,6 +83,8 @@ pub struct Args {
     /// URL: https://user:password@host.
     #[arg(long = "proxy", value_name = "[PREFIX=]URL")]
     proxy: Vec<String>,
+    #[command(flatten)]
+    storage: StorageArgs,
 }
 
 impl Args {
@@ -178,13 +182,13 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         ..
     } = match loaded {
         Some(mut l) => {
-            if ctx.root_given {
-                l.server.root = ctx.root.clone();
+            if args.storage.given(ctx) {
+                l.server.storage = args.storage.config(ctx, "hoist serve")?;
             }
             l
         }
         None => Loaded {
-            server: ServerConfig::new(ctx.registry_root("hoist serve")?.to_owned()),
+            server: ServerConfig::with_storage(args.storage.config(ctx, "hoist serve")?),
             addr: None,
             tls: None,
             metrics_addr: None,
@@ -232,6 +236,13 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
             .map_err(|e| Error::Msg(e.to_string()))?;
         cfg.proxy = Some(proxy);
     }
+    if cfg.proxy.is_some() && !matches!(cfg.storage, StorageConfig::Filesystem(_)) {
+        return Err(Error::Msg(
+            "hoist serve: the pull-through cache (--proxy) works on filesystem storage only: \
+             drop --proxy or use --root"
+                .into(),
+        ));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -263,7 +274,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         let scheme = if tls.is_some() { "https" } else { "http" };
         eprintln!(
             "hoist serve: listening on {scheme}://{local}, storage {}",
-            cfg.root.display()
+            cfg.storage
         );
         for up in cfg.proxy.iter().flat_map(|p| &p.upstreams) {
             // The URL holds no credentials (they were split off when parsed).

@@ -1,0 +1,732 @@
+//! The S3 driver: distribution's layout as object keys in an S3-compatible
+//! bucket (`<prefix>/docker/registry/v2/blobs/sha256/<2>/<hex>/data`, ...),
+//! through `object_store`'s `AmazonS3`.
+//!
+//! Blocking on async: the [`Driver`] trait is blocking because the whole
+//! store is (the filesystem driver is plain `std::fs` on tokio's blocking
+//! pool, its fastest form). The S3 driver keeps the runtime's `Handle` and
+//! `block_on`s each request; it is only ever called on blocking-pool threads
+//! (the server's `spawn_blocking`), where that is allowed and parks no async
+//! worker.
+//!
+//! Upload sessions: S3 cannot append, so each PATCH (or the body of the
+//! final PUT) becomes one part object `_uploads/<id>/parts/<offset>`, named
+//! by where it starts, streamed with bounded memory (a multipart upload once
+//! it outgrows one buffer). A part object appears only once its request's
+//! writing ends; a failed write leaves no part. The SHA-256 state is
+//! saved as distribution's `hashstates/sha256/<offset>` objects by the store,
+//! as on the filesystem, so a restart resumes without re-reading. On commit
+//! the verified parts become the blob's `data`: one part by a server-side
+//! copy, several by streaming them into one multipart upload; the blob key
+//! appears only when that finishes.
+//!
+//! Garbage collection (see [`crate::gc`]) needs a blob's "last used" time,
+//! which S3 cannot refresh without rewriting the object: a claim writes an
+//! empty marker `_hoist/claims/<layout path>` instead, and "last used" is
+//! the later of the object's and its marker's `LastModified`. A collector
+//! sets an object aside by copying it to `_hoist/tmp/` and deleting it, then
+//! reads the marker again, as the filesystem's collector re-reads the mtime
+//! of the inode it renamed. distribution never looks under `_hoist/`.
+
+use super::{Append, ByteStream, Driver};
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::buffered::BufWriter;
+use object_store::path::Path as Key;
+use object_store::{
+    ClientOptions, GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload,
+    RetryConfig,
+};
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::io::AsyncWriteExt;
+use tokio::runtime::Handle;
+
+/// Buffer of one part of a multipart upload (S3 wants at least 5 MiB).
+const PART_BUFFER: usize = 8 << 20;
+/// Parts of one upload in flight at once (bounds memory per upload).
+const PART_CONCURRENCY: usize = 2;
+
+/// Where and how to reach an S3-compatible bucket.
+#[derive(Clone)]
+pub struct S3Config {
+    /// The bucket.
+    pub bucket: String,
+    /// The service's URL (`http://127.0.0.1:9000`); `None` for AWS itself.
+    pub endpoint: Option<String>,
+    /// The region (`us-east-1` for most S3-compatible servers).
+    pub region: String,
+    /// The root directory inside the bucket (distribution's `rootdirectory`); may be empty.
+    pub prefix: String,
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: String,
+    /// A session token, for temporary credentials.
+    pub session_token: Option<String>,
+}
+
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the secret: configs end up in logs.
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("prefix", &self.prefix)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.prefix)?;
+        if let Some(e) = &self.endpoint {
+            write!(f, " at {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl S3Config {
+    /// A config whose credentials come from `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY` and (optionally) `AWS_SESSION_TOKEN`.
+    pub fn from_env(
+        bucket: &str,
+        endpoint: Option<&str>,
+        region: &str,
+        prefix: &str,
+    ) -> Result<Self> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let (Some(access_key_id), Some(secret_access_key)) =
+            (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
+        else {
+            return Err(Error::Config(
+                "S3 storage needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                    .into(),
+            ));
+        };
+        Ok(S3Config {
+            bucket: bucket.to_owned(),
+            endpoint: endpoint.map(str::to_owned),
+            region: region.to_owned(),
+            prefix: prefix.to_owned(),
+            access_key_id,
+            secret_access_key,
+            session_token: var("AWS_SESSION_TOKEN"),
+        })
+    }
+
+    /// The prefix as a relative path; refuses empty, `.` and `..` components.
+    fn prefix_path(&self) -> Result<PathBuf> {
+        let trimmed = self.prefix.trim_matches('/');
+        let mut p = PathBuf::new();
+        if trimmed.is_empty() {
+            return Ok(p);
+        }
+        for c in trimmed.split('/') {
+            if c.is_empty() || c == "." || c == ".." || c.contains('\\') {
+                return Err(Error::Config(format!(
+                    "S3 prefix {:?} is not a plain path: use components separated by single '/', without '.' or '..'",
+                    self.prefix
+                )));
+            }
+            p.push(c);
+        }
+        Ok(p)
+    }
+}
+
+/// An S3-compatible bucket holding distribution's layout.
+pub struct S3Driver {
+    layout: Layout,
+    store: Arc<dyn ObjectStore>,
+    rt: Handle,
+    /// A runtime of its own when opened outside any (`hoist registry gc`).
+    _own_rt: Option<tokio::runtime::Runtime>,
+    bucket: String,
+}
+
+impl fmt::Debug for S3Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Driver")
+            .field("bucket", &self.bucket)
+            .field("base", &self.layout.base())
+            .finish()
+    }
+}
+
+impl S3Driver {
+    /// Connects to the bucket and checks that it answers. Inside a tokio
+    /// runtime it must run on a thread that may block (`spawn_blocking`);
+    /// outside any, it starts a small runtime of its own.
+    pub fn open(cfg: &S3Config) -> Result<Self> {
+        let (rt, own_rt) = match Handle::try_current() {
+            Ok(h) => (h, None),
+            Err(_) => {
+                let own = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .map_err(|e| {
+                        Error::Config(format!("cannot start the S3 client's runtime: {e}"))
+                    })?;
+                (own.handle().clone(), Some(own))
+            }
+        };
+        let mut b = AmazonS3Builder::new()
+            .with_bucket_name(&cfg.bucket)
+            .with_region(&cfg.region)
+            .with_access_key_id(&cfg.access_key_id)
+            .with_secret_access_key(&cfg.secret_access_key)
+            // Path-style requests work with every S3-compatible server.
+            .with_virtual_hosted_style_request(false)
+            // The default 30 s limit covers the whole response body, and a
+            // blob GET streams at the pace of the registry's client: no
+            // overall limit, but a bounded connect.
+            .with_client_options(
+                ClientOptions::new()
+                    .with_timeout_disabled()
+                    .with_connect_timeout(Duration::from_secs(10)),
+            )
+            // A few quick retries of transient failures, not minutes of them
+            // (the default) before a wrong endpoint is reported.
+            .with_retry(RetryConfig {
+                max_retries: 4,
+                retry_timeout: Duration::from_secs(30),
+                ..RetryConfig::default()
+            });
+        if let Some(t) = &cfg.session_token {
+            b = b.with_token(t);
+        }
+        if let Some(e) = &cfg.endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(Error::Config(format!(
+                    "S3 endpoint {e:?} is not a URL: write it as http://HOST:PORT or https://HOST"
+                )));
+            }
+            b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
+        }
+        let store = b
+            .build()
+            .map_err(|e| Error::Config(format!("S3 storage {cfg}: {e}")))?;
+        let driver = S3Driver {
+            layout: Layout::new(&cfg.prefix_path()?),
+            store: Arc::new(store),
+            rt,
+            _own_rt: own_rt,
+            bucket: cfg.bucket.clone(),
+        };
+        // Fail now, with the bucket named, rather than on the first push.
+        let base = driver.key(driver.layout.base())?;
+        driver
+            .rt
+            .block_on(driver.store.list_with_delimiter(Some(&base)))
+            .map_err(|e| {
+                Error::Config(format!(
+                    "S3 storage {cfg} does not answer: {e} (check the endpoint, the bucket and the credentials)"
+                ))
+            })?;
+        Ok(driver)
+    }
+
+    fn key(&self, path: &Path) -> Result<Key> {
+        let s = path
+            .to_str()
+            .ok_or_else(|| self.err("map", path, "not UTF-8"))?;
+        Key::parse(s).map_err(|e| self.err("map", path, e))
+    }
+
+    fn err(&self, op: &'static str, path: &Path, e: impl fmt::Display) -> Error {
+        Error::Io {
+            op,
+            path: PathBuf::from(format!("s3://{}/{}", self.bucket, path.display())),
+            source: io::Error::other(e.to_string()),
+        }
+    }
+
+    fn head_meta(&self, path: &Path) -> Result<Option<ObjectMeta>> {
+        let key = self.key(path)?;
+        match self.rt.block_on(self.store.head(&key)) {
+            Ok(m) => Ok(Some(m)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err("stat", path, e)),
+        }
+    }
+
+    fn head(&self, path: &Path) -> Result<Option<u64>> {
+        Ok(self.head_meta(path)?.map(|m| m.size))
+    }
+
+    fn modified(&self, path: &Path) -> Result<Option<SystemTime>> {
+        Ok(self.head_meta(path)?.map(|m| m.last_modified.into()))
+    }
+
+    /// `_hoist/claims/<path>`: when `path` was last claimed.
+    fn marker(&self, path: &Path) -> PathBuf {
+        let base = self.layout.base();
+        let rel = path.strip_prefix(base).unwrap_or(path);
+        base.join("_hoist").join("claims").join(rel)
+    }
+
+    fn put_marker(&self, path: &Path) -> Result<()> {
+        self.put(&self.marker(path), b"")
+    }
+
+    fn delete_key(&self, path: &Path) -> Result<()> {
+        let key = self.key(path)?;
+        match self.rt.block_on(self.store.delete(&key)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err("delete", path, e)),
+        }
+    }
+
+    fn delete_prefix(&self, dir: &Path) -> Result<()> {
+        let prefix = self.key(dir)?;
+        self.rt.block_on(async {
+            let keys: Vec<_> = self
+                .store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(|e| self.err("list", dir, e))?;
+            // One by one: a tree here is a tag or an upload session, a few keys.
+            for o in keys {
+                match self.store.delete(&o.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(self.err("delete", dir, e)),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn copy(&self, from: &Path, to: &Path) -> Result<bool> {
+        let (f, t) = (self.key(from)?, self.key(to)?);
+        match self.rt.block_on(self.store.copy(&f, &t)) {
+            Ok(()) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.err("copy", from, e)),
+        }
+    }
+
+    /// The session's parts in order, each (key, size), while they are
+    /// contiguous; `None` when the session does not exist.
+    fn parts(&self, dir: &Path) -> Result<Option<Vec<(Key, u64)>>> {
+        let prefix = self.key(dir)?;
+        let objects: Vec<_> = self
+            .rt
+            .block_on(self.store.list(Some(&prefix)).try_collect::<Vec<_>>())
+            .map_err(|e| self.err("list", dir, e))?;
+        let started = self.key(&dir.join("startedat"))?;
+        if !objects.iter().any(|o| o.location == started) {
+            return Ok(None);
+        }
+        let parts_dir = self.key(&dir.join("parts"))?;
+        let mut parts: Vec<(u64, Key, u64)> = objects
+            .into_iter()
+            .filter(|o| o.location.prefix_match(&parts_dir).is_some())
+            .filter_map(|o| {
+                let offset = o.location.filename()?.parse::<u64>().ok()?;
+                Some((offset, o.location, o.size))
+            })
+            .collect();
+        parts.sort_by_key(|p| p.0);
+        let mut out = Vec::new();
+        let mut at = 0;
+        for (offset, key, size) in parts {
+            // A gap or an overlap can only come from a foreign writer:
+            // what follows it is not part of the session.
+            if offset != at || size == 0 {
+                break;
+            }
+            at += size;
+            out.push((key, size));
+        }
+        Ok(Some(out))
+    }
+
+    fn stream(&self, key: &Key, path: &Path, range: Option<GetRange>) -> Result<ByteStream> {
+        let opts = GetOptions {
+            range,
+            ..GetOptions::default()
+        };
+        let r = self
+            .rt
+            .block_on(self.store.get_opts(key, opts))
+            .map_err(|e| self.err("get", path, e))?;
+        Ok(r.into_stream().map_err(io::Error::other).boxed())
+    }
+}
+
+impl Driver for S3Driver {
+    fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn is_local(&self) -> bool {
+        false
+    }
+
+    fn get(&self, path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
+        let key = self.key(path)?;
+        let r = match self.rt.block_on(self.store.get(&key)) {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.err("get", path, e)),
+        };
+        let mut stream = r.into_stream();
+        let mut out = Vec::new();
+        self.rt.block_on(async {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| self.err("read", path, e))?;
+                let room = (max as usize).saturating_sub(out.len());
+                out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if out.len() as u64 >= max {
+                    break;
+                }
+            }
+            Ok::<_, Error>(())
+        })?;
+        Ok(Some(out))
+    }
+
+    fn put(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        // A PUT of an object is atomic in S3: readers see old or new.
+        let key = self.key(path)?;
+        self.rt
+            .block_on(
+                self.store
+                    .put(&key, PutPayload::from(Bytes::copy_from_slice(bytes))),
+            )
+            .map(|_| ())
+            .map_err(|e| self.err("put", path, e))
+    }
+
+    fn stat(&self, path: &Path) -> Result<Option<u64>> {
+        self.head(path)
+    }
+
+    fn claim(&self, path: &Path) -> Result<bool> {
+        // The marker first, then the check: see the module docs.
+        self.put_marker(path)?;
+        Ok(self.head(path)?.is_some())
+    }
+
+    fn touch(&self, path: &Path) {
+        if let Err(e) = self.put_marker(path) {
+            tracing::warn!(error = %e, "claim marker not written");
+        }
+    }
+
+    fn list(&self, dir: &Path) -> Result<Vec<(String, bool)>> {
+        let prefix = self.key(dir)?;
+        let r = self
+            .rt
+            .block_on(self.store.list_with_delimiter(Some(&prefix)))
+            .map_err(|e| self.err("list", dir, e))?;
+        let dirs = r
+            .common_prefixes
+            .iter()
+            .filter_map(|p| Some((p.filename()?.to_owned(), true)));
+        let files = r
+            .objects
+            .iter()
+            .filter_map(|o| Some((o.location.filename()?.to_owned(), false)));
+        Ok(dirs.chain(files).collect())
+    }
+
+    fn is_dir(&self, dir: &Path) -> Result<bool> {
+        let prefix = self.key(dir)?;
+        let mut l = self.store.list(Some(&prefix));
+        match self.rt.block_on(l.next()) {
+            None => Ok(false),
+            Some(Ok(_)) => Ok(true),
+            Some(Err(e)) => Err(self.err("list", dir, e)),
+        }
+    }
+
+    fn delete(&self, path: &Path) -> Result<bool> {
+        // S3 deletes of absent keys succeed: ask first to tell the caller.
+        if self.head(path)?.is_none() {
+            return Ok(false);
+        }
+        self.delete_key(path)?;
+        self.delete_key(&self.marker(path))?;
+        Ok(true)
+    }
+
+    fn delete_tree(&self, dir: &Path) -> Result<()> {
+        self.delete_prefix(dir)?;
+        self.delete_prefix(&self.marker(dir))
+    }
+
+    fn prune_empty_dirs(&self, _dir: &Path, _stop: &Path) {
+        // Object storage has no directories: nothing is left behind.
+    }
+
+    fn now(&self) -> Result<SystemTime> {
+        // The server's clock, not this machine's: object times come from it.
+        let probe = self.layout.base().join("_hoist").join("clock");
+        self.put(&probe, b"")?;
+        self.modified(&probe)?
+            .ok_or_else(|| self.err("stat", &probe, "the object just written is gone"))
+    }
+
+    fn last_used(&self, path: &Path) -> Result<Option<SystemTime>> {
+        let Some(written) = self.modified(path)? else {
+            return Ok(None);
+        };
+        Ok(Some(match self.modified(&self.marker(path))? {
+            Some(claimed) => claimed.max(written),
+            None => written,
+        }))
+    }
+
+    fn set_aside(&self, path: &Path) -> Result<Option<PathBuf>> {
+        let tomb = self
+            .layout
+            .tmp_dir()
+            .join(format!("tmp-{}", hex::encode(rand::random::<[u8; 12]>())));
+        if !self.copy(path, &tomb)? {
+            return Ok(None);
+        }
+        self.delete_key(path)?;
+        Ok(Some(tomb))
+    }
+
+    fn aside_last_used(&self, path: &Path, _aside: &Path) -> Result<Option<SystemTime>> {
+        // The copy has a new time of its own; what counts is whether
+        // anyone claimed `path` (its marker) since the check before the move.
+        self.modified(&self.marker(path))
+    }
+
+    fn restore(&self, aside: &Path, path: &Path) -> Result<()> {
+        if self.head(path)?.is_none() {
+            self.copy(aside, path)?;
+        }
+        self.delete_key(aside)
+    }
+
+    fn drop_aside(&self, aside: &Path, path: &Path) -> Result<()> {
+        self.delete_key(aside)?;
+        self.delete_key(&self.marker(path))
+    }
+
+    fn upload_last_used(&self, dir: &Path) -> Result<Option<SystemTime>> {
+        let prefix = self.key(dir)?;
+        let objects: Vec<_> = self
+            .rt
+            .block_on(self.store.list(Some(&prefix)).try_collect::<Vec<_>>())
+            .map_err(|e| self.err("list", dir, e))?;
+        Ok(objects
+            .iter()
+            .map(|o| SystemTime::from(o.last_modified))
+            .max())
+    }
+
+    fn read_stream(&self, path: &Path, start: u64, len: u64) -> Result<Option<ByteStream>> {
+        let key = self.key(path)?;
+        let range = GetRange::Bounded(start..start + len);
+        Ok(Some(self.stream(&key, path, Some(range))?))
+    }
+
+    fn upload_create(&self, dir: &Path, started_at: &str) -> Result<()> {
+        self.put(&dir.join("startedat"), started_at.as_bytes())
+    }
+
+    fn upload_size(&self, dir: &Path) -> Result<Option<u64>> {
+        Ok(self.parts(dir)?.map(|p| p.iter().map(|(_, s)| s).sum()))
+    }
+
+    fn upload_append(&self, dir: &Path, _at: u64) -> Result<(Box<dyn Append>, u64)> {
+        // The parts are the truth; nothing torn can be in them.
+        let Some(parts) = self.parts(dir)? else {
+            return Err(self.err("open", dir, "no such upload session"));
+        };
+        let size = parts.iter().map(|(_, s)| s).sum();
+        let path = dir.join("parts").join(format!("{size:020}"));
+        let w = S3Append {
+            store: self.store.clone(),
+            rt: self.rt.clone(),
+            key: self.key(&path)?,
+            path: PathBuf::from(format!("s3://{}/{}", self.bucket, path.display())),
+            start: size,
+            writer: None,
+        };
+        Ok((Box::new(w), size))
+    }
+
+    fn upload_reader(&self, dir: &Path, from: u64) -> Result<Box<dyn io::Read + Send>> {
+        let Some(parts) = self.parts(dir)? else {
+            return Err(self.err("open", dir, "no such upload session"));
+        };
+        let mut todo = VecDeque::new();
+        let mut at = 0;
+        for (key, size) in parts {
+            if at + size > from {
+                todo.push_back((key, from.saturating_sub(at)));
+            }
+            at += size;
+        }
+        Ok(Box::new(PartsReader {
+            store: self.store.clone(),
+            rt: self.rt.clone(),
+            todo,
+            current: None,
+            buf: Bytes::new(),
+        }))
+    }
+
+    fn upload_commit(&self, dir: &Path, blob: &Path) -> Result<()> {
+        let Some(parts) = self.parts(dir)? else {
+            return Err(self.err("commit", dir, "no such upload session"));
+        };
+        let to = self.key(blob)?;
+        match parts.as_slice() {
+            [] => self.put(blob, b""),
+            // One part (a monolithic push, or docker's single PATCH): a
+            // server-side copy, no bytes through this process.
+            [(from, _)] => self
+                .rt
+                .block_on(self.store.copy(from, &to))
+                .map_err(|e| self.err("copy into", blob, e)),
+            _ => self.rt.block_on(async {
+                let mut w = BufWriter::with_capacity(self.store.clone(), to, PART_BUFFER)
+                    .with_max_concurrency(PART_CONCURRENCY);
+                let res = async {
+                    for (from, _) in &parts {
+                        let mut s = self.store.get(from).await?.into_stream();
+                        while let Some(chunk) = s.next().await {
+                            w.put(chunk?).await?;
+                        }
+                    }
+                    Ok::<_, object_store::Error>(())
+                }
+                .await;
+                match res {
+                    Ok(()) => w.shutdown().await.map_err(|e| self.err("write", blob, e)),
+                    Err(e) => {
+                        let _ = w.abort().await;
+                        Err(self.err("write", blob, e))
+                    }
+                }
+            }),
+        }
+    }
+}
+
+/// Streams one request's bytes into a part object.
+struct S3Append {
+    store: Arc<dyn ObjectStore>,
+    rt: Handle,
+    key: Key,
+    path: PathBuf,
+    start: u64,
+    /// Created on the first byte: an empty request makes no part.
+    writer: Option<BufWriter>,
+}
+
+impl S3Append {
+    fn err(&self, op: &'static str, e: impl fmt::Display) -> Error {
+        Error::Io {
+            op,
+            path: self.path.clone(),
+            source: io::Error::other(e.to_string()),
+        }
+    }
+}
+
+impl Append for S3Append {
+    fn write(&mut self, buf: &[u8]) -> Result<()> {
+        let w = self.writer.get_or_insert_with(|| {
+            BufWriter::with_capacity(self.store.clone(), self.key.clone(), PART_BUFFER)
+                .with_max_concurrency(PART_CONCURRENCY)
+        });
+        let res = self.rt.block_on(w.put(Bytes::copy_from_slice(buf)));
+        if let Err(e) = res {
+            if let Some(mut w) = self.writer.take() {
+                let _ = self.rt.block_on(w.abort());
+            }
+            return Err(self.err("write", e));
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, _durable: bool) -> Result<()> {
+        // Completing the part is what makes it exist (and durable) at all.
+        let Some(mut w) = self.writer.take() else {
+            return Ok(());
+        };
+        self.rt
+            .block_on(w.shutdown())
+            .map_err(|e| self.err("write", e))
+    }
+
+    fn len_after_error(&self) -> u64 {
+        // A failed part is dropped whole.
+        self.start
+    }
+}
+
+impl Drop for S3Append {
+    fn drop(&mut self) {
+        // Never closed (the request failed): abandon the part. This may run
+        // on an async thread, so the abort goes to a task rather than block.
+        if let Some(mut w) = self.writer.take() {
+            self.rt.spawn(async move {
+                let _ = w.abort().await;
+            });
+        }
+    }
+}
+
+/// Reads upload parts one after the other, from an offset.
+struct PartsReader {
+    store: Arc<dyn ObjectStore>,
+    rt: Handle,
+    /// Parts still to read, each with where to start in it.
+    todo: VecDeque<(Key, u64)>,
+    current: Option<futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>>,
+    buf: Bytes,
+}
+
+impl io::Read for PartsReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if !self.buf.is_empty() {
+                let n = out.len().min(self.buf.len());
+                out[..n].copy_from_slice(&self.buf.split_to(n));
+                return Ok(n);
+            }
+            if let Some(s) = &mut self.current {
+                match self.rt.block_on(s.next()) {
+                    Some(Ok(b)) => self.buf = b,
+                    Some(Err(e)) => return Err(io::Error::other(e)),
+                    None => self.current = None,
+                }
+                continue;
+            }
+            let Some((key, skip)) = self.todo.pop_front() else {
+                return Ok(0);
+            };
+            let opts = GetOptions {
+                range: (skip > 0).then_some(GetRange::Offset(skip)),
+                ..GetOptions::default()
+            };
+            let r = self
+                .rt
+                .block_on(self.store.get_opts(&key, opts))
+                .map_err(io::Error::other)?;
+            self.current = Some(r.into_stream());
+        }
+    }
+}

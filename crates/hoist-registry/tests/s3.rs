@@ -1,0 +1,687 @@
+//! The registry on S3 storage, against a real S3 server (`s3s-fs`, started
+//! per test on a loopback port): the API workflows, distribution's key
+//! layout in the bucket, upload sessions across a restart, and what a bad
+//! configuration says.
+
+mod common;
+
+use common::*;
+use hoist_oci::Digest;
+use hoist_registry::gc::{collect_storage, GcOptions};
+use hoist_registry::{S3Config, ServerConfig, StorageConfig};
+use hoist_testkit::{S3Server, S3_ACCESS_KEY, S3_SECRET_KEY};
+use std::path::{Path, PathBuf};
+
+const BUCKET: &str = "registry";
+
+fn s3_config(s3: &S3Server, prefix: &str) -> S3Config {
+    S3Config {
+        bucket: BUCKET.to_owned(),
+        endpoint: Some(s3.endpoint()),
+        region: "us-east-1".to_owned(),
+        prefix: prefix.to_owned(),
+        access_key_id: S3_ACCESS_KEY.to_owned(),
+        secret_access_key: S3_SECRET_KEY.to_owned(),
+        session_token: None,
+    }
+}
+
+/// A registry on the bucket under `prefix`; its `root` is the directory where
+/// s3s-fs keeps the objects under that prefix (one file per key).
+async fn start(s3: &S3Server, prefix: &str) -> TestServer {
+    let cfg = ServerConfig::with_storage(StorageConfig::S3(s3_config(s3, prefix)));
+    let root: PathBuf = s3.bucket_dir(BUCKET).join(prefix);
+    TestServer::start_cfg(cfg, &root).await
+}
+
+/// Object keys under `dir` with `docker/registry/v2/` stripped.
+fn keys(dir: &Path) -> Vec<String> {
+    files_under(&dir.join("docker/registry/v2"))
+        .into_iter()
+        // s3s-fs keeps its own bookkeeping beside the objects.
+        .filter(|k| !k.contains(".s3s-fs") && !k.starts_with(".") && !k.contains("/."))
+        .collect()
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n as u32).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_monolithic_and_chunked_push_then_pull_with_range() {
+    let s3 = S3Server::start(&[BUCKET]);
+    let s = start(&s3, "").await;
+
+    // Monolithic: POST with ?digest and the body.
+    let small = b"hello s3".to_vec();
+    let d = s.push_blob("app", &small).await;
+    let r = s.req("GET", &format!("/v2/app/blobs/{d}")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, small);
+    assert_eq!(
+        r.header("docker-content-digest"),
+        Some(d.to_string().as_str())
+    );
+
+    // Chunked, big enough that a chunk is itself a multipart upload (over
+    // the 8 MiB part buffer) and the commit concatenates several parts.
+    let data = pattern(9 << 20 | 12345);
+    let d = Digest::sha256(&data);
+    let r = s.req("POST", "/v2/app/blobs/uploads/").await;
+    assert_eq!(r.status, 202);
+    let loc = r.header("location").unwrap().to_owned();
+    let mut off = 0;
+    for chunk in [
+        &data[..(9 << 20)],
+        &data[(9 << 20)..(9 << 20) + 5000],
+        &data[(9 << 20) + 5000..],
+    ] {
+        let range = format!("{}-{}", off, off + chunk.len() - 1);
+        let r = s
+            .send(
+                "PATCH",
+                &loc,
+                &[("content-range", range.as_str())],
+                chunk.to_vec(),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        off += chunk.len();
+        assert_eq!(r.header("range"), Some(format!("0-{}", off - 1).as_str()));
+    }
+    // Out of order: 416 with the current range, nothing appended.
+    let r = s
+        .send("PATCH", &loc, &[("content-range", "0-9")], vec![0u8; 10])
+        .await;
+    assert_eq!(r.status, 416);
+    assert_eq!(
+        r.header("range"),
+        Some(format!("0-{}", data.len() - 1).as_str())
+    );
+    let r = s.send("PUT", &format!("{loc}?digest={d}"), &[], "").await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(s.req("GET", &loc).await.status, 404);
+
+    let head = s.req("HEAD", &format!("/v2/app/blobs/{d}")).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some(data.len().to_string().as_str())
+    );
+    assert!(head.body.is_empty());
+    let full = s.req("GET", &format!("/v2/app/blobs/{d}")).await;
+    assert_eq!(full.status, 200);
+    assert!(full.body == data, "the whole blob comes back");
+    let part = s
+        .send(
+            "GET",
+            &format!("/v2/app/blobs/{d}"),
+            &[("range", "bytes=9437000-9437999")],
+            "",
+        )
+        .await;
+    assert_eq!(part.status, 206);
+    assert_eq!(
+        part.header("content-range"),
+        Some(format!("bytes 9437000-9437999/{}", data.len()).as_str())
+    );
+    assert_eq!(part.body, data[9_437_000..9_438_000]);
+    let tail = s
+        .send(
+            "GET",
+            &format!("/v2/app/blobs/{d}"),
+            &[("range", "bytes=-10")],
+            "",
+        )
+        .await;
+    assert_eq!(tail.body, data[data.len() - 10..]);
+    let beyond = s
+        .send(
+            "GET",
+            &format!("/v2/app/blobs/{d}"),
+            &[("range", "bytes=99999999-")],
+            "",
+        )
+        .await;
+    assert_eq!(beyond.status, 416);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_bucket_holds_distributions_layout_under_the_prefix() {
+    let s3 = S3Server::start(&[BUCKET]);
+    let s = start(&s3, "some/prefix").await;
+    let (m, _) = push_image(&s, "library/web", "v1", "layout").await;
+    let config = r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"seed":"layout"}"#;
+    let c = Digest::sha256(config.as_bytes());
+    let l = Digest::sha256("layer bytes of layout".repeat(100).as_bytes());
+    let blob = |d: &Digest| format!("blobs/sha256/{}/{}/data", &d.hex()[..2], d.hex());
+    let repo = "repositories/library/web";
+    let mut want = vec![
+        blob(&c),
+        blob(&l),
+        blob(&m),
+        format!("{repo}/_layers/sha256/{}/link", c.hex()),
+        format!("{repo}/_layers/sha256/{}/link", l.hex()),
+        format!("{repo}/_manifests/revisions/sha256/{}/link", m.hex()),
+        format!("{repo}/_manifests/tags/v1/current/link"),
+        format!("{repo}/_manifests/tags/v1/index/sha256/{}/link", m.hex()),
+    ];
+    want.sort();
+    // hoist's own claim markers (for garbage collection) live apart, under
+    // `_hoist/`, where distribution never looks.
+    let layout: Vec<String> = keys(&s.root)
+        .into_iter()
+        .filter(|k| !k.starts_with("_hoist/"))
+        .collect();
+    assert_eq!(layout, want, "keys under some/prefix/docker/registry/v2");
+    let link = std::fs::read_to_string(s.root.join(format!(
+        "docker/registry/v2/{repo}/_manifests/tags/v1/current/link"
+    )))
+    .unwrap();
+    assert_eq!(link, m.to_string());
+    // The catalog and the manifest come back from the bucket.
+    let cat = s.req("GET", "/v2/_catalog").await.json();
+    assert_eq!(cat["repositories"], serde_json::json!(["library/web"]));
+    let r = s.req("GET", "/v2/library/web/manifests/v1").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(Digest::sha256(&r.body), m);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_tags_list_and_deletes() {
+    let s3 = S3Server::start(&[BUCKET]);
+    let s = start(&s3, "").await;
+    let (m1, _) = push_image(&s, "r", "one", "a").await;
+    let (m2, _) = push_image(&s, "r", "two", "b").await;
+    push_image(&s, "r", "three", "b").await;
+    let tags = s.req("GET", "/v2/r/tags/list").await.json();
+    assert_eq!(tags["tags"], serde_json::json!(["one", "three", "two"]));
+    let page = s.req("GET", "/v2/r/tags/list?n=1&last=one").await;
+    assert_eq!(page.json()["tags"], serde_json::json!(["three"]));
+    assert!(page.header("link").is_some());
+
+    // A tag alone.
+    assert_eq!(s.req("DELETE", "/v2/r/manifests/three").await.status, 202);
+    assert_eq!(s.req("GET", "/v2/r/manifests/three").await.status, 404);
+    assert_eq!(s.req("GET", "/v2/r/manifests/two").await.status, 200);
+    // A manifest by digest, with its tags.
+    assert_eq!(
+        s.req("DELETE", &format!("/v2/r/manifests/{m2}"))
+            .await
+            .status,
+        202
+    );
+    assert_eq!(s.req("GET", "/v2/r/manifests/two").await.status, 404);
+    assert_eq!(
+        s.req("GET", &format!("/v2/r/manifests/{m2}")).await.status,
+        404
+    );
+    assert_eq!(
+        s.req("GET", &format!("/v2/r/manifests/{m1}")).await.status,
+        200
+    );
+    let tags = s.req("GET", "/v2/r/tags/list").await.json();
+    assert_eq!(tags["tags"], serde_json::json!(["one"]));
+    // A blob (its link; the bytes stay for other repositories).
+    let d = s.push_blob("r", b"to delete").await;
+    assert_eq!(
+        s.req("DELETE", &format!("/v2/r/blobs/{d}")).await.status,
+        202
+    );
+    assert_eq!(s.req("GET", &format!("/v2/r/blobs/{d}")).await.status, 404);
+    assert_eq!(
+        s.req("DELETE", &format!("/v2/r/blobs/{d}")).await.status,
+        404
+    );
+    assert_eq!(
+        s.req("GET", "/v2/nothing/tags/list").await.code(),
+        "NAME_UNKNOWN"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_upload_survives_a_restart() {
+    let s3 = S3Server::start(&[BUCKET]);
+    let data = pattern(300_000);
+    let d = Digest::sha256(&data);
+    let loc;
+    {
+        let s = start(&s3, "").await;
+        let r = s.req("POST", "/v2/resume/blobs/uploads/").await;
+        loc = r.header("location").unwrap().to_owned();
+        let r = s.send("PATCH", &loc, &[], data[..100_000].to_vec()).await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        s.stop().await;
+    }
+    let s = start(&s3, "").await;
+    let st = s.req("GET", &loc).await;
+    assert_eq!(st.status, 204);
+    assert_eq!(st.header("range"), Some("0-99999"));
+    // The hash state was saved in distribution's place and format.
+    let id = st.header("docker-upload-uuid").unwrap();
+    let hs = s.root.join(format!(
+        "docker/registry/v2/repositories/resume/_uploads/{id}/hashstates/sha256/100000"
+    ));
+    assert_eq!(std::fs::read(hs).unwrap().len(), 108);
+    let r = s
+        .send(
+            "PATCH",
+            &loc,
+            &[("content-range", "100000-299999")],
+            data[100_000..].to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let r = s.send("PUT", &format!("{loc}?digest={d}"), &[], "").await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(s.req("GET", &format!("/v2/resume/blobs/{d}")).await.body == data);
+    // Committed: no upload keys left.
+    assert!(
+        !keys(&s.root).iter().any(|k| k.contains("_uploads")),
+        "{:?}",
+        keys(&s.root)
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_digest_mismatch_commits_nothing() {
+    let s3 = S3Server::start(&[BUCKET]);
+    let s = start(&s3, "").await;
+    let wrong = Digest::sha256(b"something else");
+    // Monolithic.
+    let r = s
+        .send(
+            "POST",
+            &format!("/v2/a/blobs/uploads/?digest={wrong}"),
+            &[],
+            b"actual".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.code(), "DIGEST_INVALID");
+    // Chunked.
+    let r = s.req("POST", "/v2/a/blobs/uploads/").await;
+    let loc = r.header("location").unwrap().to_owned();
+    assert_eq!(
+        s.send("PATCH", &loc, &[], b"chunk one".to_vec())
+            .await
+            .status,
+        202
+    );
+    let r = s
+        .send(
+            "PUT",
+            &format!("{loc}?digest={wrong}"),
+            &[],
+            b"two".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.code(), "DIGEST_INVALID");
+    assert_eq!(s.req("GET", &loc).await.status, 404);
+    assert_eq!(
+        s.req("HEAD", &format!("/v2/a/blobs/{wrong}")).await.status,
+        404
+    );
+    for actual in [&b"actual"[..], b"chunk onetwo"] {
+        let d = Digest::sha256(actual);
+        assert_eq!(s.req("HEAD", &format!("/v2/a/blobs/{d}")).await.status, 404);
+    }
+    let left = keys(&s.root);
+    assert!(
+        !left
+            .iter()
+            .any(|k| k.starts_with("blobs/") || k.contains("_uploads")),
+        "nothing committed, no session left: {left:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_bad_configuration_is_named() {
+    let s3 = S3Server::start(&[BUCKET]);
+    let serve = |cfg: S3Config| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let cfg = ServerConfig::with_storage(StorageConfig::S3(cfg));
+        hoist_registry::serve(listener, cfg, std::future::pending())
+            .await
+            .expect_err("the server must refuse to start")
+            .to_string()
+    };
+    let mut cfg = s3_config(&s3, "");
+    cfg.bucket = "no-such-bucket".into();
+    let e = serve(cfg).await;
+    assert!(
+        e.contains("s3://no-such-bucket/") && e.contains("does not answer"),
+        "{e}"
+    );
+
+    let mut cfg = s3_config(&s3, "");
+    cfg.secret_access_key = "wrong".into();
+    let e = serve(cfg).await;
+    assert!(
+        e.contains("check the endpoint, the bucket and the credentials"),
+        "{e}"
+    );
+
+    // Nothing listens there: reported after a few quick retries.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = s3_config(&s3, "");
+    cfg.endpoint = Some(format!("http://127.0.0.1:{closed}"));
+    let t0 = std::time::Instant::now();
+    let e = serve(cfg).await;
+    assert!(e.contains("does not answer"), "{e}");
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(40),
+        "{:?}",
+        t0.elapsed()
+    );
+
+    let mut cfg = s3_config(&s3, "");
+    cfg.endpoint = Some("127.0.0.1:1".into());
+    let e = serve(cfg).await;
+    assert!(e.contains("is not a URL"), "{e}");
+
+    for prefix in ["a/../b", "a//b", "./x"] {
+        let e = serve(s3_config(&s3, prefix)).await;
+        assert!(e.contains("is not a plain path"), "{prefix}: {e}");
+    }
+}
+
+fn s3_blob_exists(root: &Path, d: &Digest) -> bool {
+    root.join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{}/data",
+        &d.hex()[..2],
+        d.hex()
+    ))
+    .is_file()
+}
+
+/// S3 times are whole seconds and the collector allows 2 s of clock slop:
+/// waiting this long makes everything written so far "old".
+async fn let_time_pass() {
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+}
+
+async fn gc_s3(s3: &S3Server, opts: GcOptions) -> hoist_registry::gc::GcReport {
+    let storage = StorageConfig::S3(s3_config(s3, ""));
+    tokio::task::spawn_blocking(move || collect_storage(&storage, &opts))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_gc_sweeps_unreferenced_blobs_keeps_claimed_and_fresh_ones() {
+    let s3 = S3Server::start(&[BUCKET]);
+    let s = start(&s3, "").await;
+    let (_, km) = push_image(&s, "a", "latest", "kept").await;
+    let (untagged, um) = push_image(&s, "a", "gone", "untagged").await;
+    assert_eq!(s.req("DELETE", "/v2/a/manifests/gone").await.status, 202);
+    let untagged_layer: Digest = serde_json::from_slice::<serde_json::Value>(&um).unwrap()
+        ["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let lonely = s.push_blob("a", b"nobody references me").await;
+    let seen = s.push_blob("a", b"checked by a pusher").await;
+    let_time_pass().await;
+    let fresh = s.push_blob("a", b"pushed after aging").await;
+    // A HEAD (a pusher about to skip the upload) claims the blob.
+    assert_eq!(
+        s.req("HEAD", &format!("/v2/a/blobs/{seen}")).await.status,
+        200
+    );
+
+    let dry = gc_s3(
+        &s3,
+        GcOptions {
+            dry_run: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        dry.blobs_deleted.iter().map(|b| &b.0).collect::<Vec<_>>(),
+        [&lonely]
+    );
+    assert!(s3_blob_exists(&s.root, &lonely), "a dry run deleted");
+
+    let rep = gc_s3(&s3, GcOptions::default()).await;
+    assert_eq!(
+        rep.blobs_deleted.iter().map(|b| &b.0).collect::<Vec<_>>(),
+        [&lonely]
+    );
+    assert_eq!(rep.bytes_freed(), 20);
+    assert!(!s3_blob_exists(&s.root, &lonely));
+    for d in [&seen, &fresh, &untagged, &untagged_layer] {
+        assert!(s3_blob_exists(&s.root, d), "{d} deleted");
+    }
+    assert_eq!(
+        s.req("HEAD", &format!("/v2/a/blobs/{lonely}")).await.status,
+        404
+    );
+    assert_eq!(
+        s.req("GET", "/v2/a/manifests/latest").await.body.as_ref(),
+        &km[..]
+    );
+
+    // --delete-untagged takes the untagged image and its own layer.
+    let_time_pass().await;
+    let rep = gc_s3(
+        &s3,
+        GcOptions {
+            delete_untagged: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(rep.manifests_deleted, [("a".to_owned(), untagged.clone())]);
+    assert!(!s3_blob_exists(&s.root, &untagged));
+    assert!(!s3_blob_exists(&s.root, &untagged_layer));
+    assert_eq!(
+        s.req("GET", &format!("/v2/a/manifests/{untagged}"))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(s.req("GET", "/v2/a/manifests/latest").await.status, 200);
+    // Nothing set aside is left behind.
+    let left = keys(&s.root);
+    assert!(
+        !left.iter().any(|k| k.starts_with("_hoist/tmp")),
+        "{left:?}"
+    );
+    s.stop().await;
+}
+
+/// Pushes race a collector that runs over and over on the same bucket, as
+/// on the filesystem (see gc.rs): every manifest that was accepted must
+/// have all its blobs afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_gc_during_pushes_never_loses_a_referenced_blob() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let s3 = S3Server::start(&[BUCKET]);
+    let s = Arc::new(start(&s3, "").await);
+    let base: Vec<Vec<u8>> = (0..8)
+        .map(|i| format!("base layer {i}").repeat(50).into_bytes())
+        .collect();
+    for b in &base {
+        s.push_blob("base", b).await;
+    }
+    let_time_pass().await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    // Stops the collector loop even when a pusher panics.
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let _guard = StopOnDrop(stop.clone());
+    let gc = {
+        let (storage, stop) = (StorageConfig::S3(s3_config(&s3, "")), stop.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut runs = 0;
+            let mut deleted = 0;
+            while !stop.load(Ordering::Relaxed) || runs < 2 {
+                deleted += collect_storage(&storage, &GcOptions::default())
+                    .unwrap()
+                    .blobs_deleted
+                    .len();
+                runs += 1;
+            }
+            (runs, deleted)
+        })
+    };
+    let mut pushers = Vec::new();
+    for p in 0..3 {
+        let (s, base) = (s.clone(), base.clone());
+        pushers.push(tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            for i in 0..4 {
+                let repo = format!("app{p}");
+                let layer = &base[(p * 4 + i) % base.len()];
+                let ld = Digest::sha256(layer);
+                let config =
+                    format!(r#"{{"rootfs":{{"type":"layers","diff_ids":[]}},"p":{p},"i":{i}}}"#);
+                let m = schema2(
+                    (&Digest::sha256(config.as_bytes()), config.len()),
+                    &[(&ld, layer.len())],
+                );
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    assert!(tries < 20, "push never succeeded");
+                    let r = s
+                        .req(
+                            "POST",
+                            &format!("/v2/{repo}/blobs/uploads/?mount={ld}&from=base"),
+                        )
+                        .await;
+                    if r.status != 201 {
+                        s.push_blob(&repo, layer).await;
+                    }
+                    s.push_blob(&repo, config.as_bytes()).await;
+                    let r = s
+                        .put_manifest(&repo, &format!("t{i}"), DOCKER_MANIFEST, &m)
+                        .await;
+                    if r.status == 201 {
+                        accepted.push((repo.clone(), m.clone(), ld.clone(), layer.clone()));
+                        break;
+                    }
+                    assert_eq!(r.code(), "MANIFEST_BLOB_UNKNOWN", "{}", r.text());
+                }
+            }
+            accepted
+        }));
+    }
+    let mut accepted = Vec::new();
+    for p in pushers {
+        accepted.extend(p.await.unwrap());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (runs, _) = gc.await.unwrap();
+    assert!(runs >= 2);
+    // Once more, after everything: still nothing referenced may go.
+    gc_s3(&s3, GcOptions::default()).await;
+    assert_eq!(accepted.len(), 12);
+    for (repo, m, ld, layer) in accepted {
+        let md = Digest::sha256(&m);
+        let r = s.req("GET", &format!("/v2/{repo}/manifests/{md}")).await;
+        assert_eq!(r.status, 200);
+        let r = s.req("GET", &format!("/v2/{repo}/blobs/{ld}")).await;
+        assert_eq!(r.status, 200, "{repo}: layer {ld} lost");
+        assert_eq!(r.body.as_ref(), &layer[..]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_client_disconnects_mid_upload_and_resumes() {
+    use tokio::io::AsyncWriteExt;
+    let s3 = S3Server::start(&[BUCKET]);
+    let s = start(&s3, "").await;
+    let data = pattern(100_000);
+    let d = Digest::sha256(&data);
+    let r = s.req("POST", "/v2/dc/blobs/uploads/").await;
+    let loc = r.header("location").unwrap().to_owned();
+
+    // Announce 100000 bytes, send 40000, hang up.
+    {
+        let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        let head = format!(
+            "PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nContent-Range: 0-99999\r\n\r\n"
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        c.write_all(&data[..40_000]).await.unwrap();
+        c.flush().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // The session keeps what arrived, as one part, once the server noticed.
+    let mut start_at = None;
+    for _ in 0..100 {
+        let st = s.req("GET", &loc).await;
+        assert_eq!(st.status, 204);
+        let end: u64 = st.header("range").unwrap()[2..].parse().unwrap();
+        let from = if end == 0 { 0 } else { end + 1 };
+        let r = s
+            .send(
+                "PATCH",
+                &loc,
+                &[("content-range", &format!("{from}-99999"))],
+                data[from as usize..].to_vec(),
+            )
+            .await;
+        if r.status == 202 {
+            start_at = Some(from);
+            break;
+        }
+        // 416 while the cut request still holds the session.
+        assert_eq!(r.status, 416, "{}", r.text());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let from = start_at.expect("could not resume the upload");
+    assert!(from <= 40_000);
+    let r = s.send("PUT", &format!("{loc}?digest={d}"), &[], "").await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(s.req("GET", &format!("/v2/dc/blobs/{d}")).await.body == data);
+
+    // A monolithic push cut short commits nothing and leaves no session.
+    {
+        let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        let other = Digest::sha256(b"never completes");
+        let head = format!(
+            "POST /v2/dc2/blobs/uploads/?digest={other} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        c.write_all(&[0u8; 1000]).await.unwrap();
+    }
+    let uploads = |root: &Path| {
+        keys(root)
+            .into_iter()
+            .filter(|k| k.starts_with("repositories/dc2/_uploads"))
+            .collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !uploads(&s.root).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(uploads(&s.root).is_empty(), "{:?}", uploads(&s.root));
+    let blobs: Vec<_> = keys(&s.root)
+        .into_iter()
+        .filter(|k| k.starts_with("blobs/"))
+        .collect();
+    assert_eq!(blobs.len(), 1, "only the first upload's blob: {blobs:?}");
+    s.stop().await;
+}
