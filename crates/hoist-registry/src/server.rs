@@ -559,13 +559,18 @@ async fn catalog(State(app): State<App>, req: Request) -> ApiResult {
     let n = page_size(&uri, DEFAULT_CATALOG_PAGE)?;
     let last = query_param(&uri, "last");
     let store = app.store.clone();
-    let all = blocking(move || store.catalog()).await?;
-    let less = |a: &str, b: &str| a.split('/').lt(b.split('/'));
-    let (page, more) = paginate(&all, n, last.as_deref(), less);
-    let body = serde_json::json!({ "repositories": page });
+    let (page, more) = blocking(move || store.catalog_page(last.as_deref(), n)).await?;
+    #[derive(serde::Serialize)]
+    struct Catalog<'a> {
+        repositories: &'a [String],
+    }
+    let body = serde_json::to_vec(&Catalog {
+        repositories: &page,
+    })
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string()))?;
     let b = respond(StatusCode::OK).header(header::CONTENT_TYPE, "application/json");
-    let b = next_link(b, "/v2/_catalog", n, more);
-    finish(b, Body::from(body.to_string()))
+    let b = next_link(b, "/v2/_catalog", n, more.then(|| page.last()).flatten());
+    finish(b, Body::from(body))
 }
 
 async fn dispatch(State(app): State<App>, req: Request) -> ApiResult {
@@ -692,14 +697,23 @@ async fn tags_list(app: App, name: RepoName, req: Request) -> ApiResult {
     let n2 = name.clone();
     let target = app.mirror(&name);
     let all = match target {
-        Some((p, t)) => p.tags(&app.store, &t, &name).await?,
-        None => blocking(move || store.tags(&n2)).await?,
+        Some((p, t)) => Arc::new(p.tags(&app.store, &t, &name).await?),
+        None => blocking(move || store.tags_shared(&n2)).await?,
     };
     let (page, more) = paginate(&all, n, last.as_deref(), |a, b| a < b);
-    let body = serde_json::json!({ "name": name.as_str(), "tags": page });
+    #[derive(serde::Serialize)]
+    struct TagList<'a> {
+        name: &'a str,
+        tags: &'a [String],
+    }
+    let body = serde_json::to_vec(&TagList {
+        name: name.as_str(),
+        tags: page,
+    })
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string()))?;
     let b = respond(StatusCode::OK).header(header::CONTENT_TYPE, "application/json");
     let b = next_link(b, &format!("/v2/{name}/tags/list"), n, more);
-    finish(b, Body::from(body.to_string()))
+    finish(b, Body::from(body))
 }
 
 async fn referrers(app: App, name: RepoName, subject: Digest, req: Request) -> ApiResult {

@@ -16,7 +16,7 @@
 //! referenced during a collection is either kept or the referencing request
 //! fails cleanly with "blob unknown".
 
-use crate::driver::{self, Driver, StorageConfig};
+use crate::driver::{self, Driver, ListVersion, StorageConfig};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::names::{ManifestRef, RepoName, Tag};
@@ -88,8 +88,18 @@ pub struct Store {
     pub(crate) driver: Arc<dyn Driver>,
     manifests: Mutex<ManifestCache>,
     summaries: Mutex<HashMap<Digest, Arc<Summary>>>,
+    /// Tag lists by repository, valid while the tags directory's
+    /// [`ListVersion`] is unchanged (a tags list is one `stat` then).
+    tag_lists: Mutex<HashMap<RepoName, CachedTags>>,
     pub(crate) uploads: crate::upload::Sessions,
 }
+
+/// A repository's sorted tags and the tags directory's version they match.
+type CachedTags = (ListVersion, Arc<Vec<String>>);
+
+/// Most repositories whose tag lists are kept (bounds memory; the cache is
+/// emptied when full).
+const TAG_LISTS_CACHED: usize = 1024;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -133,11 +143,6 @@ fn bare_media_type(ct: &str) -> &str {
     ct.split(';').next().unwrap_or("").trim()
 }
 
-fn compare_repo_paths(a: &str, b: &str) -> std::cmp::Ordering {
-    // '/' sorts before every other character, as in distribution's catalog.
-    a.split('/').cmp(b.split('/'))
-}
-
 impl Store {
     /// Opens (and creates if needed) a registry root on the filesystem.
     pub fn open(root: &Path) -> Result<Self> {
@@ -153,6 +158,7 @@ impl Store {
             driver,
             manifests: Mutex::new(ManifestCache::default()),
             summaries: Mutex::new(HashMap::new()),
+            tag_lists: Mutex::new(HashMap::new()),
             uploads: Default::default(),
         })
     }
@@ -478,53 +484,116 @@ impl Store {
 
     /// All tags of a repository, sorted.
     pub fn tags(&self, name: &RepoName) -> Result<Vec<String>> {
+        self.tags_shared(name).map(|t| t.as_ref().clone())
+    }
+
+    /// All tags of a repository, sorted, shared with the cache.
+    pub fn tags_shared(&self, name: &RepoName) -> Result<Arc<Vec<String>>> {
+        let dir = self.layout.tags_dir(name);
+        let version = self.driver.list_version(&dir);
+        if let Some(v) = version {
+            let cache = self.tag_lists.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((cv, tags)) = cache.get(name) {
+                if *cv == v {
+                    return Ok(tags.clone());
+                }
+            }
+        }
         if !self.repo_exists(name)? {
             return Err(Error::NameUnknown(name.clone()));
         }
         let mut tags: Vec<String> = self
             .driver
-            .list(&self.layout.tags_dir(name))?
+            .list(&dir)?
             .into_iter()
             .filter(|(n, is_dir)| *is_dir && Tag::new(n).is_ok())
             .map(|(n, _)| n)
             .collect();
         tags.sort_unstable();
+        let tags = Arc::new(tags);
+        // The version was taken before the listing: a change in between
+        // gives a newer version next time, never a stale hit.
+        if let Some(v) = version {
+            let mut cache = self.tag_lists.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= TAG_LISTS_CACHED {
+                cache.clear();
+            }
+            cache.insert(name.clone(), (v, tags.clone()));
+        }
         Ok(tags)
     }
 
     /// Every repository (a directory holding `_manifests`), sorted with '/'
     /// before any other character, as distribution orders its catalog.
     pub fn catalog(&self) -> Result<Vec<String>> {
+        self.catalog_page(None, usize::MAX).map(|(all, _)| all)
+    }
+
+    /// At most `n` repositories after `last` in catalog order, and whether
+    /// more follow. The walk visits directories in order, skips every subtree
+    /// that sorts wholly before `last` and stops once the page is full, so a
+    /// page costs about its own size, not the registry's.
+    pub fn catalog_page(&self, last: Option<&str>, n: usize) -> Result<(Vec<String>, bool)> {
+        let last: Option<Vec<&str>> = last.map(|l| l.split('/').collect());
         let mut out = Vec::new();
-        let root = self.layout.repos_root();
-        let mut stack = vec![(root, String::new())];
-        while let Some((dir, prefix)) = stack.pop() {
-            for (entry, is_dir) in self.driver.list(&dir)? {
-                if !is_dir {
-                    continue;
-                }
-                if entry == "_manifests" {
-                    if !prefix.is_empty() {
-                        out.push(prefix.clone());
-                    }
-                    continue;
-                }
-                if entry.starts_with('_') {
-                    continue;
-                }
-                let name = if prefix.is_empty() {
-                    entry.clone()
-                } else {
-                    format!("{prefix}/{entry}")
-                };
-                if RepoName::new(&name).is_err() {
-                    continue;
-                }
-                stack.push((dir.join(&entry), name));
-            }
+        let want = n.saturating_add(1);
+        self.walk_catalog(
+            &self.layout.repos_root(),
+            &mut Vec::new(),
+            last.as_deref(),
+            want,
+            &mut out,
+        )?;
+        let more = out.len() > n;
+        out.truncate(n);
+        Ok((out, more))
+    }
+
+    fn walk_catalog(
+        &self,
+        dir: &Path,
+        prefix: &mut Vec<String>,
+        last: Option<&[&str]>,
+        want: usize,
+        out: &mut Vec<String>,
+    ) -> Result<()> {
+        let entries = self.driver.list(dir)?;
+        let after_last =
+            last.is_none_or(|l| prefix.iter().map(String::as_str).gt(l.iter().copied()));
+        if !prefix.is_empty()
+            && after_last
+            && entries
+                .iter()
+                .any(|(e, is_dir)| *is_dir && e == "_manifests")
+        {
+            out.push(prefix.join("/"));
         }
-        out.sort_unstable_by(|a, b| compare_repo_paths(a, b));
-        Ok(out)
+        let mut children: Vec<String> = entries
+            .into_iter()
+            .filter(|(e, is_dir)| *is_dir && !e.starts_with('_'))
+            .map(|(e, _)| e)
+            .collect();
+        children.sort_unstable();
+        for child in children {
+            if out.len() >= want {
+                break;
+            }
+            let path = dir.join(&child);
+            prefix.push(child);
+            // A subtree sorting wholly before `last`: neither it nor any
+            // repository under it belongs on this page.
+            let before = last.is_some_and(|l| {
+                let p = prefix.iter().map(String::as_str);
+                let is_prefix =
+                    l.len() >= prefix.len() && p.clone().eq(l[..prefix.len()].iter().copied());
+                !is_prefix && p.lt(l.iter().copied())
+            });
+            if !before && RepoName::new(&prefix.join("/")).is_ok() {
+                self.walk_catalog(&path, prefix, last, want, out)?;
+            }
+            prefix.pop();
+        }
+        Ok(())
     }
 
     /// The manifest revisions a repository holds.
@@ -631,11 +700,50 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// The paged walk gives distribution's order ('/' before any other
+    /// character) and, page after page from any `last`, exactly the rest of
+    /// the catalog: nested repositories, repositories inside repositories,
+    /// directories that are not repositories, and `last` values that name no
+    /// repository.
     #[test]
-    fn catalog_order_puts_slash_first() {
-        let mut v = vec!["a-b", "a/b", "a", "a.b", "b"];
-        v.sort_by(|a, b| compare_repo_paths(a, b));
-        assert_eq!(v, ["a", "a/b", "a-b", "a.b", "b"]);
+    fn catalog_pages_walk_in_order_from_any_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let repos = [
+            "a", "a/b", "a/b/c", "a-b", "a.b", "a0", "b/x", "b/x/y", "b/z", "c", "d/e/f",
+        ];
+        for r in repos {
+            let m = store.layout.manifests_dir(&RepoName::new(r).unwrap());
+            std::fs::create_dir_all(m).unwrap();
+        }
+        // Not repositories: no `_manifests`; and a hidden `_uploads`.
+        std::fs::create_dir_all(store.layout.repos_root().join("d/e/g")).unwrap();
+        std::fs::create_dir_all(store.layout.repos_root().join("c/_uploads/x")).unwrap();
+        let all = store.catalog().unwrap();
+        assert_eq!(all, repos);
+        for n in 1..=4 {
+            let mut got = Vec::new();
+            let mut last: Option<String> = None;
+            loop {
+                let (page, more) = store.catalog_page(last.as_deref(), n).unwrap();
+                assert!(page.len() <= n);
+                got.extend(page.iter().cloned());
+                if !more {
+                    break;
+                }
+                last = page.last().cloned();
+            }
+            assert_eq!(got, all, "pages of {n}");
+        }
+        for last in ["a/a", "a/c", "a/b/c/d", "b/y", "bb", "d/e/g", "0", "z"] {
+            let (page, more) = store.catalog_page(Some(last), 100).unwrap();
+            let want: Vec<&str> = repos
+                .into_iter()
+                .filter(|r| r.split('/').gt(last.split('/')))
+                .collect();
+            assert_eq!(page, want, "after {last}");
+            assert!(!more);
+        }
     }
 
     #[test]

@@ -832,3 +832,48 @@ async fn sha512_blobs() {
         ))
         .is_file());
 }
+
+/// The tags list is cached while the tags directory is unchanged: a tag
+/// pushed, a tag deleted, and a tag written into the directory by another
+/// process (as docker-registry sharing the root would) all show at once,
+/// also after the listing has been cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_list_never_serves_a_stale_cache() {
+    let dir = tmp();
+    let s = TestServer::start(dir.path()).await;
+    let (m, _) = push_image(&s, "c/t", "v1", "one").await;
+    push_image(&s, "c/t", "v2", "one").await;
+    let tags = |r: Resp| r.json()["tags"].clone();
+    // Past the two seconds in which a directory counts as still changing.
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    for _ in 0..2 {
+        let r = s.req("GET", "/v2/c/t/tags/list").await;
+        assert_eq!(tags(r), serde_json::json!(["v1", "v2"]));
+    }
+    push_image(&s, "c/t", "v3", "one").await;
+    let r = s.req("GET", "/v2/c/t/tags/list").await;
+    assert_eq!(tags(r), serde_json::json!(["v1", "v2", "v3"]));
+    assert_eq!(s.req("DELETE", "/v2/c/t/manifests/v1").await.status, 202);
+    let r = s.req("GET", "/v2/c/t/tags/list").await;
+    assert_eq!(tags(r), serde_json::json!(["v2", "v3"]));
+
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    let r = s.req("GET", "/v2/c/t/tags/list").await;
+    assert_eq!(tags(r), serde_json::json!(["v2", "v3"]));
+    let tag_dir = s
+        .root
+        .join("docker/registry/v2/repositories/c/t/_manifests/tags/v9");
+    let hex = m.to_string().replace("sha256:", "");
+    std::fs::create_dir_all(tag_dir.join("current")).unwrap();
+    std::fs::create_dir_all(tag_dir.join(format!("index/sha256/{hex}"))).unwrap();
+    std::fs::write(tag_dir.join("current/link"), m.to_string()).unwrap();
+    std::fs::write(
+        tag_dir.join(format!("index/sha256/{hex}/link")),
+        m.to_string(),
+    )
+    .unwrap();
+    let r = s.req("GET", "/v2/c/t/tags/list").await;
+    assert_eq!(tags(r), serde_json::json!(["v2", "v3", "v9"]));
+    let r = s.req("GET", "/v2/c/t/tags/list?n=1&last=v2").await;
+    assert_eq!(tags(r), serde_json::json!(["v3"]));
+}

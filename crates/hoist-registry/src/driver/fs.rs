@@ -2,7 +2,7 @@
 //! atomic writes (temp file, fsync, rename) and mtimes for garbage collection.
 //! An upload session's bytes are one file, `_uploads/<id>/data`.
 
-use super::{Append, ByteStream, Driver};
+use super::{Append, ByteStream, Driver, ListVersion};
 use crate::error::{IoContext, Result};
 use crate::fsutil::{self, is_not_found, touch};
 use crate::layout::Layout;
@@ -75,6 +75,30 @@ impl Driver for FsDriver {
 
     fn list(&self, dir: &Path) -> Result<Vec<(String, bool)>> {
         fsutil::list_dir(dir)
+    }
+
+    fn list_version(&self, dir: &Path) -> Option<ListVersion> {
+        use std::os::unix::fs::MetadataExt;
+        // A directory's mtime and ctime change whenever an entry is added,
+        // removed or renamed. Timestamps are coarse (a clock tick), so a
+        // directory changed in the last seconds could change again within
+        // the same stamp: such a one has no version yet (as git treats
+        // "racily clean" files).
+        let m = std::fs::metadata(dir).ok()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs() as i64;
+        if now - m.mtime().max(m.ctime()) < 2 {
+            return None;
+        }
+        Some(ListVersion([
+            m.ino() as i64,
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+        ]))
     }
 
     fn is_dir(&self, dir: &Path) -> Result<bool> {

@@ -79,6 +79,12 @@ pub trait Driver: Send + Sync + fmt::Debug {
     fn touch(&self, path: &Path);
     /// A directory's entries, each with whether it is a directory; empty when absent.
     fn list(&self, dir: &Path) -> Result<Vec<(String, bool)>>;
+    /// A value that changes whenever `dir`'s entries change, when the storage
+    /// can tell that cheaply and for sure; `None` otherwise (then listings
+    /// are not cached).
+    fn list_version(&self, _dir: &Path) -> Option<ListVersion> {
+        None
+    }
     /// True when the directory exists (holds anything, on object storage).
     fn is_dir(&self, dir: &Path) -> Result<bool>;
     /// Removes a file; `false` when it was absent.
@@ -126,6 +132,10 @@ pub trait Driver: Send + Sync + fmt::Debug {
 /// Reads a link file (`sha256:<hex>`). A missing link, and one whose content
 /// is not a digest (say, torn by a crash of another writer), both read as
 /// absent: the registry then answers "unknown" rather than failing.
+/// What [`Driver::list_version`] returns: equal values, equal entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListVersion(pub [i64; 5]);
+
 pub(crate) fn read_link(driver: &dyn Driver, path: &Path) -> Result<Option<Digest>> {
     let Some(bytes) = driver.get(path, 256)? else {
         return Ok(None);
