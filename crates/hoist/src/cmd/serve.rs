@@ -209,7 +209,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     if args.no_auto_mount {
         cfg.auto_mount = false;
     }
-    let metrics_addr = args.metrics_addr.clone().or(file_metrics);
+    let (metrics_addr, metrics_from) = match &args.metrics_addr {
+        Some(a) => (Some(a.clone()), "--metrics-addr"),
+        None => (file_metrics, "http.debug.addr"),
+    };
     cfg.metrics_on_main = metrics_addr.is_none();
     // Read the certificate before binding, so a bad file fails at once.
     let tls_files = match (&args.tls_cert, &args.tls_key) {
@@ -257,7 +260,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         if let Some(maddr) = &metrics_addr {
             let ml = tokio::net::TcpListener::bind(maddr).await.map_err(|e| {
                 Error::Msg(format!(
-                    "cannot listen on {maddr} (the metrics address): {e}"
+                    "cannot listen on {maddr} ({metrics_from}): {e}"
                 ))
             })?;
             let mlocal = ml
