@@ -246,8 +246,13 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
                 .into(),
         ));
     }
+    // Blocking work is short file I/O (or one S3 request): a few threads per
+    // core keep the disk busy, where tokio's default of 512 would let a burst
+    // of clients start hundreds, each keeping its stack and malloc arena.
+    let blocking_threads = std::thread::available_parallelism().map_or(2, |n| n.get()) * 8;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(blocking_threads)
         .build()
         .map_err(|e| Error::Msg(format!("cannot start the async runtime: {e}")))?;
     rt.block_on(async {
