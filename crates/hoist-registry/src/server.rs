@@ -462,12 +462,13 @@ where
     let store = Arc::new(store);
     let grace = cfg.shutdown_grace;
     let app = router(store, cfg);
+    let trimmer = tokio::spawn(return_freed_memory());
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = tx.send(true);
     });
-    tokio::select! {
+    let served = tokio::select! {
         r = std::future::IntoFuture::into_future(server) => r,
         _ = async {
             let _ = rx.wait_for(|v| *v).await;
@@ -476,6 +477,24 @@ where
             tracing::warn!("requests still in flight after the shutdown grace period; stopping");
             Ok(())
         }
+    };
+    trimmer.abort();
+    served
+}
+
+/// Hands memory that bursts of requests freed back to the kernel every few
+/// seconds. glibc keeps freed memory in per-thread arenas for reuse and
+/// returns it only on `malloc_trim`; a registry idles between bursts, and
+/// what it holds then is what its host cannot use (Go's runtime returns
+/// its own in the background the same way).
+async fn return_freed_memory() {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only walks glibc's own allocator state.
+        let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
     }
 }
 
