@@ -264,9 +264,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
             .map_err(|e| Error::Msg(format!("cannot listen on {addr}: {e}")))?;
         if let Some(maddr) = &metrics_addr {
             let ml = tokio::net::TcpListener::bind(maddr).await.map_err(|e| {
-                Error::Msg(format!(
-                    "cannot listen on {maddr} ({metrics_from}): {e}"
-                ))
+                Error::Msg(format!("cannot listen on {maddr} ({metrics_from}): {e}"))
             })?;
             let mlocal = ml
                 .local_addr()
