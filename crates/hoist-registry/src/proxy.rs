@@ -34,16 +34,14 @@ use crate::names::{ManifestRef, RepoName, Tag};
 use crate::server::{blocking, respond, ApiError};
 use crate::store::{BlobInfo, ManifestData, Store, MAX_MANIFEST_SIZE};
 use crate::upstream::{error_chain, read_small, UpstreamClient, UpstreamError, MANIFEST_ACCEPT};
-use axum::body::{Body, Bytes, HttpBody};
+use axum::body::{Body, Bytes};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use hoist_oci::{media_type, Digest, Digester, Document};
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -760,7 +758,7 @@ impl Proxy {
             if let Some(len) = size {
                 b = b.header(header::CONTENT_LENGTH, len);
             }
-            let body = ChannelBody {
+            let body = crate::server::ChannelBody {
                 rx: crx,
                 remaining: size,
             };
@@ -953,41 +951,6 @@ fn write_fill(
         Err(e) => {
             let _ = std::fs::remove_file(&path);
             Err(e)
-        }
-    }
-}
-
-/// A response body fed by a fill.
-struct ChannelBody {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
-    remaining: Option<u64>,
-}
-
-impl HttpBody for ChannelBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(Ok(b))) => {
-                if let Some(r) = self.remaining.as_mut() {
-                    *r = r.saturating_sub(b.len() as u64);
-                }
-                Poll::Ready(Some(Ok(http_body::Frame::data(b))))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        match self.remaining {
-            Some(n) => http_body::SizeHint::with_exact(n),
-            None => http_body::SizeHint::default(),
         }
     }
 }

@@ -929,7 +929,7 @@ async fn get_blob(app: App, name: RepoName, d: Digest, req: Request, head: bool)
         let bytes = blocking(move || read_range(&path, start, len)).await?;
         return finish(b, Body::from(bytes));
     }
-    finish(b, Body::new(FileBody::spawn(path, start, len)))
+    finish(b, Body::new(file_body(path, start, len)))
 }
 
 fn read_range(path: &std::path::Path, start: u64, len: u64) -> crate::Result<Bytes> {
@@ -959,46 +959,42 @@ fn read_range(path: &std::path::Path, start: u64, len: u64) -> crate::Result<Byt
 /// Mapping is sound here because a blob file is immutable once it has its
 /// digest name: it is written elsewhere and renamed in, and gc unlinks it,
 /// which leaves an existing map intact; nothing truncates it.
-struct FileBody {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
-    remaining: u64,
-}
-
-impl FileBody {
-    fn spawn(path: PathBuf, start: u64, len: u64) -> Self {
-        let (tx, rx) = mpsc::channel(2);
-        tokio::task::spawn_blocking(move || {
-            let f = match open_range(&path, start, len) {
-                Ok(f) => f,
+fn file_body(path: PathBuf, start: u64, len: u64) -> ChannelBody {
+    let (tx, rx) = mpsc::channel(2);
+    tokio::task::spawn_blocking(move || {
+        let f = match open_range(&path, start, len) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        let mut off = start;
+        let end = start + len;
+        while off < end {
+            let n = (end - off).min(CHUNK as u64);
+            let chunk = match map_chunk(&f, off, n) {
+                Ok(m) => Bytes::from_owner(m),
                 Err(e) => {
                     let _ = tx.blocking_send(Err(e));
                     return;
                 }
             };
-            let mut off = start;
-            let end = start + len;
-            while off < end {
-                let n = (end - off).min(CHUNK as u64);
-                let chunk = match map_chunk(&f, off, n) {
-                    Ok(m) => Bytes::from_owner(m),
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e));
-                        return;
-                    }
-                };
-                // Touch one byte per page: the fault (and any disk read)
-                // happens on this blocking thread, not in the socket write.
-                for i in (0..chunk.len()).step_by(4096) {
-                    std::hint::black_box(chunk[i]);
-                }
-                off += n;
-                // The receiver is gone when the client hung up.
-                if tx.blocking_send(Ok(chunk)).is_err() {
-                    return;
-                }
+            // Touch one byte per page: the fault (and any disk read)
+            // happens on this blocking thread, not in the socket write.
+            for i in (0..chunk.len()).step_by(4096) {
+                std::hint::black_box(chunk[i]);
             }
-        });
-        FileBody { rx, remaining: len }
+            off += n;
+            // The receiver is gone when the client hung up.
+            if tx.blocking_send(Ok(chunk)).is_err() {
+                return;
+            }
+        }
+    });
+    ChannelBody {
+        rx,
+        remaining: Some(len),
     }
 }
 
@@ -1021,12 +1017,19 @@ fn open_range(path: &std::path::Path, start: u64, len: u64) -> io::Result<std::f
 /// Maps `len` bytes of `f` from `off`, read-only.
 fn map_chunk(f: &std::fs::File, off: u64, len: u64) -> io::Result<memmap2::Mmap> {
     let len = usize::try_from(len).map_err(io::Error::other)?;
-    // SAFETY: see `FileBody`: blob files are never modified or truncated
+    // SAFETY: see `file_body`: blob files are never modified or truncated
     // once they carry their digest name.
     unsafe { memmap2::MmapOptions::new().offset(off).len(len).map(f) }
 }
 
-impl HttpBody for FileBody {
+/// A response body fed through a channel by a task (a blob read ahead from
+/// disk, or a pull-through fill); `remaining` is the length when known.
+pub(crate) struct ChannelBody {
+    pub(crate) rx: mpsc::Receiver<io::Result<Bytes>>,
+    pub(crate) remaining: Option<u64>,
+}
+
+impl HttpBody for ChannelBody {
     type Data = Bytes;
     type Error = io::Error;
 
@@ -1036,7 +1039,9 @@ impl HttpBody for FileBody {
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
         match self.rx.poll_recv(cx) {
             Poll::Ready(Some(Ok(b))) => {
-                self.remaining = self.remaining.saturating_sub(b.len() as u64);
+                if let Some(r) = self.remaining.as_mut() {
+                    *r = r.saturating_sub(b.len() as u64);
+                }
                 Poll::Ready(Some(Ok(http_body::Frame::data(b))))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
@@ -1046,11 +1051,14 @@ impl HttpBody for FileBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.remaining == 0
+        self.remaining == Some(0)
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        http_body::SizeHint::with_exact(self.remaining)
+        match self.remaining {
+            Some(n) => http_body::SizeHint::with_exact(n),
+            None => http_body::SizeHint::default(),
+        }
     }
 }
 
