@@ -221,13 +221,6 @@ async fn collection_during_pushes_never_loses_a_referenced_blob() {
     age_everything(&root);
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Stops the collector loop even when a pusher panics.
-    struct StopOnDrop(Arc<std::sync::atomic::AtomicBool>);
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
     let _guard = StopOnDrop(stop.clone());
     let gc = {
         let (root, stop) = (root.clone(), stop.clone());
@@ -244,52 +237,7 @@ async fn collection_during_pushes_never_loses_a_referenced_blob() {
             (runs, deleted)
         })
     };
-    let mut pushers = Vec::new();
-    for p in 0..4 {
-        let (s, base) = (s.clone(), base.clone());
-        pushers.push(tokio::spawn(async move {
-            let mut accepted = Vec::new();
-            for i in 0..6 {
-                let repo = format!("app{p}");
-                let layer = &base[(p * 6 + i) % base.len()];
-                let ld = Digest::sha256(layer);
-                let config =
-                    format!(r#"{{"rootfs":{{"type":"layers","diff_ids":[]}},"p":{p},"i":{i}}}"#);
-                let m = schema2(
-                    (&Digest::sha256(config.as_bytes()), config.len()),
-                    &[(&ld, layer.len())],
-                );
-                let mut tries = 0;
-                loop {
-                    tries += 1;
-                    assert!(tries < 20, "push never succeeded");
-                    let r = s
-                        .req(
-                            "POST",
-                            &format!("/v2/{repo}/blobs/uploads/?mount={ld}&from=base"),
-                        )
-                        .await;
-                    if r.status != 201 {
-                        s.push_blob(&repo, layer).await;
-                    }
-                    s.push_blob(&repo, config.as_bytes()).await;
-                    let r = s
-                        .put_manifest(&repo, &format!("t{i}"), DOCKER_MANIFEST, &m)
-                        .await;
-                    if r.status == 201 {
-                        accepted.push((repo.clone(), m.clone(), ld.clone(), layer.clone()));
-                        break;
-                    }
-                    assert_eq!(r.code(), "MANIFEST_BLOB_UNKNOWN", "{}", r.text());
-                }
-            }
-            accepted
-        }));
-    }
-    let mut accepted = Vec::new();
-    for p in pushers {
-        accepted.extend(p.await.unwrap());
-    }
+    let accepted = racing_pushes(s.clone(), &base, 4, 6).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (runs, _) = gc.await.unwrap();
     assert!(runs >= 3);

@@ -285,3 +285,76 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// An image push that the registry accepted during a gc race:
+/// (repository, manifest bytes, layer digest, layer bytes).
+pub type Accepted = (String, Vec<u8>, Digest, Vec<u8>);
+
+/// Sets a flag when dropped: stops a collector loop even when a pusher panics.
+pub struct StopOnDrop(pub std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// `clients` pushers at once, each pushing `per` images whose layers are
+/// old `base` blobs that nothing references: each layer is mounted from
+/// `base`, uploaded again when the mount finds it gone, and a manifest PUT
+/// that finds a blob gone is retried. Returns every push that was accepted.
+pub async fn racing_pushes(
+    s: std::sync::Arc<TestServer>,
+    base: &[Vec<u8>],
+    clients: usize,
+    per: usize,
+) -> Vec<Accepted> {
+    let base = std::sync::Arc::new(base.to_vec());
+    let mut pushers = Vec::new();
+    for p in 0..clients {
+        let (s, base) = (s.clone(), base.clone());
+        pushers.push(tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            for i in 0..per {
+                let repo = format!("app{p}");
+                let layer = &base[(p * per + i) % base.len()];
+                let ld = Digest::sha256(layer);
+                let config =
+                    format!(r#"{{"rootfs":{{"type":"layers","diff_ids":[]}},"p":{p},"i":{i}}}"#);
+                let m = schema2(
+                    (&Digest::sha256(config.as_bytes()), config.len()),
+                    &[(&ld, layer.len())],
+                );
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    assert!(tries < 20, "push never succeeded");
+                    let r = s
+                        .req(
+                            "POST",
+                            &format!("/v2/{repo}/blobs/uploads/?mount={ld}&from=base"),
+                        )
+                        .await;
+                    if r.status != 201 {
+                        s.push_blob(&repo, layer).await;
+                    }
+                    s.push_blob(&repo, config.as_bytes()).await;
+                    let r = s
+                        .put_manifest(&repo, &format!("t{i}"), DOCKER_MANIFEST, &m)
+                        .await;
+                    if r.status == 201 {
+                        accepted.push((repo.clone(), m.clone(), ld.clone(), layer.clone()));
+                        break;
+                    }
+                    assert_eq!(r.code(), "MANIFEST_BLOB_UNKNOWN", "{}", r.text());
+                }
+            }
+            accepted
+        }));
+    }
+    let mut accepted = Vec::new();
+    for p in pushers {
+        accepted.extend(p.await.unwrap());
+    }
+    accepted
+}
