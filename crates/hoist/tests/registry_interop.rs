@@ -3,94 +3,13 @@
 //! distribution registry (`docker-registry`) serves what hoist wrote and
 //! hoist serves what it wrote, and a real dockerd pushes, pulls and runs.
 
+use hoist_testkit::serve::HoistServe;
 use hoist_testkit::{assert_success, hoist_bin, http_status, require_tool, scratch_dir, Registry};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A `hoist serve` process on a free loopback port; SIGTERM on drop.
-struct Serve {
-    child: Child,
-    addr: String,
-    root: PathBuf,
-    log: PathBuf,
-}
-
-impl Serve {
-    fn start(root: &Path, extra: &[&str]) -> Serve {
-        let log = root.with_extension("log");
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let addr = format!("127.0.0.1:{port}");
-            let logf = std::fs::File::create(&log).unwrap();
-            let mut child = Command::new(hoist_bin())
-                .args(["serve", "--addr", &addr, "--root"])
-                .arg(root)
-                .args(extra)
-                .env("HOIST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(logf.try_clone().unwrap())
-                .stderr(logf)
-                .spawn()
-                .expect("start hoist serve");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if http_status(&addr, "/v2/") == Some(200) {
-                    return Serve {
-                        child,
-                        addr,
-                        root: root.to_path_buf(),
-                        log,
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!(
-            "hoist serve did not come up: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        )
-    }
-
-    /// SIGTERM, then waits: returns whether it exited 0 in time.
-    fn stop(mut self) -> bool {
-        self.terminate()
-    }
-
-    fn terminate(&mut self) -> bool {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st.success();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        false
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.terminate();
-        }
-    }
-}
 
 /// A plain HTTP/1.1 request; returns (status, headers lower-cased, body).
 fn http(addr: &str, method: &str, path: &str) -> (u16, String, Vec<u8>) {
@@ -292,7 +211,7 @@ fn file_in_oci_layout(dir: &Path, name: &str) -> Vec<u8> {
 fn skopeo_pushes_and_pulls_images_and_indexes() {
     let scratch = scratch_dir();
     let root = scratch.path().join("root");
-    let s = Serve::start(&root, &[]);
+    let s = HoistServe::start(&root, &[]);
     let archive = scratch.path().join("img.tar");
     docker_archive(&archive, "hand/made:v1", b"hello from a hand-made layer\n");
 
@@ -401,7 +320,7 @@ fn docker_registry_serves_what_hoist_wrote_and_back() {
 
     // hoist writes; docker-registry reads.
     let root = scratch.path().join("hoist-root");
-    let s = Serve::start(&root, &[]);
+    let s = HoistServe::start(&root, &[]);
     skopeo(&[
         "copy",
         "--dest-tls-verify=false",
@@ -455,7 +374,7 @@ fn docker_registry_serves_what_hoist_wrote_and_back() {
     drop(reg);
 
     // ... and hoist serves what docker-registry wrote.
-    let s = Serve::start(&root, &[]);
+    let s = HoistServe::start(&root, &[]);
     assert_eq!(
         get_json(&s.addr, "/v2/_catalog")["repositories"],
         serde_json::json!(["from/hoist", "from/registry"])
@@ -495,7 +414,7 @@ fn docker_registry_serves_what_hoist_wrote_and_back() {
     let keep = scratch.path().join("registry-copy");
     copy_dir(&reg_root, &keep);
     drop(reg);
-    let s = Serve::start(&keep, &[]);
+    let s = HoistServe::start(&keep, &[]);
     assert_eq!(
         get_json(&s.addr, "/v2/only/registry/tags/list"),
         sorted_tags(reg_tags)
@@ -522,7 +441,7 @@ fn docker_registry_serves_what_hoist_wrote_and_back() {
         .output()
         .unwrap();
     assert_success("hoist registry gc", &gc);
-    let s = Serve::start(&keep, &[]);
+    let s = HoistServe::start(&keep, &[]);
     let out = scratch.path().join("after-gc");
     skopeo(&[
         "copy",
@@ -624,7 +543,7 @@ fn serve_flags_and_gc_cli() {
     let root = scratch.path().join("root");
     let archive = scratch.path().join("img.tar");
     docker_archive(&archive, "g/c:v1", b"gc me maybe\n");
-    let s = Serve::start(&root, &[]);
+    let s = HoistServe::start(&root, &[]);
     skopeo(&[
         "copy",
         "--dest-tls-verify=false",
@@ -676,14 +595,14 @@ fn serve_flags_and_gc_cli() {
     assert!(s.stop());
 
     // Read-only and no-delete.
-    let s = Serve::start(&root, &["--read-only"]);
+    let s = HoistServe::start(&root, &["--read-only"]);
     assert_eq!(http(&s.addr, "POST", "/v2/g/c/blobs/uploads/").0, 405);
     assert_eq!(http(&s.addr, "GET", "/v2/g/c/manifests/v1").0, 200);
     drop(s);
-    let s = Serve::start(&root, &["--no-delete"]);
+    let s = HoistServe::start(&root, &["--no-delete"]);
     assert_eq!(http(&s.addr, "DELETE", "/v2/g/c/manifests/v1").0, 405);
     assert_eq!(http(&s.addr, "POST", "/v2/g/c/blobs/uploads/").0, 202);
-    let log = s.log.clone();
+    let log = s.log_path().to_owned();
     assert!(s.stop());
     let log = std::fs::read_to_string(log).unwrap();
     assert!(log.contains("listening on http://127.0.0.1:"), "{log}");
@@ -697,7 +616,7 @@ fn dockerd_pushes_pulls_and_runs() {
     let docker = hoist_testkit::docker();
     let scratch = scratch_dir();
     let root = scratch.path().join("root");
-    let s = Serve::start(&root, &[]);
+    let s = HoistServe::start(&root, &[]);
     // 127.0.0.0/8 is an insecure registry for dockerd by default.
     let name = format!("{}/{}:v1", s.addr, hoist_testkit::unique_name("app"));
     docker.tag(hoist_testkit::APP_IMAGE, &name);
@@ -713,7 +632,6 @@ fn dockerd_pushes_pulls_and_runs() {
     );
     docker.assert_runs_app(&name);
     docker.rmi(&name);
-    let _ = &s.root;
 }
 
 /// `hoist serve --proxy` in front of a real `docker-registry`: dockerd
@@ -734,7 +652,7 @@ fn dockerd_pulls_through_the_proxy_and_from_its_cache_when_upstream_is_down() {
     let scratch = scratch_dir();
     let root = scratch.path().join("root");
     let up_url = upstream.url();
-    let s = Serve::start(&root, &["--proxy", &up_url]);
+    let s = HoistServe::start(&root, &["--proxy", &up_url]);
     let through = format!("{}/{repo}:v1", s.addr);
     docker.run_ok(["pull", &through]);
     assert_eq!(
@@ -750,7 +668,7 @@ fn dockerd_pulls_through_the_proxy_and_from_its_cache_when_upstream_is_down() {
     assert_eq!(docker.image_id(&through), id);
     docker.assert_runs_app(&through);
     docker.rmi(&through);
-    let log = std::fs::read_to_string(&s.log).unwrap();
+    let log = std::fs::read_to_string(s.log_path()).unwrap();
     assert!(log.contains("serving the cached tag"), "{log}");
 
     let (st, _, body) = http(&s.addr, "GET", "/v2/never/cached/manifests/v1");
@@ -788,7 +706,7 @@ fn skopeo_copies_an_index_through_a_prefixed_proxy() {
         &format!("docker://{up_addr}/multi/arch:v1"),
     ]);
     let root = scratch.path().join("root");
-    let s = Serve::start(&root, &["--proxy", &format!("mirror.test={}", reg.url())]);
+    let s = HoistServe::start(&root, &["--proxy", &format!("mirror.test={}", reg.url())]);
     let mut upstream = Some(reg);
     let src = format!("docker://{}/mirror.test/multi/arch:v1", s.addr);
     for round in ["through", "cached"] {
@@ -835,7 +753,7 @@ fn the_proxy_logs_in_to_a_basic_auth_upstream() {
     let root = scratch.path().join("root");
     // user:password@ in the URL, percent-encoded where needed.
     let with_creds = format!("http://alice:s3cr%3At%40pw@{}", reg.addr());
-    let s = Serve::start(&root, &["--proxy", &with_creds]);
+    let s = HoistServe::start(&root, &["--proxy", &with_creds]);
     let out = scratch.path().join("out");
     skopeo(&[
         "copy",
@@ -850,7 +768,7 @@ fn the_proxy_logs_in_to_a_basic_auth_upstream() {
         idx["manifests"][0]["digest"].as_str(),
         Some(index_digest.as_str())
     );
-    let log = std::fs::read_to_string(&s.log).unwrap();
+    let log = std::fs::read_to_string(s.log_path()).unwrap();
     assert!(
         !log.contains("s3cr"),
         "the password leaked into the log:\n{log}"
@@ -858,7 +776,7 @@ fn the_proxy_logs_in_to_a_basic_auth_upstream() {
     drop(s);
 
     let wrong = format!("http://alice:wrong@{}", reg.addr());
-    let s = Serve::start(&scratch.path().join("root2"), &["--proxy", &wrong]);
+    let s = HoistServe::start(&scratch.path().join("root2"), &["--proxy", &wrong]);
     let (st, _, body) = http(&s.addr, "GET", "/v2/private/img/manifests/v1");
     let body = String::from_utf8_lossy(&body);
     assert_eq!(st, 502, "{body}");
@@ -1067,7 +985,7 @@ fn the_proxy_follows_a_bearer_token_challenge() {
     ]);
     let before = issuer.issued();
     let root = scratch.path().join("root");
-    let s = Serve::start(
+    let s = HoistServe::start(
         &root,
         &["--proxy", &format!("http://alice:tokenpw@{}", reg.addr())],
     );
@@ -1087,7 +1005,7 @@ fn the_proxy_follows_a_bearer_token_challenge() {
     );
     // One token for the repository's pull scope, reused for every request.
     assert_eq!(issuer.issued() - before, 1, "tokens were not cached");
-    let log = std::fs::read_to_string(&s.log).unwrap();
+    let log = std::fs::read_to_string(s.log_path()).unwrap();
     assert!(!log.contains("tokenpw"), "{log}");
 }
 
@@ -1128,7 +1046,7 @@ fn serve_refuses_bad_proxy_flags() {
 #[test]
 fn concurrent_pulls_of_one_blob_make_one_upstream_fetch() {
     let scratch = scratch_dir();
-    let up = Serve::start(&scratch.path().join("up"), &[]);
+    let up = HoistServe::start(&scratch.path().join("up"), &[]);
     let archive = scratch.path().join("big.tar");
     let mut content = vec![0u8; 24 << 20];
     rand::fill(&mut content[..]);
@@ -1139,7 +1057,7 @@ fn concurrent_pulls_of_one_blob_make_one_upstream_fetch() {
         &format!("docker-archive:{}", archive.display()),
         &format!("docker://{}/big/img:v1", up.addr),
     ]);
-    let px = Serve::start(
+    let px = HoistServe::start(
         &scratch.path().join("px"),
         &["--proxy", &format!("http://{}", up.addr)],
     );
@@ -1161,7 +1079,7 @@ fn concurrent_pulls_of_one_blob_make_one_upstream_fetch() {
             "corrupt blob"
         );
     }
-    let log = std::fs::read_to_string(&up.log).unwrap();
+    let log = std::fs::read_to_string(up.log_path()).unwrap();
     let fetches = log
         .lines()
         .filter(|l| l.contains("method=GET") && l.contains(&path))
@@ -1229,7 +1147,7 @@ fn serve_runs_the_config_file_docker_registry_runs() {
 
     let log = scratch.path().join("serve.log");
     let logf = std::fs::File::create(&log).unwrap();
-    let mut child = Command::new(hoist_bin())
+    let child = Command::new(hoist_bin())
         .arg("serve")
         .arg("--config")
         .arg(&config)
@@ -1239,16 +1157,10 @@ fn serve_runs_the_config_file_docker_registry_runs() {
         .stderr(logf)
         .spawn()
         .unwrap();
-    wait_up(&mut child, "hoist serve --config");
-    let mut s = Serve {
-        child,
-        addr: addr.clone(),
-        root: root.clone(),
-        log: log.clone(),
-    };
+    let s = HoistServe::adopt(child, &addr, &log);
     assert_eq!(http(&addr, "GET", "/v2/c/f/manifests/v1").0, 200);
     assert_eq!(http(&addr, "DELETE", "/v2/c/f/manifests/v1").0, 405);
-    assert!(s.terminate());
+    assert!(s.stop());
     let text = std::fs::read_to_string(&log).unwrap();
     for key in ["health", "log.fields", "storage.cache", "http.headers"] {
         assert!(text.contains(&format!("ignoring {key} ")), "{key}: {text}");

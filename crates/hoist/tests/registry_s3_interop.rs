@@ -3,80 +3,24 @@
 //! and from it and deletes, `hoist registry gc` sweeps the bucket; and the
 //! command line names what is missing.
 
+use hoist_testkit::serve::HoistServe;
 use hoist_testkit::{
-    assert_failure, assert_success, hoist_bin, http_status, require_tool, scratch_dir, S3Server,
+    assert_failure, assert_success, hoist_bin, require_tool, scratch_dir, S3Server,
 };
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 const BUCKET: &str = "images";
 
-/// A `hoist serve --storage s3` process on a free loopback port; SIGTERM on drop.
-struct Serve {
-    child: Child,
-    addr: String,
-}
-
-impl Serve {
-    fn start(s3: &S3Server, log: &Path) -> Serve {
-        Serve::start_at(s3, log, "reg")
-    }
-
-    /// With the registry under `prefix` in the bucket.
-    fn start_at(s3: &S3Server, log: &Path, prefix: &str) -> Serve {
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let addr = format!("127.0.0.1:{port}");
-            let logf = std::fs::File::create(log).unwrap();
-            let mut child = Command::new(hoist_bin())
-                .args(["serve", "--addr", &addr, "--storage", "s3"])
-                .args(["--s3-bucket", BUCKET, "--s3-endpoint", &s3.endpoint()])
-                .args(["--s3-region", "us-east-1", "--s3-prefix", prefix])
-                .envs(s3.env())
-                .stdin(Stdio::null())
-                .stdout(logf.try_clone().unwrap())
-                .stderr(logf)
-                .spawn()
-                .expect("start hoist serve");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if http_status(&addr, "/v2/") == Some(200) {
-                    return Serve { child, addr };
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!(
-            "hoist serve --storage s3 did not come up: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        )
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `hoist serve --storage s3` on the bucket, the registry under `prefix`.
+fn serve_s3(s3: &S3Server, log: &Path, prefix: &str) -> HoistServe {
+    HoistServe::start_with(log, |cmd, _| {
+        cmd.args(["--storage", "s3", "--s3-bucket", BUCKET])
+            .args(["--s3-endpoint", &s3.endpoint(), "--s3-region", "us-east-1"])
+            .args(["--s3-prefix", prefix])
+            .envs(s3.env());
+    })
 }
 
 /// Keys of blob `data` objects the bucket holds under the `reg` prefix.
@@ -104,7 +48,7 @@ fn dockerd_pushes_pulls_and_runs_through_s3_storage() {
     let docker = hoist_testkit::docker();
     let scratch = scratch_dir();
     let s3 = S3Server::start(&[BUCKET]);
-    let s = Serve::start(&s3, &scratch.path().join("serve.log"));
+    let s = serve_s3(&s3, &scratch.path().join("serve.log"), "reg");
     // 127.0.0.0/8 is an insecure registry for dockerd by default.
     let name = format!("{}/{}:v1", s.addr, hoist_testkit::unique_name("s3app"));
     docker.tag(hoist_testkit::APP_IMAGE, &name);
@@ -206,7 +150,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn skopeo_copies_to_and_from_s3_storage() {
     let scratch = scratch_dir();
     let s3 = S3Server::start(&[BUCKET]);
-    let s = Serve::start(&s3, &scratch.path().join("serve.log"));
+    let s = serve_s3(&s3, &scratch.path().join("serve.log"), "reg");
 
     let src = scratch.path().join("src");
     let layer = oci_layout(&src);
@@ -286,7 +230,7 @@ fn docker_registry_serves_the_bucket_hoist_wrote_and_back() {
     let src = scratch.path().join("src");
     let layer = oci_layout(&src);
 
-    let h = Serve::start(&s3, &scratch.path().join("serve.log"));
+    let h = serve_s3(&s3, &scratch.path().join("serve.log"), "reg");
     skopeo(&[
         "copy",
         "--dest-tls-verify=false",
@@ -339,7 +283,7 @@ fn docker_registry_serves_the_bucket_hoist_wrote_and_back() {
         &fsreg.root().join("docker"),
         &s3.bucket_dir(BUCKET).join("fromreg/docker"),
     );
-    let h2 = Serve::start_at(&s3, &scratch.path().join("serve2.log"), "fromreg");
+    let h2 = serve_s3(&s3, &scratch.path().join("serve2.log"), "fromreg");
     let from_hoist = format!("docker://{}/p/q:v2", h2.addr);
     assert_eq!(
         skopeo(&["inspect", "--raw", "--tls-verify=false", &from_hoist]),

@@ -40,7 +40,7 @@ fn assert_has(dom: &str, what: &str) {
 #[test]
 fn chromium_shows_repositories_tags_platforms_layers_and_history() {
     let scratch = scratch_dir();
-    let s = HoistServe::start(&scratch.path().join("root"), &[] as &[&str]);
+    let s = HoistServe::start(&scratch.path().join("root"), &[]);
     let history = serde_json::json!([
         { "created": "2024-01-02T03:04:05Z", "created_by": "/bin/sh -c #(nop) ADD file:base in /" },
         { "created": "2024-01-02T03:04:06Z", "created_by": "RUN make install" },
