@@ -1,6 +1,8 @@
 //! The registry server: the OCI distribution-spec over HTTP, upload sessions,
 //! storage drivers (the filesystem and S3) in the CNCF distribution
-//! registry's exact layout, and garbage collection.
+//! registry's exact layout, garbage collection, auth (htpasswd, tokens,
+//! per-repository rights), the pull-through cache, TLS, `/metrics`, the web
+//! page and distribution's config file.
 
 pub mod auth;
 pub mod config;
