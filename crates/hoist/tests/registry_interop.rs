@@ -50,6 +50,24 @@ fn get_json(addr: &str, path: &str) -> serde_json::Value {
     serde_json::from_slice(&body).unwrap()
 }
 
+/// `skopeo copy --all` of `src` (a `docker://` reference on plain HTTP)
+/// into a fresh OCI layout `out`; returns the digest of what it stored.
+fn skopeo_pull_all(src: &str, out: &Path) -> String {
+    skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        src,
+        &format!("oci:{}:v1", out.display()),
+    ]);
+    let idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    idx["manifests"][0]["digest"]
+        .as_str()
+        .expect("a digest in index.json")
+        .to_owned()
+}
+
 fn sha256_hex(b: &[u8]) -> String {
     use std::fmt::Write as _;
     let d = hoist_oci::Digest::sha256(b);
@@ -711,18 +729,9 @@ fn skopeo_copies_an_index_through_a_prefixed_proxy() {
     let src = format!("docker://{}/mirror.test/multi/arch:v1", s.addr);
     for round in ["through", "cached"] {
         let out = scratch.path().join(format!("out-{round}"));
-        skopeo(&[
-            "copy",
-            "--all",
-            "--src-tls-verify=false",
-            &src,
-            &format!("oci:{}:v1", out.display()),
-        ]);
-        let idx: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
         assert_eq!(
-            idx["manifests"][0]["digest"].as_str(),
-            Some(index_digest.as_str()),
+            skopeo_pull_all(&src, &out),
+            index_digest,
             "{round}: the index changed on the way"
         );
         // The second round has no upstream.
@@ -755,19 +764,8 @@ fn the_proxy_logs_in_to_a_basic_auth_upstream() {
     let with_creds = format!("http://alice:s3cr%3At%40pw@{}", reg.addr());
     let s = HoistServe::start(&root, &["--proxy", &with_creds]);
     let out = scratch.path().join("out");
-    skopeo(&[
-        "copy",
-        "--all",
-        "--src-tls-verify=false",
-        &format!("docker://{}/private/img:v1", s.addr),
-        &format!("oci:{}:v1", out.display()),
-    ]);
-    let idx: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
-    assert_eq!(
-        idx["manifests"][0]["digest"].as_str(),
-        Some(index_digest.as_str())
-    );
+    let src = format!("docker://{}/private/img:v1", s.addr);
+    assert_eq!(skopeo_pull_all(&src, &out), index_digest);
     let log = std::fs::read_to_string(s.log_path()).unwrap();
     assert!(
         !log.contains("s3cr"),
@@ -990,19 +988,8 @@ fn the_proxy_follows_a_bearer_token_challenge() {
         &["--proxy", &format!("http://alice:tokenpw@{}", reg.addr())],
     );
     let out = scratch.path().join("out");
-    skopeo(&[
-        "copy",
-        "--all",
-        "--src-tls-verify=false",
-        &format!("docker://{}/tok/img:v1", s.addr),
-        &format!("oci:{}:v1", out.display()),
-    ]);
-    let idx: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
-    assert_eq!(
-        idx["manifests"][0]["digest"].as_str(),
-        Some(index_digest.as_str())
-    );
+    let src = format!("docker://{}/tok/img:v1", s.addr);
+    assert_eq!(skopeo_pull_all(&src, &out), index_digest);
     // One token for the repository's pull scope, reused for every request.
     assert_eq!(issuer.issued() - before, 1, "tokens were not cached");
     let log = std::fs::read_to_string(s.log_path()).unwrap();
