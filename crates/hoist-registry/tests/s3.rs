@@ -633,3 +633,47 @@ async fn s3_client_disconnects_mid_upload_and_resumes() {
     assert_eq!(blobs.len(), 1, "only the first upload's blob: {blobs:?}");
     s.stop().await;
 }
+
+/// Two replicas on one bucket, as behind a load balancer: an upload started
+/// on one goes on chunk by chunk on whichever replica each request reaches,
+/// and what one pushes the other serves at once (tags, manifests, blobs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_two_replicas_share_uploads_and_content() {
+    let s3 = S3Server::start(&[BUCKET]);
+    let a = start(&s3, "shared").await;
+    let b = start(&s3, "shared").await;
+    let data = pattern(600_000);
+    let d = Digest::sha256(&data);
+    let r = a.req("POST", "/v2/lb/app/blobs/uploads/").await;
+    assert_eq!(r.status, 202);
+    let loc = r.header("location").unwrap().to_owned();
+    for (i, s) in [&b, &a, &b].into_iter().enumerate() {
+        let (from, to) = (i * 200_000, (i + 1) * 200_000);
+        let range = format!("{from}-{}", to - 1);
+        let r = s
+            .send(
+                "PATCH",
+                &loc,
+                &[("content-range", range.as_str())],
+                data[from..to].to_vec(),
+            )
+            .await;
+        assert_eq!(r.status, 202, "chunk {i}: {}", r.text());
+        assert_eq!(r.header("range"), Some(format!("0-{}", to - 1).as_str()));
+    }
+    let r = a.send("PUT", &format!("{loc}?digest={d}"), &[], "").await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(b.req("GET", &format!("/v2/lb/app/blobs/{d}")).await.body == data);
+
+    let (m, _) = push_image(&b, "lb/app", "v1", "replica").await;
+    let r = a.req("GET", "/v2/lb/app/manifests/v1").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("docker-content-digest"),
+        Some(m.to_string().as_str())
+    );
+    let r = a.req("GET", "/v2/lb/app/tags/list").await;
+    assert_eq!(r.json()["tags"], serde_json::json!(["v1"]));
+    a.stop().await;
+    b.stop().await;
+}
