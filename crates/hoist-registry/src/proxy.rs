@@ -30,7 +30,7 @@
 
 use crate::error::Error;
 use crate::fsutil;
-use crate::names::{ManifestRef, RepoName, Tag};
+use crate::names::{ManifestRef, RepoName, Tag, UploadId};
 use crate::server::{blocking, respond, ApiError};
 use crate::store::{BlobInfo, ManifestData, Store, MAX_MANIFEST_SIZE};
 use crate::upstream::{error_chain, read_small, UpstreamClient, UpstreamError, MANIFEST_ACCEPT};
@@ -39,7 +39,7 @@ use axum::http::{header, StatusCode};
 use axum::response::Response;
 use hoist_oci::{media_type, Digest, Digester, Document};
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -263,11 +263,24 @@ impl Proxy {
     }
 
     /// The upstream to ask for `name`, unless it is not mirrored or has been
-    /// pushed to. One `stat`: cheap enough for the async threads.
-    pub(crate) fn target(&self, store: &Store, name: &RepoName) -> Option<Target<'_>> {
-        let t = self.upstream_for(name)?;
+    /// pushed to. On disk one `stat`, cheap enough for the async threads; on
+    /// object storage a request, made on the blocking pool.
+    pub(crate) async fn target(
+        &self,
+        store: &Arc<Store>,
+        name: &RepoName,
+    ) -> Result<Option<Target<'_>>, ApiError> {
+        let Some(t) = self.upstream_for(name) else {
+            return Ok(None);
+        };
         let marker = store.layout().repo(name).join(PUSHED_MARKER);
-        (!marker.exists()).then_some(t)
+        let pushed = if store.driver.is_local() {
+            marker.exists()
+        } else {
+            let s = store.clone();
+            blocking(move || Ok(s.driver.stat(&marker)?.is_some())).await?
+        };
+        Ok((!pushed).then_some(t))
     }
 
     /// Makes `name` local before a push into it (see the module docs).
@@ -276,7 +289,7 @@ impl Proxy {
             return Ok(());
         }
         let marker = store.layout().repo(name).join(PUSHED_MARKER);
-        if marker.exists() {
+        if store.driver.stat(&marker)?.is_some() {
             return Ok(());
         }
         store.driver.put(&marker, b"pushed\n")
@@ -829,9 +842,9 @@ impl Fill {
         _guard: FillGuard,
     ) {
         let (wtx, wrx) = mpsc::channel::<Bytes>(FILL_QUEUE);
-        let tmp_dir = self.store.layout().tmp_dir();
         let alg = self.digest.algorithm();
-        let writer = tokio::task::spawn_blocking(move || write_fill(&tmp_dir, wrx, alg));
+        let (store, name) = (self.store.clone(), self.name.clone());
+        let writer = tokio::task::spawn_blocking(move || write_fill(&store, &name, wrx, alg));
         let mut client = Some(client);
         // The last chunk waits until the whole blob is verified.
         let mut held: Option<Bytes> = None;
@@ -881,26 +894,30 @@ impl Fill {
                     failure = Some(format!("the upstream's bytes hash to {actual}"));
                 }
             }
-            if failure.is_none() {
-                let (s, name, d, p) = (
-                    self.store.clone(),
-                    self.name.clone(),
-                    self.digest.clone(),
-                    path.clone(),
-                );
-                let committed = tokio::task::spawn_blocking(move || {
-                    s.commit_blob_file(&p, &d)?;
-                    s.link_blob(&name, &d)
-                })
-                .await;
-                match committed {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => failure = Some(format!("cannot store the blob: {e}")),
-                    Err(e) => failure = Some(format!("cannot store the blob: {e}")),
+            let (s, name, d, dir) = (
+                self.store.clone(),
+                self.name.clone(),
+                self.digest.clone(),
+                path.clone(),
+            );
+            let ok = failure.is_none();
+            let committed = tokio::task::spawn_blocking(move || {
+                if ok {
+                    s.commit_blob_upload(&dir, &d)?;
+                    s.link_blob(&name, &d)?;
                 }
-            }
-            if failure.is_some() {
-                let _ = std::fs::remove_file(&path);
+                // Committed or not, the session has served its purpose.
+                s.driver.delete_tree(&dir)
+            })
+            .await;
+            match committed {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    failure.get_or_insert(format!("cannot store the blob: {e}"));
+                }
+                Err(e) => {
+                    failure.get_or_insert(format!("cannot store the blob: {e}"));
+                }
             }
         }
         match failure {
@@ -926,30 +943,34 @@ impl Fill {
     }
 }
 
-/// Writes chunks to a temporary file while hashing them; fsyncs at the end.
-/// Returns the file, the digest and the size.
+/// Writes chunks into a fresh upload session of `name` while hashing them,
+/// through the storage driver (a file on disk, part objects on S3), and
+/// closes it durably. Returns the session, the digest and the size; a
+/// session that failed is deleted (and gc purges one a crash left behind).
 fn write_fill(
-    tmp_dir: &std::path::Path,
+    store: &Store,
+    name: &RepoName,
     mut rx: mpsc::Receiver<Bytes>,
     alg: hoist_oci::Algorithm,
 ) -> crate::Result<(PathBuf, Digest, u64)> {
-    use crate::error::IoContext;
-    let (mut f, path) = fsutil::temp_file(tmp_dir)?;
+    let dir = store.layout().upload_dir(name, &UploadId::random());
+    store.driver.upload_create(&dir, &fsutil::rfc3339_now())?;
     let res = (|| {
+        let (mut sink, _) = store.driver.upload_append(&dir, 0)?;
         let mut h = Digester::new(alg);
         let mut n = 0u64;
         while let Some(chunk) = rx.blocking_recv() {
-            f.write_all(&chunk).ctx("write", &path)?;
+            sink.write(&chunk)?;
             h.update(&chunk);
             n += chunk.len() as u64;
         }
-        f.sync_all().ctx("fsync", &path)?;
+        sink.close(true)?;
         Ok((h.finish(), n))
     })();
     match res {
-        Ok((d, n)) => Ok((path, d, n)),
+        Ok((d, n)) => Ok((dir, d, n)),
         Err(e) => {
-            let _ = std::fs::remove_file(&path);
+            let _ = store.driver.delete_tree(&dir);
             Err(e)
         }
     }

@@ -98,9 +98,14 @@ struct App {
 
 impl App {
     /// The pull-through cache and upstream for `name`, when it is mirrored.
-    fn mirror(&self, name: &RepoName) -> Option<(&Proxy, crate::proxy::Target<'_>)> {
-        let p = self.proxy.as_deref()?;
-        Some((p, p.target(&self.store, name)?))
+    async fn mirror(
+        &self,
+        name: &RepoName,
+    ) -> Result<Option<(&Proxy, crate::proxy::Target<'_>)>, ApiError> {
+        let Some(p) = self.proxy.as_deref() else {
+            return Ok(None);
+        };
+        Ok(p.target(&self.store, name).await?.map(|t| (p, t)))
     }
 }
 
@@ -445,14 +450,6 @@ where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
 {
-    // The cache fills blobs through local files and checks its markers on
-    // the async threads: it needs the filesystem driver.
-    if cfg.proxy.is_some() && !matches!(cfg.storage, StorageConfig::Filesystem(_)) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the pull-through cache (--proxy) works on filesystem storage only: drop --proxy or use --root",
-        ));
-    }
     // Opening S3 storage blocks on its first request (see `driver::s3`).
     let storage = cfg.storage.clone();
     let store = tokio::task::spawn_blocking(move || Store::open_storage(&storage))
@@ -714,7 +711,7 @@ async fn tags_list(app: App, name: RepoName, req: Request) -> ApiResult {
     let last = query_param(&uri, "last");
     let store = app.store.clone();
     let n2 = name.clone();
-    let target = app.mirror(&name);
+    let target = app.mirror(&name).await?;
     let all = match target {
         Some((p, t)) => Arc::new(p.tags(&app.store, &t, &name).await?),
         None => blocking(move || store.tags_shared(&n2)).await?,
@@ -754,7 +751,7 @@ async fn referrers(app: App, name: RepoName, subject: Digest, req: Request) -> A
 
 async fn get_manifest(app: App, name: RepoName, r: ManifestRef, head: bool) -> ApiResult {
     let store = app.store.clone();
-    let target = app.mirror(&name);
+    let target = app.mirror(&name).await?;
     let m = match target {
         Some((p, t)) => p.manifest(&app.store, &t, &name, &r, head).await?,
         None => blocking(move || store.get_manifest(&name, &r)).await?,
@@ -874,7 +871,7 @@ async fn get_blob(app: App, name: RepoName, d: Digest, req: Request, head: bool)
     let info: BlobInfo = match found {
         Some(info) => info,
         None => {
-            let target = app.mirror(&name);
+            let target = app.mirror(&name).await?;
             let Some((p, t)) = target else {
                 return Err(Error::BlobUnknown(d).into());
             };

@@ -287,24 +287,6 @@ impl Store {
         self.driver.upload_commit(dir, &self.layout.blob_data(d))
     }
 
-    /// Commits a verified, fsync'd local file as blob `d` (or drops it when
-    /// the store has `d`). Filesystem storage only: the file is renamed in.
-    pub(crate) fn commit_blob_file(&self, file: &Path, d: &Digest) -> Result<()> {
-        if self.claim_blob(d)? {
-            crate::fsutil::remove_file(file)?;
-            return Ok(());
-        }
-        let data = self.layout.blob_data(d);
-        crate::fsutil::rename_into_place(file, &data)?;
-        if let Some(dir) = data.parent() {
-            crate::fsutil::sync_dir(dir);
-        }
-        // The rename keeps the file's old mtime; "now" keeps it through a
-        // collection that started meanwhile.
-        let _ = crate::fsutil::touch(&data);
-        Ok(())
-    }
-
     /// Stores bytes as blob `d` (already verified) unless present.
     pub(crate) fn put_blob_bytes(&self, d: &Digest, bytes: &[u8]) -> Result<()> {
         if self.claim_blob(d)? {

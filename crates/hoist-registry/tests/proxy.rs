@@ -52,11 +52,11 @@ async fn get_body(addr: SocketAddr, path: &str) -> (u16, Result<Bytes, String>) 
     (status, body)
 }
 
-/// Blob files and temporary files of a registry root.
+/// Blob files, temporary files and upload sessions of a registry root.
 fn stored_blobs(root: &Path) -> Vec<String> {
     files_under(root)
         .into_iter()
-        .filter(|f| f.contains("/blobs/") || f.contains("_hoist/tmp"))
+        .filter(|f| f.contains("/blobs/") || f.contains("_hoist/tmp") || f.contains("/_uploads/"))
         .collect()
 }
 

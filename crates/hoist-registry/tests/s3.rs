@@ -677,3 +677,62 @@ async fn s3_two_replicas_share_uploads_and_content() {
     a.stop().await;
     b.stop().await;
 }
+
+/// The pull-through cache on S3 storage: manifests and blobs fetched from
+/// the upstream land in the bucket (no upload session left), are served from
+/// there once the upstream is gone, and a push makes the repository local.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_pull_through_cache_fills_the_bucket() {
+    let s3 = S3Server::start(&[BUCKET]);
+    let up_dir = tempfile::tempdir().unwrap();
+    let up = TestServer::start(up_dir.path()).await;
+    let (digest, bytes) = push_image(&up, "lib/app", "v1", "mirrored").await;
+    let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let mut cfg = ServerConfig::with_storage(StorageConfig::S3(s3_config(&s3, "px")));
+    cfg.proxy =
+        Some(hoist_registry::ProxyConfig::from_specs(&[format!("http://{}", up.addr)]).unwrap());
+    let px = TestServer::start_cfg(cfg, &s3.bucket_dir(BUCKET).join("px")).await;
+
+    let blobs = [
+        m["config"]["digest"].as_str().unwrap().to_owned(),
+        m["layers"][0]["digest"].as_str().unwrap().to_owned(),
+    ];
+    async fn pull(px: &TestServer, bytes: &[u8], blobs: &[String]) {
+        let r = px.req("GET", "/v2/lib/app/manifests/v1").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.body, bytes);
+        for b in blobs {
+            let r = px.req("GET", &format!("/v2/lib/app/blobs/{b}")).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(Digest::sha256(&r.body).to_string(), *b);
+        }
+    }
+    pull(&px, &bytes, &blobs).await;
+    let k = keys(&px.root);
+    for b in &blobs {
+        assert!(
+            k.iter()
+                .any(|k| k.starts_with("blobs/") && k.contains(&b[7..])),
+            "blob {b} not in the bucket: {k:?}"
+        );
+    }
+    assert!(!k.iter().any(|k| k.contains("_uploads")), "{k:?}");
+    let d = digest.to_string();
+    assert!(
+        k.iter().any(|k| k.contains("_manifests/tags/v1/current")),
+        "{k:?}"
+    );
+
+    up.stop().await;
+    pull(&px, &bytes, &blobs).await;
+    let r = px.req("GET", &format!("/v2/lib/app/manifests/{d}")).await;
+    assert_eq!(r.status, 200);
+
+    push_image(&px, "lib/app", "local", "pushed").await;
+    assert!(keys(&px.root)
+        .iter()
+        .any(|k| k.ends_with("lib/app/_hoist_pushed")));
+    let r = px.req("GET", "/v2/lib/app/tags/list").await;
+    assert_eq!(r.json()["tags"], serde_json::json!(["local", "v1"]));
+    px.stop().await;
+}

@@ -5,7 +5,7 @@
 use super::storage::StorageArgs;
 use super::{Context, Error};
 use hoist_registry::config::{FileConfig, Loaded};
-use hoist_registry::{Auth, AuthConfig, IssueConfig, ServerConfig, StorageConfig, TokenConfig};
+use hoist_registry::{Auth, AuthConfig, IssueConfig, ServerConfig, TokenConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -238,13 +238,6 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         let proxy = hoist_registry::ProxyConfig::from_specs(&args.proxy)
             .map_err(|e| Error::Msg(e.to_string()))?;
         cfg.proxy = Some(proxy);
-    }
-    if cfg.proxy.is_some() && !matches!(cfg.storage, StorageConfig::Filesystem(_)) {
-        return Err(Error::Msg(
-            "hoist serve: the pull-through cache (--proxy) works on filesystem storage only: \
-             drop --proxy or use --root"
-                .into(),
-        ));
     }
     // Blocking work is short file I/O (or one S3 request): a few threads per
     // core keep the disk busy, where tokio's default of 512 would let a burst
