@@ -195,6 +195,15 @@ impl Db {
         }
     }
 
+    /// The first column of every row `sql` gives, as text.
+    fn column(&self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<String>, StoreError> {
+        let mut st = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(p, |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
     /// The layer with this chainID, if indexed.
     pub fn layer(&self, chain_id: &Digest) -> Result<Option<LayerRecord>, StoreError> {
         let row = self
@@ -415,31 +424,16 @@ impl Db {
 
     /// IDs of all images, newest first.
     pub fn image_ids(&self) -> Result<Vec<Digest>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT id FROM images ORDER BY added DESC, id")
-            .map_err(|e| self.err(e))?;
-        let ids = st
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(|e| self.err(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))?;
+        let ids = self.column("SELECT id FROM images ORDER BY added DESC, id", [])?;
         ids.into_iter().map(parse_digest).collect()
     }
 
     /// IDs of images whose hex starts with `prefix`.
     pub fn images_with_prefix(&self, prefix: &str) -> Result<Vec<Digest>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT id FROM images WHERE substr(id, 8, ?2) = ?1")
-            .map_err(|e| self.err(e))?;
-        let ids = st
-            .query_map(params![prefix, prefix.len() as i64], |r| {
-                r.get::<_, String>(0)
-            })
-            .map_err(|e| self.err(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))?;
+        let ids = self.column(
+            "SELECT id FROM images WHERE substr(id, 8, ?2) = ?1",
+            params![prefix, prefix.len() as i64],
+        )?;
         ids.into_iter().map(parse_digest).collect()
     }
 
@@ -502,15 +496,10 @@ impl Db {
                 blob_size: bs as u64,
             });
         }
-        let mut st = self
-            .conn
-            .prepare("SELECT name FROM tags WHERE image = ?1 ORDER BY name")
-            .map_err(|e| self.err(e))?;
-        let tags = st
-            .query_map(params![id.to_string()], |r| r.get::<_, String>(0))
-            .map_err(|e| self.err(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))?;
+        let tags = self.column(
+            "SELECT name FROM tags WHERE image = ?1 ORDER BY name",
+            params![id.to_string()],
+        )?;
         Ok(Some(ImageRecord {
             id: id.clone(),
             config_size: config_size as u64,
@@ -627,29 +616,13 @@ impl Db {
 
     /// Every blob the index refers to: configs, manifests and layer blobs.
     pub fn referenced_blobs(&self) -> Result<BTreeSet<Digest>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT id FROM images UNION SELECT manifest FROM images UNION SELECT blob FROM image_layers")
-            .map_err(|e| self.err(e))?;
-        let v = st
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(|e| self.err(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))?;
+        let v = self.column("SELECT id FROM images UNION SELECT manifest FROM images UNION SELECT blob FROM image_layers", [])?;
         v.into_iter().map(parse_digest).collect()
     }
 
     /// Runs SQLite's own integrity check; returns its complaints.
     pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare("PRAGMA integrity_check")
-            .map_err(|e| self.err(e))?;
-        let v = st
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(|e| self.err(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))?;
+        let v = self.column("PRAGMA integrity_check", [])?;
         Ok(v.into_iter().filter(|s| s != "ok").collect())
     }
 
