@@ -599,7 +599,6 @@ impl Registry {
     }
 
     fn start_auth(root: Option<PathBuf>, auth: Option<Auth<'_>>) -> Registry {
-        let bin = require_tool("docker-registry");
         let dir = tempfile::Builder::new()
             .prefix("hoist-registry-")
             .tempdir()
@@ -618,6 +617,25 @@ impl Registry {
             Some(Auth::Yaml(yaml)) => format!("auth:\n{yaml}"),
             None => String::new(),
         };
+        Registry::launch(
+            dir,
+            &format!("  filesystem:\n    rootdirectory: {}\n", root.display()),
+            &auth,
+            root,
+        )
+    }
+
+    /// Runs `docker-registry` in `dir` on a free port, with `storage` (the
+    /// lines under `storage:`, deletes enabled on top) and `extra` (more
+    /// top-level sections); up once `/v2/` answers. `root` is where its data
+    /// can be read as files.
+    pub(crate) fn launch(
+        dir: tempfile::TempDir,
+        storage: &str,
+        extra: &str,
+        root: PathBuf,
+    ) -> Registry {
+        let bin = require_tool("docker-registry");
         let mut last_log = String::new();
         for _attempt in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0")
@@ -630,9 +648,8 @@ impl Registry {
                 &config,
                 format!(
                     "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
-                     storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                     http:\n  addr: {addr}\n{auth}",
-                    root.display()
+                     storage:\n{storage}  delete:\n    enabled: true\n\
+                     http:\n  addr: {addr}\n{extra}"
                 ),
             )
             .expect("write registry config");
@@ -641,6 +658,9 @@ impl Registry {
             let mut child = Command::new(&bin)
                 .arg("serve")
                 .arg(&config)
+                // The AWS SDK refuses a custom CA bundle with its transport
+                // (the s3 driver); plain HTTP on loopback needs none.
+                .env_remove("AWS_CA_BUNDLE")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("dup log"))
                 .stderr(log)

@@ -4,7 +4,7 @@
 //! and each object a file named by its key, so a test can read the keys the
 //! registry wrote.
 
-use crate::{http_status, require_tool, Registry};
+use crate::{http_status, Registry};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -118,64 +118,22 @@ impl S3Server {
     /// lacks `ListMultipartUploads`, so pushes into this registry fail: it
     /// is for reading what another writer put in the bucket.
     pub fn docker_registry(&self, bucket: &str, rootdirectory: &str) -> Registry {
-        let bin = require_tool("docker-registry");
         let dir = tempfile::Builder::new()
             .prefix("hoist-registry-s3-")
             .tempdir()
             .expect("registry temp dir");
-        let mut last_log = String::new();
-        for _attempt in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("find a free port")
-                .port();
-            let addr = format!("127.0.0.1:{port}");
-            let config = dir.path().join("config.yml");
-            std::fs::write(
-                &config,
-                format!(
-                    "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
-                     storage:\n  s3:\n    accesskey: {S3_ACCESS_KEY}\n    secretkey: {S3_SECRET_KEY}\n\
-                     \x20   region: us-east-1\n    regionendpoint: {}\n    bucket: {bucket}\n\
-                     \x20   rootdirectory: /{rootdirectory}\n    secure: false\n    v4auth: true\n\
-                     \x20 delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
-                    self.endpoint()
-                ),
-            )
-            .expect("write registry config");
-            let log_path = dir.path().join("registry.log");
-            let log = std::fs::File::create(&log_path).expect("registry log");
-            let mut child = Command::new(&bin)
-                .arg("serve")
-                .arg(&config)
-                // The AWS SDK refuses a custom CA bundle with its transport;
-                // plain HTTP on loopback needs none.
-                .env_remove("AWS_CA_BUNDLE")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("dup log"))
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if http_status(&addr, "/v2/") == Some(200) {
-                    return Registry {
-                        child,
-                        addr,
-                        root: self.bucket_dir(bucket).join(rootdirectory),
-                        _dir: dir,
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            last_log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        }
-        panic!("docker-registry on S3 did not come up; its log:\n{last_log}")
+        let storage = format!(
+            "  s3:\n    accesskey: {S3_ACCESS_KEY}\n    secretkey: {S3_SECRET_KEY}\n\
+             \x20   region: us-east-1\n    regionendpoint: {}\n    bucket: {bucket}\n\
+             \x20   rootdirectory: /{rootdirectory}\n    secure: false\n    v4auth: true\n",
+            self.endpoint()
+        );
+        Registry::launch(
+            dir,
+            &storage,
+            "",
+            self.bucket_dir(bucket).join(rootdirectory),
+        )
     }
 }
 
