@@ -220,38 +220,15 @@ async fn collection_during_pushes_never_loses_a_referenced_blob() {
     }
     age_everything(&root);
 
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let _guard = StopOnDrop(stop.clone());
-    let gc = {
-        let (root, stop) = (root.clone(), stop.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut runs = 0;
-            let mut deleted = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) || runs < 3 {
-                deleted += collect(&root, &GcOptions::default())
-                    .unwrap()
-                    .blobs_deleted
-                    .len();
-                runs += 1;
-            }
-            (runs, deleted)
-        })
-    };
-    let accepted = racing_pushes(s.clone(), &base, 4, 6).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (runs, _) = gc.await.unwrap();
-    assert!(runs >= 3);
-    // Once more, after everything: still nothing referenced may go.
-    collect(&root, &GcOptions::default()).unwrap();
-    assert_eq!(accepted.len(), 24);
-    for (repo, m, ld, layer) in accepted {
-        let md = Digest::sha256(&m);
-        let r = s.req("GET", &format!("/v2/{repo}/manifests/{md}")).await;
-        assert_eq!(r.status, 200);
-        let r = s.req("GET", &format!("/v2/{repo}/blobs/{ld}")).await;
-        assert_eq!(r.status, 200, "{repo}: layer {ld} lost");
-        assert_eq!(r.body.as_ref(), &layer[..]);
-    }
+    gc_race(
+        s,
+        hoist_registry::StorageConfig::Filesystem(root),
+        &base,
+        4,
+        6,
+        3,
+    )
+    .await;
 }
 
 /// A Schema 1 manifest (left by an old docker-registry) cannot be parsed as

@@ -509,7 +509,6 @@ async fn s3_gc_sweeps_unreferenced_blobs_keeps_claimed_and_fresh_ones() {
 /// have all its blobs afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_gc_during_pushes_never_loses_a_referenced_blob() {
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let s3 = S3Server::start(&[BUCKET]);
     let s = Arc::new(start(&s3, "").await);
@@ -521,38 +520,7 @@ async fn s3_gc_during_pushes_never_loses_a_referenced_blob() {
     }
     let_time_pass().await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let _guard = StopOnDrop(stop.clone());
-    let gc = {
-        let (storage, stop) = (StorageConfig::S3(s3_config(&s3, "")), stop.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut runs = 0;
-            let mut deleted = 0;
-            while !stop.load(Ordering::Relaxed) || runs < 2 {
-                deleted += collect_storage(&storage, &GcOptions::default())
-                    .unwrap()
-                    .blobs_deleted
-                    .len();
-                runs += 1;
-            }
-            (runs, deleted)
-        })
-    };
-    let accepted = racing_pushes(s.clone(), &base, 3, 4).await;
-    stop.store(true, Ordering::Relaxed);
-    let (runs, _) = gc.await.unwrap();
-    assert!(runs >= 2);
-    // Once more, after everything: still nothing referenced may go.
-    gc_s3(&s3, GcOptions::default()).await;
-    assert_eq!(accepted.len(), 12);
-    for (repo, m, ld, layer) in accepted {
-        let md = Digest::sha256(&m);
-        let r = s.req("GET", &format!("/v2/{repo}/manifests/{md}")).await;
-        assert_eq!(r.status, 200);
-        let r = s.req("GET", &format!("/v2/{repo}/blobs/{ld}")).await;
-        assert_eq!(r.status, 200, "{repo}: layer {ld} lost");
-        assert_eq!(r.body.as_ref(), &layer[..]);
-    }
+    gc_race(s, StorageConfig::S3(s3_config(&s3, "")), &base, 3, 4, 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -358,3 +358,49 @@ pub async fn racing_pushes(
     }
     accepted
 }
+
+/// The gc race (distribution#3045): a collector runs over and over on
+/// `storage` (at least `min_runs` times) while [`racing_pushes`] push
+/// images built on the old `base` blobs; once more after them all. Every
+/// push that was accepted must still have its manifest and layer.
+pub async fn gc_race(
+    s: std::sync::Arc<TestServer>,
+    storage: hoist_registry::StorageConfig,
+    base: &[Vec<u8>],
+    clients: usize,
+    per: usize,
+    min_runs: usize,
+) {
+    use hoist_registry::gc::{collect_storage, GcOptions};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let _guard = StopOnDrop(stop.clone());
+    let gc = {
+        let (storage, stop) = (storage.clone(), stop.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut runs = 0;
+            while !stop.load(Ordering::Relaxed) || runs < min_runs {
+                collect_storage(&storage, &GcOptions::default()).unwrap();
+                runs += 1;
+            }
+            runs
+        })
+    };
+    let accepted = racing_pushes(s.clone(), base, clients, per).await;
+    stop.store(true, Ordering::Relaxed);
+    assert!(gc.await.unwrap() >= min_runs);
+    // Once more, after everything: still nothing referenced may go.
+    tokio::task::spawn_blocking(move || collect_storage(&storage, &GcOptions::default()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(accepted.len(), clients * per);
+    for (repo, m, ld, layer) in accepted {
+        let md = Digest::sha256(&m);
+        let r = s.req("GET", &format!("/v2/{repo}/manifests/{md}")).await;
+        assert_eq!(r.status, 200);
+        let r = s.req("GET", &format!("/v2/{repo}/blobs/{ld}")).await;
+        assert_eq!(r.status, 200, "{repo}: layer {ld} lost");
+        assert_eq!(r.body.as_ref(), &layer[..]);
+    }
+}
