@@ -308,6 +308,21 @@ impl Docker {
             "docker run --rm {image} printed the wrong thing"
         );
     }
+
+    /// Tags [`APP_IMAGE`] as `name` (a reference into a registry), pushes
+    /// it, removes it, pulls it back and runs it: the image ID must survive
+    /// the round trip through `via` (named in the failure).
+    pub fn push_pull_and_run(&self, name: &str, via: &str) {
+        self.tag(APP_IMAGE, name);
+        self.run_ok(["push", name]);
+        let id = self.image_id(name);
+        self.rmi(name);
+        assert!(!self.has_image(name));
+        self.run_ok(["pull", name]);
+        assert_eq!(self.image_id(name), id, "image ID changed through {via}");
+        self.assert_runs_app(name);
+        self.rmi(name);
+    }
 }
 
 // ------------------------------------------------------------------ hoist

@@ -637,19 +637,7 @@ fn dockerd_pushes_pulls_and_runs() {
     let s = HoistServe::start(&root, &[]);
     // 127.0.0.0/8 is an insecure registry for dockerd by default.
     let name = format!("{}/{}:v1", s.addr, hoist_testkit::unique_name("app"));
-    docker.tag(hoist_testkit::APP_IMAGE, &name);
-    docker.run_ok(["push", &name]);
-    let id = docker.image_id(&name);
-    docker.rmi(&name);
-    assert!(!docker.has_image(&name));
-    docker.run_ok(["pull", &name]);
-    assert_eq!(
-        docker.image_id(&name),
-        id,
-        "image ID changed through hoist serve"
-    );
-    docker.assert_runs_app(&name);
-    docker.rmi(&name);
+    docker.push_pull_and_run(&name, "hoist serve");
 }
 
 /// `hoist serve --proxy` in front of a real `docker-registry`: dockerd
@@ -699,12 +687,7 @@ fn dockerd_pulls_through_the_proxy_and_from_its_cache_when_upstream_is_down() {
 
     // Pushes still work (the upstream is down, too) and come back intact.
     let pushed = format!("{}/{}:v1", s.addr, hoist_testkit::unique_name("local"));
-    docker.tag(hoist_testkit::APP_IMAGE, &pushed);
-    docker.run_ok(["push", &pushed]);
-    docker.rmi(&pushed);
-    docker.run_ok(["pull", &pushed]);
-    docker.assert_runs_app(&pushed);
-    docker.rmi(&pushed);
+    docker.push_pull_and_run(&pushed, "a proxy whose upstream is down");
 }
 
 /// skopeo copies a multi-arch index through a `PREFIX=URL` proxy (children

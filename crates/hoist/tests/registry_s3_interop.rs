@@ -51,22 +51,10 @@ fn dockerd_pushes_pulls_and_runs_through_s3_storage() {
     let s = serve_s3(&s3, &scratch.path().join("serve.log"), "reg");
     // 127.0.0.0/8 is an insecure registry for dockerd by default.
     let name = format!("{}/{}:v1", s.addr, hoist_testkit::unique_name("s3app"));
-    docker.tag(hoist_testkit::APP_IMAGE, &name);
-    docker.run_ok(["push", &name]);
+    docker.push_pull_and_run(&name, "S3 storage");
     // Config, layers and manifest are objects in the bucket, in
     // distribution's layout.
     assert!(blob_keys(&s3).len() >= 3, "{:?}", blob_keys(&s3));
-    let id = docker.image_id(&name);
-    docker.rmi(&name);
-    assert!(!docker.has_image(&name));
-    docker.run_ok(["pull", &name]);
-    assert_eq!(
-        docker.image_id(&name),
-        id,
-        "image ID changed through S3 storage"
-    );
-    docker.assert_runs_app(&name);
-    docker.rmi(&name);
 }
 
 fn skopeo(args: &[&str]) -> String {
