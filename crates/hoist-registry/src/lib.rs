@@ -5,6 +5,7 @@
 //! page and distribution's config file.
 
 pub mod auth;
+pub(crate) mod claims;
 pub mod config;
 pub mod driver;
 pub mod error;

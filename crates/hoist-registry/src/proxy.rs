@@ -903,7 +903,7 @@ impl Fill {
             let ok = failure.is_none();
             let committed = tokio::task::spawn_blocking(move || {
                 if ok {
-                    s.commit_blob_upload(&dir, &d)?;
+                    s.commit_blob_upload(&dir.join("data"), &d)?;
                     s.link_blob(&name, &d)?;
                 }
                 // Committed or not, the session has served its purpose.
@@ -954,17 +954,23 @@ fn write_fill(
     alg: hoist_oci::Algorithm,
 ) -> crate::Result<(PathBuf, Digest, u64)> {
     let dir = store.layout().upload_dir(name, &UploadId::random());
-    store.driver.upload_create(&dir, &fsutil::rfc3339_now())?;
+    let started = fsutil::rfc3339_now();
+    store
+        .driver
+        .put(&dir.join("startedat"), started.as_bytes())?;
     let res = (|| {
-        let (mut sink, _) = store.driver.upload_append(&dir, 0)?;
+        let mut sink = store.driver.append(&dir.join("data"))?;
         let mut h = Digester::new(alg);
         let mut n = 0u64;
         while let Some(chunk) = rx.blocking_recv() {
-            sink.write(&chunk)?;
+            if let Err(e) = sink.write(&chunk) {
+                let _ = sink.cancel();
+                return Err(e);
+            }
             h.update(&chunk);
             n += chunk.len() as u64;
         }
-        sink.close(true)?;
+        sink.commit(true)?;
         Ok((h.finish(), n))
     })();
     match res {

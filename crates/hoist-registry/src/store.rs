@@ -8,18 +8,21 @@
 //! content-addressed data, so another process (a garbage collector,
 //! `docker-registry`) can work on the same root.
 //!
-//! The garbage-collection protocol (see [`crate::gc`]): whoever makes a blob
-//! newly referenced (commits it, links it, mounts it, or names it in a
-//! manifest) first sets its `data` file's mtime to now and only then checks
-//! that it exists. The collector deletes a blob only when its mtime is older
-//! than the collection's start, re-checked after moving it aside, so a blob
+//! The garbage-collection protocol (see [`crate::gc`] and
+//! [`crate::claims`]): whoever makes a blob newly referenced (commits it,
+//! links it, mounts it, or names it in a manifest) first claims it (its
+//! "last used" time becomes now) and only then checks that it exists. The
+//! collector deletes a blob only when it was last used before the
+//! collection's start, re-checked after moving it aside, so a blob
 //! referenced during a collection is either kept or the referencing request
 //! fails cleanly with "blob unknown".
 
+use crate::claims;
 use crate::driver::{self, Driver, ListVersion, StorageConfig};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
-use crate::names::{ManifestRef, RepoName, Tag};
+use crate::names::{ManifestRef, RepoName, Tag, UploadId};
+use crate::upload::{UploadWriter, Uploads};
 use bytes::Bytes;
 use hoist_oci::{media_type, Algorithm, Descriptor, Digest, Digester, Document};
 use std::collections::{BTreeMap, HashMap};
@@ -91,7 +94,7 @@ pub struct Store {
     /// Tag lists by repository, valid while the tags directory's
     /// [`ListVersion`] is unchanged (a tags list is one `stat` then).
     tag_lists: Mutex<HashMap<RepoName, CachedTags>>,
-    pub(crate) uploads: crate::upload::Sessions,
+    uploads: Arc<Uploads>,
 }
 
 /// A repository's sorted tags and the tags directory's version they match.
@@ -155,11 +158,11 @@ impl Store {
         let driver = driver::open(cfg)?;
         Ok(Store {
             layout: driver.layout().clone(),
+            uploads: Arc::new(Uploads::new(driver.clone())),
             driver,
             manifests: Mutex::new(ManifestCache::default()),
             summaries: Mutex::new(HashMap::new()),
             tag_lists: Mutex::new(HashMap::new()),
-            uploads: Default::default(),
         })
     }
 
@@ -181,15 +184,39 @@ impl Store {
         start: u64,
         len: u64,
     ) -> Result<Option<driver::ByteStream>> {
-        self.driver.read_stream(&info.path, start, len)
+        if self.driver.is_local() {
+            return Ok(None);
+        }
+        self.driver.stream(&info.path, start, len).map(Some)
     }
 
+    /// Reads a link file (`sha256:<hex>`). A missing link, and one whose
+    /// content is not a digest (say, torn by a crash of another writer),
+    /// both read as absent: the registry then answers "unknown" rather than
+    /// failing.
     fn read_link(&self, path: &Path) -> Result<Option<Digest>> {
-        driver::read_link(&*self.driver, path)
+        let Some(bytes) = self.driver.get(path, 256)? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        match text.trim().parse::<Digest>() {
+            Ok(d) => Ok(Some(d)),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring malformed link file");
+                Ok(None)
+            }
+        }
     }
 
+    /// Writes a link file unless it already holds `d`. Returns true if written.
     pub(crate) fn write_link(&self, path: &Path, d: &Digest) -> Result<bool> {
-        driver::write_link(&*self.driver, path, d)
+        if self.read_link(path)?.as_ref() == Some(d) {
+            // Garbage collection reads it as "in use now".
+            claims::refresh(&*self.driver, path);
+            return Ok(false);
+        }
+        self.driver.put(path, d.to_string().as_bytes())?;
+        Ok(true)
     }
 
     /// True when the repository exists (has a directory).
@@ -199,7 +226,7 @@ impl Store {
 
     /// The blob's `data` file size, if the global blob store has it.
     pub fn blob_data_size(&self, d: &Digest) -> Result<Option<u64>> {
-        self.driver.stat(&self.layout.blob_data(d))
+        Ok(self.driver.stat(&self.layout.blob_data(d))?.map(|i| i.size))
     }
 
     /// True when `name` links `d` as a layer blob.
@@ -234,7 +261,7 @@ impl Store {
     /// Marks a blob as just referenced (see the module docs) and reports
     /// whether it exists.
     pub(crate) fn claim_blob(&self, d: &Digest) -> Result<bool> {
-        self.driver.claim(&self.layout.blob_data(d))
+        claims::claim(&*self.driver, &self.layout.blob_data(d))
     }
 
     /// Links an existing blob into a repository.
@@ -270,7 +297,7 @@ impl Store {
         if self.read_link(&link)?.as_ref() != Some(d) {
             return Err(Error::BlobUnknown(d.clone()));
         }
-        self.driver.delete(&link)?;
+        claims::delete(&*self.driver, &link)?;
         if let Some(dir) = link.parent() {
             self.driver
                 .prune_empty_dirs(dir, &self.layout.layers_dir(name));
@@ -278,13 +305,67 @@ impl Store {
         Ok(())
     }
 
-    /// Commits a verified, closed upload session as blob `d`: moves its
-    /// bytes into the blob store (unless the store already has `d`).
-    pub(crate) fn commit_blob_upload(&self, dir: &Path, d: &Digest) -> Result<()> {
+    /// Makes a verified, committed upload's `data` file blob `d` (unless the
+    /// store already has `d`).
+    pub(crate) fn commit_blob_upload(&self, data: &Path, d: &Digest) -> Result<()> {
         if self.claim_blob(d)? {
             return Ok(());
         }
-        self.driver.upload_commit(dir, &self.layout.blob_data(d))
+        let blob = self.layout.blob_data(d);
+        if !self.driver.rename(data, &blob)? {
+            return Err(Error::Io {
+                op: "rename",
+                path: data.to_owned(),
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        }
+        // A rename in place keeps the file's old time (its first byte's):
+        // make it "now" so a collection that started meanwhile keeps it.
+        if self.driver.can_touch() {
+            claims::refresh(&*self.driver, &blob);
+        }
+        Ok(())
+    }
+
+    /// Starts an upload session.
+    pub fn start_upload(&self, name: &RepoName) -> Result<UploadId> {
+        self.uploads.start(name)
+    }
+
+    /// How many bytes an upload session has received.
+    pub fn upload_status(&self, name: &RepoName, id: &UploadId) -> Result<u64> {
+        self.uploads.status(name, id)
+    }
+
+    /// Cancels an upload session and deletes what it received.
+    pub fn cancel_upload(&self, name: &RepoName, id: &UploadId) -> Result<()> {
+        self.uploads.cancel(name, id)
+    }
+
+    /// Opens a session for appending. With `start`, the chunk must begin
+    /// exactly where the session ends (else [`Error::RangeInvalid`]).
+    pub fn upload_writer(
+        &self,
+        name: &RepoName,
+        id: &UploadId,
+        start: Option<u64>,
+    ) -> Result<UploadWriter> {
+        self.uploads.writer(name, id, start)
+    }
+
+    /// Finishes an upload: checks the digest of everything received and
+    /// commits it as a blob of the session's repository. On a mismatch the
+    /// session is deleted and nothing is committed.
+    pub fn commit_upload(&self, w: UploadWriter, expected: &Digest) -> Result<BlobInfo> {
+        let mut w = w;
+        let data = w.verify(expected)?;
+        let name = w.name().clone();
+        let info = self
+            .commit_blob_upload(&data, expected)
+            .and_then(|()| self.link_blob(&name, expected))
+            .and_then(|()| self.blob_stat(&name, expected))?;
+        w.discard()?;
+        Ok(info)
     }
 
     /// Stores bytes as blob `d` (already verified) unless present.
@@ -436,10 +517,10 @@ impl Store {
                 let current = self.layout.tag_current(name, tag);
                 // Removing current/link first makes the tag vanish at once;
                 // the rest of its directory is bookkeeping.
-                if !self.driver.delete(&current)? {
+                if !claims::delete(&*self.driver, &current)? {
                     return Err(unknown());
                 }
-                self.driver.delete_tree(&self.layout.tag_dir(name, tag))
+                claims::delete_tree(&*self.driver, &self.layout.tag_dir(name, tag))
             }
             ManifestRef::Digest(d) => {
                 let link = self.layout.revision_link(name, d);
@@ -449,11 +530,11 @@ impl Store {
                 for tag in self.tags(name)? {
                     let Ok(tag) = Tag::new(&tag) else { continue };
                     if self.resolve_tag(name, &tag)?.as_ref() == Some(d) {
-                        self.driver.delete(&self.layout.tag_current(name, &tag))?;
-                        self.driver.delete_tree(&self.layout.tag_dir(name, &tag))?;
+                        claims::delete(&*self.driver, &self.layout.tag_current(name, &tag))?;
+                        claims::delete_tree(&*self.driver, &self.layout.tag_dir(name, &tag))?;
                     }
                 }
-                self.driver.delete(&link)?;
+                claims::delete(&*self.driver, &link)?;
                 if let (Some(dir), Some(stop)) =
                     (link.parent(), link.parent().and_then(Path::parent))
                 {
