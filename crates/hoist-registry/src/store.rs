@@ -23,9 +23,12 @@ use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::names::{ManifestRef, RepoName, Tag, UploadId};
 use crate::upload::{UploadWriter, Uploads};
+
+mod catalog;
+mod referrers;
 use bytes::Bytes;
-use hoist_oci::{media_type, Algorithm, Descriptor, Digest, Digester, Document};
-use std::collections::{BTreeMap, HashMap};
+use hoist_oci::{media_type, Algorithm, Digest, Digester, Document};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -35,8 +38,6 @@ pub const MAX_MANIFEST_SIZE: usize = 4 << 20;
 const MAX_STORED_MANIFEST: u64 = 32 << 20;
 /// Memory budget of the manifest cache.
 const MANIFEST_CACHE_BYTES: usize = 64 << 20;
-/// Entry budget of the referrers summary cache.
-const SUMMARY_CACHE_ENTRIES: usize = 200_000;
 
 /// A blob as found in the store.
 #[derive(Clone, Debug)]
@@ -69,16 +70,6 @@ pub struct PutManifest {
     pub subject: Option<Digest>,
 }
 
-/// What the referrers API needs of a manifest, cached by digest.
-#[derive(Clone, Debug)]
-struct Summary {
-    media_type: String,
-    size: u64,
-    artifact_type: Option<String>,
-    subject: Option<Digest>,
-    annotations: BTreeMap<String, String>,
-}
-
 #[derive(Default)]
 struct ManifestCache {
     map: HashMap<Digest, Arc<ManifestData>>,
@@ -90,7 +81,7 @@ pub struct Store {
     pub(crate) layout: Layout,
     pub(crate) driver: Arc<dyn Driver>,
     manifests: Mutex<ManifestCache>,
-    summaries: Mutex<HashMap<Digest, Arc<Summary>>>,
+    summaries: referrers::Summaries,
     /// Tag lists by repository, valid while the tags directory's
     /// [`ListVersion`] is unchanged (a tags list is one `stat` then).
     tag_lists: Mutex<HashMap<RepoName, CachedTags>>,
@@ -585,229 +576,11 @@ impl Store {
         }
         Ok(tags)
     }
-
-    /// Every repository (a directory holding `_manifests`), sorted with '/'
-    /// before any other character, as distribution orders its catalog.
-    pub fn catalog(&self) -> Result<Vec<String>> {
-        self.catalog_page(None, usize::MAX).map(|(all, _)| all)
-    }
-
-    /// At most `n` repositories after `last` in catalog order, and whether
-    /// more follow. The walk visits directories in order, skips every subtree
-    /// that sorts wholly before `last` and stops once the page is full, so a
-    /// page costs about its own size, not the registry's.
-    pub fn catalog_page(&self, last: Option<&str>, n: usize) -> Result<(Vec<String>, bool)> {
-        let last: Option<Vec<&str>> = last.map(|l| l.split('/').collect());
-        let mut out = Vec::new();
-        let want = n.saturating_add(1);
-        self.walk_catalog(
-            &self.layout.repos_root(),
-            &mut Vec::new(),
-            last.as_deref(),
-            want,
-            &mut out,
-        )?;
-        let more = out.len() > n;
-        out.truncate(n);
-        Ok((out, more))
-    }
-
-    fn walk_catalog(
-        &self,
-        dir: &Path,
-        prefix: &mut Vec<String>,
-        last: Option<&[&str]>,
-        want: usize,
-        out: &mut Vec<String>,
-    ) -> Result<()> {
-        let entries = self.driver.list(dir)?;
-        let after_last =
-            last.is_none_or(|l| prefix.iter().map(String::as_str).gt(l.iter().copied()));
-        if !prefix.is_empty()
-            && after_last
-            && entries
-                .iter()
-                .any(|(e, is_dir)| *is_dir && e == "_manifests")
-        {
-            out.push(prefix.join("/"));
-        }
-        let mut children: Vec<String> = entries
-            .into_iter()
-            .filter(|(e, is_dir)| *is_dir && !e.starts_with('_'))
-            .map(|(e, _)| e)
-            .collect();
-        children.sort_unstable();
-        for child in children {
-            if out.len() >= want {
-                break;
-            }
-            let path = dir.join(&child);
-            prefix.push(child);
-            // A subtree sorting wholly before `last`: neither it nor any
-            // repository under it belongs on this page.
-            let before = last.is_some_and(|l| {
-                let p = prefix.iter().map(String::as_str);
-                let is_prefix =
-                    l.len() >= prefix.len() && p.clone().eq(l[..prefix.len()].iter().copied());
-                !is_prefix && p.lt(l.iter().copied())
-            });
-            if !before && RepoName::new(&prefix.join("/")).is_ok() {
-                self.walk_catalog(&path, prefix, last, want, out)?;
-            }
-            prefix.pop();
-        }
-        Ok(())
-    }
-
-    /// The manifest revisions a repository holds.
-    pub fn revisions(&self, name: &RepoName) -> Result<Vec<Digest>> {
-        let mut out = Vec::new();
-        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
-            let dir = self.layout.revisions_dir(name, alg);
-            for (hex, is_dir) in self.driver.list(&dir)? {
-                if !is_dir {
-                    continue;
-                }
-                let Ok(d) = Digest::new(alg, &hex) else {
-                    continue;
-                };
-                if self.read_link(&dir.join(&hex).join("link"))?.as_ref() == Some(&d) {
-                    out.push(d);
-                }
-            }
-        }
-        out.sort_unstable();
-        Ok(out)
-    }
-
-    fn summary(&self, d: &Digest) -> Result<Option<Arc<Summary>>> {
-        let cached = self
-            .summaries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(d)
-            .cloned();
-        if let Some(s) = cached {
-            return Ok(Some(s));
-        }
-        let Some(m) = self.manifest_by_digest(d)? else {
-            return Ok(None);
-        };
-        let s = match Document::parse(&m.bytes, None) {
-            Ok(Document::Manifest(man)) => Summary {
-                media_type: m.media_type.clone(),
-                size: m.bytes.len() as u64,
-                artifact_type: man
-                    .artifact_type
-                    .clone()
-                    .or_else(|| Some(man.config.media_type.clone())),
-                subject: man.subject.map(|s| s.digest),
-                annotations: man.annotations,
-            },
-            Ok(Document::Index(idx)) => Summary {
-                media_type: m.media_type.clone(),
-                size: m.bytes.len() as u64,
-                artifact_type: idx.artifact_type,
-                subject: idx.subject.map(|s| s.digest),
-                annotations: idx.annotations,
-            },
-            Err(_) => Summary {
-                media_type: m.media_type.clone(),
-                size: m.bytes.len() as u64,
-                artifact_type: None,
-                subject: None,
-                annotations: BTreeMap::new(),
-            },
-        };
-        let s = Arc::new(s);
-        let mut cache = self.summaries.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= SUMMARY_CACHE_ENTRIES {
-            cache.clear();
-        }
-        cache.insert(d.clone(), s.clone());
-        Ok(Some(s))
-    }
-
-    /// The manifests of `name` whose `subject` is `subject`, optionally only
-    /// those of one artifact type, as descriptors for a referrers index.
-    pub fn referrers(
-        &self,
-        name: &RepoName,
-        subject: &Digest,
-        artifact_type: Option<&str>,
-    ) -> Result<Vec<Descriptor>> {
-        if !self.repo_exists(name)? {
-            return Err(Error::NameUnknown(name.clone()));
-        }
-        let mut out = Vec::new();
-        for d in self.revisions(name)? {
-            let Some(s) = self.summary(&d)? else { continue };
-            if s.subject.as_ref() != Some(subject) {
-                continue;
-            }
-            if let Some(want) = artifact_type {
-                if s.artifact_type.as_deref() != Some(want) {
-                    continue;
-                }
-            }
-            let mut desc = Descriptor::new(&s.media_type, d, s.size);
-            desc.artifact_type = s.artifact_type.clone();
-            desc.annotations = s.annotations.clone();
-            out.push(desc);
-        }
-        Ok(out)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The paged walk gives distribution's order ('/' before any other
-    /// character) and, page after page from any `last`, exactly the rest of
-    /// the catalog: nested repositories, repositories inside repositories,
-    /// directories that are not repositories, and `last` values that name no
-    /// repository.
-    #[test]
-    fn catalog_pages_walk_in_order_from_any_last() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let repos = [
-            "a", "a/b", "a/b/c", "a-b", "a.b", "a0", "b/x", "b/x/y", "b/z", "c", "d/e/f",
-        ];
-        for r in repos {
-            let m = store.layout.manifests_dir(&RepoName::new(r).unwrap());
-            std::fs::create_dir_all(m).unwrap();
-        }
-        // Not repositories: no `_manifests`; and a hidden `_uploads`.
-        std::fs::create_dir_all(store.layout.repos_root().join("d/e/g")).unwrap();
-        std::fs::create_dir_all(store.layout.repos_root().join("c/_uploads/x")).unwrap();
-        let all = store.catalog().unwrap();
-        assert_eq!(all, repos);
-        for n in 1..=4 {
-            let mut got = Vec::new();
-            let mut last: Option<String> = None;
-            loop {
-                let (page, more) = store.catalog_page(last.as_deref(), n).unwrap();
-                assert!(page.len() <= n);
-                got.extend(page.iter().cloned());
-                if !more {
-                    break;
-                }
-                last = page.last().cloned();
-            }
-            assert_eq!(got, all, "pages of {n}");
-        }
-        for last in ["a/a", "a/c", "a/b/c/d", "b/y", "bb", "d/e/g", "0", "z"] {
-            let (page, more) = store.catalog_page(Some(last), 100).unwrap();
-            let want: Vec<&str> = repos
-                .into_iter()
-                .filter(|r| r.split('/').gt(last.split('/')))
-                .collect();
-            assert_eq!(page, want, "after {last}");
-            assert!(!more);
-        }
-    }
 
     #[test]
     fn media_type_of_stored_bytes() {
