@@ -2,9 +2,10 @@
 # The test command of hoist: installs the real peers that the interop tests
 # drive, starts ONE private dockerd for the whole run, builds the test images
 # without any network, then runs `cargo build --workspace` and
-# `cargo test --workspace`. Exits with cargo test's status.
+# `cargo test --workspace`. Exits with cargo test's status, or 1 when a crate
+# declares a dependency it does not use (cargo machete).
 #
-#   bash scripts/test.sh                 # everything
+#   bash scripts/test.sh                 # everything (and no unused dependency)
 #   bash scripts/test.sh -p hoist        # extra arguments go to `cargo test`
 #   bash scripts/test.sh -- interop      # ... including a test-name filter
 #   bash scripts/test.sh --exec CMD...   # same setup, then run CMD instead of
@@ -284,6 +285,22 @@ if [ "${1:-}" = "--exec" ]; then
   exit $status
 fi
 
+# ---------------------------------------------------------------- unused deps
+# Dependencies a crate declares but never uses: cargo-machete from crates.io
+# (`cargo udeps` needs a nightly toolchain), built once into target/. Any
+# finding fails the run, after the tests have run. A false positive goes
+# under `[package.metadata.cargo-machete] ignored` in that crate, with why.
+section "unused dependencies (cargo machete)"
+MACHETE_VERSION=0.9.2
+MACHETE_ROOT="$ROOT_DIR/target/cargo-machete"
+if [ -x "$MACHETE_ROOT/bin/cargo-machete" ] && "$MACHETE_ROOT/bin/cargo-machete" --version 2>/dev/null | grep -qx "$MACHETE_VERSION"; then
+  echo "present: cargo-machete $MACHETE_VERSION"
+else
+  cargo install --locked cargo-machete --version "$MACHETE_VERSION" --root "$MACHETE_ROOT"
+fi
+MACHETE_STATUS=0
+"$MACHETE_ROOT/bin/cargo-machete" "$ROOT_DIR" || MACHETE_STATUS=$?
+
 section "cargo build --workspace"
 T_CARGO=$(date +%s.%N)
 cargo build --workspace
@@ -298,4 +315,8 @@ set -e
 
 section "done"
 echo "cargo test exit status $status; total $(elapsed "$T0") s"
+if [ "$MACHETE_STATUS" != 0 ]; then
+  echo "scripts/test.sh: error: unused dependencies (see the cargo machete section): remove them from the crates' Cargo.toml" >&2
+  [ "$status" != 0 ] || status=$MACHETE_STATUS
+fi
 exit $status
