@@ -1,16 +1,15 @@
 //! What is particular to S3 storage, against a real S3 server (`s3s-fs`,
 //! started per test on a loopback port): distribution's key layout in the
-//! bucket under a prefix, what a bad configuration says, garbage collection
-//! on object times and claim markers, replicas sharing one bucket, and the
-//! pull-through cache filling it. The API workflows run on S3 with every
-//! other driver in `behaviours.rs`.
+//! bucket under a prefix, what a bad configuration says, a client cut off
+//! mid-upload, replicas sharing one bucket, and the pull-through cache
+//! filling it. The API workflows and garbage collection run on S3 with every
+//! other driver in `behaviours.rs` and `gc.rs`.
 
 mod common;
 
 use common::storage::{s3_config, BUCKET};
 use common::*;
 use hoist_oci::Digest;
-use hoist_registry::gc::{collect_storage, GcOptions};
 use hoist_registry::{S3Config, ServerConfig, StorageConfig};
 use hoist_testkit::S3Server;
 use std::path::{Path, PathBuf};
@@ -131,133 +130,6 @@ async fn s3_bad_configuration_is_named() {
         let e = serve(s3_config(&s3, prefix)).await;
         assert!(e.contains("is not a plain path"), "{prefix}: {e}");
     }
-}
-
-fn s3_blob_exists(root: &Path, d: &Digest) -> bool {
-    root.join(format!(
-        "docker/registry/v2/blobs/sha256/{}/{}/data",
-        &d.hex()[..2],
-        d.hex()
-    ))
-    .is_file()
-}
-
-/// S3 times are whole seconds and the collector allows 2 s of clock slop:
-/// waiting this long makes everything written so far "old".
-async fn let_time_pass() {
-    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
-}
-
-async fn gc_s3(s3: &S3Server, opts: GcOptions) -> hoist_registry::gc::GcReport {
-    let storage = StorageConfig::S3(s3_config(s3, ""));
-    tokio::task::spawn_blocking(move || collect_storage(&storage, &opts))
-        .await
-        .unwrap()
-        .unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s3_gc_sweeps_unreferenced_blobs_keeps_claimed_and_fresh_ones() {
-    let s3 = S3Server::start(&[BUCKET]);
-    let s = start(&s3, "").await;
-    let (_, km) = push_image(&s, "a", "latest", "kept").await;
-    let (untagged, um) = push_image(&s, "a", "gone", "untagged").await;
-    assert_eq!(s.req("DELETE", "/v2/a/manifests/gone").await.status, 202);
-    let untagged_layer: Digest = serde_json::from_slice::<serde_json::Value>(&um).unwrap()
-        ["layers"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let lonely = s.push_blob("a", b"nobody references me").await;
-    let seen = s.push_blob("a", b"checked by a pusher").await;
-    let_time_pass().await;
-    let fresh = s.push_blob("a", b"pushed after aging").await;
-    // A HEAD (a pusher about to skip the upload) claims the blob.
-    assert_eq!(
-        s.req("HEAD", &format!("/v2/a/blobs/{seen}")).await.status,
-        200
-    );
-
-    let dry = gc_s3(
-        &s3,
-        GcOptions {
-            dry_run: true,
-            ..Default::default()
-        },
-    )
-    .await;
-    assert_eq!(
-        dry.blobs_deleted.iter().map(|b| &b.0).collect::<Vec<_>>(),
-        [&lonely]
-    );
-    assert!(s3_blob_exists(&s.root, &lonely), "a dry run deleted");
-
-    let rep = gc_s3(&s3, GcOptions::default()).await;
-    assert_eq!(
-        rep.blobs_deleted.iter().map(|b| &b.0).collect::<Vec<_>>(),
-        [&lonely]
-    );
-    assert_eq!(rep.bytes_freed(), 20);
-    assert!(!s3_blob_exists(&s.root, &lonely));
-    for d in [&seen, &fresh, &untagged, &untagged_layer] {
-        assert!(s3_blob_exists(&s.root, d), "{d} deleted");
-    }
-    assert_eq!(
-        s.req("HEAD", &format!("/v2/a/blobs/{lonely}")).await.status,
-        404
-    );
-    assert_eq!(
-        s.req("GET", "/v2/a/manifests/latest").await.body.as_ref(),
-        &km[..]
-    );
-
-    // --delete-untagged takes the untagged image and its own layer.
-    let_time_pass().await;
-    let rep = gc_s3(
-        &s3,
-        GcOptions {
-            delete_untagged: true,
-            ..Default::default()
-        },
-    )
-    .await;
-    assert_eq!(rep.manifests_deleted, [("a".to_owned(), untagged.clone())]);
-    assert!(!s3_blob_exists(&s.root, &untagged));
-    assert!(!s3_blob_exists(&s.root, &untagged_layer));
-    assert_eq!(
-        s.req("GET", &format!("/v2/a/manifests/{untagged}"))
-            .await
-            .status,
-        404
-    );
-    assert_eq!(s.req("GET", "/v2/a/manifests/latest").await.status, 200);
-    // Nothing set aside is left behind.
-    let left = keys(&s.root);
-    assert!(
-        !left.iter().any(|k| k.starts_with("_hoist/tmp")),
-        "{left:?}"
-    );
-    s.stop().await;
-}
-
-/// Pushes race a collector that runs over and over on the same bucket, as
-/// on the filesystem (see gc.rs): every manifest that was accepted must
-/// have all its blobs afterwards.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s3_gc_during_pushes_never_loses_a_referenced_blob() {
-    use std::sync::Arc;
-    let s3 = S3Server::start(&[BUCKET]);
-    let s = Arc::new(start(&s3, "").await);
-    let base: Vec<Vec<u8>> = (0..8)
-        .map(|i| format!("base layer {i}").repeat(50).into_bytes())
-        .collect();
-    for b in &base {
-        s.push_blob("base", b).await;
-    }
-    let_time_pass().await;
-
-    gc_race(s, StorageConfig::S3(s3_config(&s3, "")), &base, 3, 4, 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

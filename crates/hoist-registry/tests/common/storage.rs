@@ -4,10 +4,12 @@
 
 use super::TestServer;
 use hoist_registry::driver::{self, mem::MemDriver, Driver};
+use hoist_registry::gc::{collect_storage, GcOptions, GcReport};
 use hoist_registry::{S3Config, ServerConfig, StorageConfig};
 use hoist_testkit::{S3Server, S3_ACCESS_KEY, S3_SECRET_KEY};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 /// The bucket of the S3 storage.
 pub const BUCKET: &str = "registry";
@@ -72,9 +74,47 @@ impl Storage {
         self.config.clone()
     }
 
-    /// The S3 server, for S3 storage.
-    pub fn s3_server(&self) -> Option<&S3Server> {
-        self.s3.as_ref()
+    /// True for S3 storage.
+    pub fn is_s3(&self) -> bool {
+        self.s3.is_some()
+    }
+
+    /// Makes everything stored so far old for garbage collection, as if
+    /// written long ago: an hour back on the filesystem and in memory; on S3,
+    /// whose object times cannot be set, by waiting past the collector's
+    /// clock slop (2 s on times of whole seconds).
+    pub async fn age(&self) {
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        match &self.config {
+            StorageConfig::Filesystem(root) => {
+                for f in super::files_under(root) {
+                    let f = std::fs::File::open(root.join(f)).unwrap();
+                    f.set_modified(old).unwrap();
+                }
+            }
+            StorageConfig::Memory(m) => {
+                for p in m.paths() {
+                    m.set_modified(&p, old);
+                }
+            }
+            StorageConfig::S3(_) => tokio::time::sleep(Duration::from_millis(3500)).await,
+        }
+    }
+
+    /// Runs a garbage collection on this storage.
+    pub async fn gc(&self, opts: GcOptions) -> GcReport {
+        let cfg = self.config();
+        tokio::task::spawn_blocking(move || collect_storage(&cfg, &opts))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// True when the blob store holds `d`.
+    pub async fn has_blob(&self, d: &hoist_oci::Digest) -> bool {
+        let rel = blob_file(d);
+        self.with_driver(move |dr| dr.stat(&dr.layout().base().join(rel)).unwrap().is_some())
+            .await
     }
 
     /// Starts a server on this storage.
@@ -103,6 +143,13 @@ impl Storage {
     /// Every stored file, relative to `docker/registry/v2/`, sorted; hoist's
     /// own `_hoist/` left out.
     pub async fn files(&self) -> Vec<String> {
+        let mut all = self.all_files().await;
+        all.retain(|f| !f.starts_with("_hoist/"));
+        all
+    }
+
+    /// Every stored file, relative to `docker/registry/v2/`, sorted.
+    pub async fn all_files(&self) -> Vec<String> {
         self.with_driver(|d| {
             let base = d.layout().base().to_owned();
             let mut out = Vec::new();
@@ -122,7 +169,6 @@ impl Storage {
                     }
                 }
             }
-            out.retain(|f| !f.starts_with("_hoist/"));
             out.sort();
             out
         })
