@@ -231,18 +231,17 @@ impl Uploads {
                 return Err(e);
             }
         };
+        let len = sink.size();
         let mut w = UploadWriter {
             uploads: self.clone(),
             name: name.clone(),
             id: id.clone(),
+            sink: Some(sink),
             dir,
             session,
             released: false,
             stale: false,
-            sink: None,
         };
-        let len = sink.size();
-        w.sink = Some(sink);
         if len != w.session.size {
             // Changed behind our back: trust the storage, re-hash at commit.
             w.session.size = len;

@@ -148,11 +148,9 @@ impl Driver for MemDriver {
             let mut parts = rest.components();
             let Some(first) = parts.next() else { continue };
             let name = first.as_os_str().to_string_lossy().into_owned();
-            let is_dir = parts.next().is_some();
-            if out.last().is_none_or(|(n, d)| *n != name || *d != is_dir) {
-                out.push((name, is_dir));
-            }
+            out.push((name, parts.next().is_some()));
         }
+        // Sorted paths: a directory's files are adjacent.
         out.dedup();
         Ok(out)
     }
