@@ -641,9 +641,19 @@ async fn dispatch(State(app): State<App>, req: Request) -> ApiResult {
                 _ => not_allowed(),
             }
         }
-        Route::Manifest(name, r) => {
+        Route::Manifest(name, reference) => {
             let name = parse_name(&name)?;
-            let r = parse_ref(&r)?;
+            let r = match parse_ref(&reference) {
+                // No manifest can have a name that is not a valid tag: a read
+                // of one finds nothing (404, as distribution and the OCI
+                // conformance suite have it); a write of one is refused.
+                Err(_)
+                    if matches!(method, Method::GET | Method::HEAD) && !reference.contains(':') =>
+                {
+                    return Err(Error::ManifestUnknown { name, reference }.into());
+                }
+                r => r?,
+            };
             match method {
                 Method::GET => get_manifest(app, name, r, false).await,
                 Method::HEAD => get_manifest(app, name, r, true).await,
