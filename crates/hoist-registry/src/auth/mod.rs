@@ -12,7 +12,8 @@ pub mod htpasswd;
 pub mod token;
 
 use crate::names::RepoName;
-use crate::server::{query_param, route, Route, API_VERSION_HEADER};
+use crate::plumbing::API_VERSION_HEADER;
+use crate::routing::{percent_decode, query_param, route, Route};
 use acl::{Acl, Action};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -572,7 +573,7 @@ pub async fn issue(State(auth): State<Arc<Auth>>, req: Request) -> Response {
         .filter_map(|kv| kv.split_once('='))
         .filter(|(k, _)| *k == "scope")
         .flat_map(|(_, v)| {
-            crate::server::percent_decode(&v.replace('+', " "))
+            percent_decode(&v.replace('+', " "))
                 .split(' ')
                 .filter_map(parse_scope)
                 .collect::<Vec<_>>()
