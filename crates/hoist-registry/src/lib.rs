@@ -5,6 +5,7 @@
 //! page and distribution's config file.
 
 pub mod auth;
+pub mod builder;
 pub mod config;
 pub mod driver;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod upstream;
 pub mod web;
 
 pub use auth::{Auth, AuthConfig, AuthError, IssueConfig, TokenConfig};
+pub use builder::{BuildError, Registry, RegistryBuilder, DEFAULT_ADDR};
 pub use driver::{S3Config, StorageConfig};
 pub use error::{Error, Result};
 pub use names::{ManifestRef, NameError, RepoName, Tag, UploadId};
