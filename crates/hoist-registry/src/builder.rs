@@ -2,7 +2,8 @@
 //! composes a container: each `with_*` step checks what it is given (reads
 //! the certificate, the auth files, parses the address), so a mistake fails
 //! before anything listens; [`RegistryBuilder::build`] starts the runtime and
-//! binds the sockets; [`Registry::run`] serves until SIGINT or SIGTERM. The distribution-style config file is a
+//! binds the sockets; [`Registry::run`] serves until SIGINT or SIGTERM and
+//! reloads the auth files on SIGHUP. The distribution-style config file is a
 //! starting point that later steps override ([`RegistryBuilder::from_config_file`]).
 //!
 //! A program embeds a registry in a few lines:
@@ -153,7 +154,8 @@ pub struct RegistryBuilder {
     server: ServerConfig,
     addr: ListenAddr,
     tls: Option<Arc<rustls::ServerConfig>>,
-    metrics_addr: Option<ListenAddr>,
+    /// The address and where it was set, for the error when it is taken.
+    metrics_addr: Option<(ListenAddr, &'static str)>,
     ignored: Vec<String>,
 }
 
@@ -200,7 +202,8 @@ impl RegistryBuilder {
             b = b.with_tls(&cert, &key)?;
         }
         if let Some(m) = metrics_addr {
-            b = b.with_metrics_addr(&m)?;
+            let what = "metrics, http.debug.addr";
+            b.metrics_addr = Some((ListenAddr::parse(&m, what)?, what));
         }
         if let Some(a) = auth {
             b = b.with_auth(a)?;
@@ -253,9 +256,11 @@ impl RegistryBuilder {
         Ok(self)
     }
 
-    /// Serves `/metrics` on its own plain-HTTP address instead of the main one.
+    /// Serves `/metrics` on its own plain-HTTP address instead of the main
+    /// one (`hoist serve --metrics-addr`, as errors name it).
     pub fn with_metrics_addr(mut self, addr: &str) -> Result<Self, BuildError> {
-        self.metrics_addr = Some(ListenAddr::parse(addr, "metrics address")?);
+        let what = "metrics, --metrics-addr";
+        self.metrics_addr = Some((ListenAddr::parse(addr, what)?, what));
         Ok(self)
     }
 
@@ -299,7 +304,7 @@ impl RegistryBuilder {
         let (listener, metrics) = runtime.block_on(async {
             let listener = self.addr.bind("registry").await?;
             let metrics = match &self.metrics_addr {
-                Some(m) => Some(m.bind("metrics").await?),
+                Some((m, what)) => Some(m.bind(what).await?),
                 None => None,
             };
             Ok::<_, BuildError>((listener, metrics))
@@ -379,12 +384,12 @@ impl Registry {
     }
 
     /// Serves until SIGINT or SIGTERM, then lets requests in flight finish
-    /// (up to the shutdown grace).
+    /// (up to the shutdown grace); SIGHUP meanwhile reloads the auth files.
     pub fn run(self) -> Result<(), BuildError> {
         self.run_until(crate::server::shutdown_signal())
     }
 
-    /// Serves until `shutdown` resolves.
+    /// Serves until `shutdown` resolves; SIGHUP reloads the auth files.
     pub fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -398,6 +403,7 @@ impl Registry {
             ..
         } = self;
         runtime.block_on(async move {
+            tokio::spawn(reload_on_hangup(server.auth.clone()));
             if let Some((ml, _)) = metrics {
                 let m = server.metrics.clone();
                 tokio::spawn(async move {
@@ -415,6 +421,35 @@ impl Registry {
             }
             .map_err(BuildError::Serve)
         })
+    }
+}
+
+/// Reloads the auth files on every SIGHUP, as daemons reread their
+/// configuration: connections and requests in flight are untouched, and a
+/// bad new file keeps the old ones in use. Handling SIGHUP at all also keeps
+/// it from killing the server (its default action) when there is no auth.
+async fn reload_on_hangup(auth: Option<Arc<Auth>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGHUP; auth files will not reload");
+            return;
+        }
+    };
+    while hangup.recv().await.is_some() {
+        let Some(auth) = auth.clone() else {
+            tracing::info!("SIGHUP: no auth files to reload");
+            continue;
+        };
+        match tokio::task::spawn_blocking(move || auth.reload()).await {
+            Ok(Ok(())) => tracing::info!("SIGHUP: auth files reloaded"),
+            Ok(Err(e)) => tracing::error!(
+                error = %e,
+                "SIGHUP: auth files not reloaded; the previous ones stay in use"
+            ),
+            Err(e) => tracing::error!(error = %e, "SIGHUP: reloading the auth files failed"),
+        }
     }
 }
 

@@ -188,3 +188,155 @@ fn serve_on_colon_port_listens_on_every_address() {
     }
     assert!(s.stop());
 }
+
+/// One keep-alive HTTP/1.1 connection: requests go one after another on the
+/// same socket, so a test sees whether the server kept it.
+struct Conn {
+    s: std::net::TcpStream,
+    addr: String,
+}
+
+impl Conn {
+    fn open(addr: &str) -> Conn {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        Conn {
+            s,
+            addr: addr.to_owned(),
+        }
+    }
+
+    /// `GET path` with basic credentials `user:password`; the status.
+    fn get(&mut self, path: &str, user: &str, password: &str) -> u16 {
+        use std::io::{Read, Write};
+        let cred = base64(format!("{user}:{password}").as_bytes());
+        write!(
+            self.s,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {cred}\r\n\r\n",
+            self.addr
+        )
+        .expect("the server kept the connection");
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = self.s.read(&mut b).expect("read a response");
+            assert_eq!(n, 1, "the server closed the connection");
+            head.push(b[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        let mut body = vec![0u8; len];
+        self.s.read_exact(&mut body).unwrap();
+        head.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+/// Standard base64 with padding (a basic `Authorization` header).
+fn base64(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn htpasswd_line(user: &str, password: &str) -> String {
+    let out = hoist_testkit::tool("htpasswd")
+        .args(["-nbB", user, password])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned() + "\n"
+}
+
+fn hangup(s: &HoistServe) {
+    let st = Command::new("kill")
+        .args(["-HUP", &s.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// Polls `check` for up to 10 s.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sighup_reloads_auth_files_keeps_connections_and_keeps_the_old_files_when_a_new_one_is_bad() {
+    let scratch = scratch_dir();
+    let htpasswd = scratch.path().join("htpasswd");
+    let acl = scratch.path().join("acl");
+    std::fs::write(&htpasswd, htpasswd_line("alice", "alice-pw")).unwrap();
+    std::fs::write(&acl, "alice * pull\n").unwrap();
+    let s = serve(&scratch.path().join("serve.log"), |c| {
+        c.arg("--root")
+            .arg(scratch.path().join("reg"))
+            .arg("--htpasswd")
+            .arg(&htpasswd)
+            .arg("--acl")
+            .arg(&acl);
+    });
+    let tags = "/v2/some/repo/tags/list";
+    let mut kept = Conn::open(&s.addr);
+    // 404: allowed to pull, and the repository does not exist.
+    assert_eq!(kept.get(tags, "alice", "alice-pw"), 404);
+    assert_eq!(kept.get(tags, "bob", "bob-pw"), 401);
+
+    // New users and rights: bob in, alice out, bob may pull only under bob/.
+    let mut both = htpasswd_line("bob", "bob-pw");
+    both.push_str(&htpasswd_line("carol", "carol-pw"));
+    std::fs::write(&htpasswd, both).unwrap();
+    std::fs::write(&acl, "bob bob/* pull\ncarol * pull\n").unwrap();
+    hangup(&s);
+    eventually("SIGHUP did not reload the htpasswd file", || {
+        Conn::open(&s.addr).get(tags, "carol", "carol-pw") == 404
+    });
+    // The connection opened before the reload still serves, with the new files.
+    assert_eq!(kept.get(tags, "alice", "alice-pw"), 401);
+    assert_eq!(kept.get("/v2/bob/x/tags/list", "bob", "bob-pw"), 404);
+    assert_eq!(kept.get(tags, "bob", "bob-pw"), 403);
+
+    // A bad file: the previous ones stay, and the log says why.
+    std::fs::write(&htpasswd, "this is not an htpasswd line\n").unwrap();
+    hangup(&s);
+    eventually("the failed reload was not logged", || {
+        s.log().contains("auth files not reloaded")
+    });
+    assert!(s.log().contains("htpasswd"), "{}", s.log());
+    assert_eq!(kept.get(tags, "carol", "carol-pw"), 404);
+    assert_eq!(kept.get("/v2/bob/x/tags/list", "bob", "bob-pw"), 404);
+    assert!(s.stop(), "hoist serve did not stop cleanly after SIGHUPs");
+}
+
+#[test]
+fn sighup_without_auth_does_not_stop_the_server() {
+    let scratch = scratch_dir();
+    let s = serve(&scratch.path().join("serve.log"), |c| {
+        c.arg("--root").arg(scratch.path().join("reg"));
+    });
+    hangup(&s);
+    eventually("SIGHUP was not handled", || {
+        s.log().contains("no auth files to reload")
+    });
+    assert_eq!(http_status(&s.addr, "/v2/"), Some(200));
+    assert!(s.stop());
+}

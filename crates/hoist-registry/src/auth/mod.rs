@@ -22,7 +22,7 @@ use axum::response::Response;
 use base64::Engine as _;
 use htpasswd::Htpasswd;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use token::{Claims, Issuer, ResourceActions, Verifier};
 
@@ -121,9 +121,17 @@ struct TokenAuth {
     issuer: Option<(Issuer, String)>,
 }
 
-/// The loaded auth state the middleware checks requests against.
+/// The auth state the middleware checks requests against: the settings and
+/// what their files held when last (re)loaded.
 #[derive(Debug)]
 pub struct Auth {
+    cfg: AuthConfig,
+    files: RwLock<Arc<Files>>,
+}
+
+/// What the auth files hold, read together so a reload swaps all at once.
+#[derive(Debug)]
+struct Files {
     realm: String,
     htpasswd: Option<Htpasswd>,
     acl: Option<Acl>,
@@ -141,6 +149,48 @@ pub fn url_path(url: &str) -> Option<&str> {
 impl Auth {
     /// Reads the files `cfg` names and checks they fit together.
     pub fn load(cfg: &AuthConfig) -> Result<Auth, AuthError> {
+        Ok(Auth {
+            files: RwLock::new(Arc::new(Files::load(cfg)?)),
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// Reads the files again (htpasswd, ACL, token bundle and signing key)
+    /// and uses them from the next request on; requests in flight finish
+    /// with the old ones. When a file is bad the old ones stay, and the
+    /// error says why.
+    pub fn reload(&self) -> Result<(), AuthError> {
+        let fresh = Arc::new(Files::load(&self.cfg)?);
+        // A poisoned lock only means a panic elsewhere held it; the Arc
+        // inside is whole either way.
+        *self.files.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// The files as last loaded.
+    fn files(&self) -> Arc<Files> {
+        self.files.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// One line for the startup message: how clients authenticate.
+    pub fn describe(&self) -> String {
+        self.files().describe()
+    }
+
+    /// The path of the built-in token issuer, when this server issues.
+    /// Settings, not files: it stays what it was at startup.
+    pub fn issuer_path(&self) -> Option<&str> {
+        self.cfg
+            .token
+            .as_ref()?
+            .issue
+            .as_ref()
+            .map(|i| i.path.as_str())
+    }
+}
+
+impl Files {
+    fn load(cfg: &AuthConfig) -> Result<Files, AuthError> {
         let htpasswd = cfg.htpasswd.as_deref().map(Htpasswd::load).transpose()?;
         let acl = cfg.acl.as_deref().map(Acl::load).transpose()?;
         let token = match &cfg.token {
@@ -205,7 +255,7 @@ impl Auth {
         } else {
             cfg.realm.clone()
         };
-        Ok(Auth {
+        Ok(Files {
             realm,
             htpasswd,
             acl,
@@ -213,8 +263,7 @@ impl Auth {
         })
     }
 
-    /// One line for the startup message: how clients authenticate.
-    pub fn describe(&self) -> String {
+    fn describe(&self) -> String {
         match &self.token {
             Some(t) => match &t.issuer {
                 Some((_, p)) => format!("token (issuing on {p}, service {})", t.service),
@@ -222,15 +271,6 @@ impl Auth {
             },
             None => format!("basic (realm {:?})", self.realm),
         }
-    }
-
-    /// The path of the built-in token issuer, when this server issues.
-    pub fn issuer_path(&self) -> Option<&str> {
-        self.token
-            .as_ref()?
-            .issuer
-            .as_ref()
-            .map(|(_, p)| p.as_str())
     }
 
     /// Whether `user` (None: anonymous) has `action` on `repo` per the ACL.
@@ -407,7 +447,7 @@ fn detail(need: &[ResourceActions]) -> serde_json::Value {
         .collect()
 }
 
-impl Auth {
+impl Files {
     fn basic_challenge(&self, need: &[ResourceActions]) -> Response {
         error_response(
             StatusCode::UNAUTHORIZED,
@@ -452,6 +492,7 @@ pub async fn check(
     if path == "/healthz" || Some(path) == auth.issuer_path() {
         return next.run(req).await;
     }
+    let auth = auth.files();
     let need = match needed(req.method(), req.uri()) {
         Ok(n) => n,
         Err(resp) => return *resp,
@@ -467,20 +508,20 @@ pub async fn check(
             })
             .map(|(_, tok)| tok.trim().to_owned());
         let Some(tok) = bearer else {
-            return Auth::bearer_challenge(t, &need, None);
+            return Files::bearer_challenge(t, &need, None);
         };
         let claims: Claims = match t.verifier.verify(&tok) {
             Ok(c) => c,
             Err(e) => {
                 tracing::info!(error = %e, "bearer token refused");
-                return Auth::bearer_challenge(t, &need, Some("invalid_token"));
+                return Files::bearer_challenge(t, &need, Some("invalid_token"));
             }
         };
         let ok = need
             .iter()
             .all(|r| r.actions.iter().all(|a| claims.grants(&r.typ, &r.name, a)));
         if !ok {
-            return Auth::bearer_challenge(t, &need, Some("insufficient_scope"));
+            return Files::bearer_challenge(t, &need, Some("insufficient_scope"));
         }
         return next.run(req).await;
     }
@@ -530,6 +571,7 @@ fn parse_scope(s: &str) -> Option<ResourceActions> {
 /// basic auth (anonymous when the ACL grants `*` anything); the token
 /// grants the intersection of the requested scopes and the user's rights.
 pub async fn issue(State(auth): State<Arc<Auth>>, req: Request) -> Response {
+    let auth = auth.files();
     let Some((t, (issuer, _))) = auth
         .token
         .as_ref()
