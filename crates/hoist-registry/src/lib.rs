@@ -2,7 +2,8 @@
 //! storage drivers (the filesystem and S3) in the CNCF distribution
 //! registry's exact layout, garbage collection, auth (htpasswd, tokens,
 //! per-repository rights), the pull-through cache, TLS, `/metrics`, the web
-//! page and distribution's config file.
+//! page and distribution's config file. [`RegistryBuilder`] composes a
+//! server from these in a few lines (what `hoist serve` runs).
 
 pub mod auth;
 pub mod builder;
