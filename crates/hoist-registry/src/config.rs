@@ -552,7 +552,7 @@ fn auth_config(
 }
 
 /// Checks an address is `HOST:PORT`, or Go's `:PORT` for every address
-/// (which [`crate::builder`] binds as Go does).
+/// (which the registry builder binds as Go does).
 fn normalise_addr(a: &str) -> Result<String, String> {
     let a = a.trim();
     let port_ok = a

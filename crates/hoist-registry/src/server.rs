@@ -92,7 +92,7 @@ pub fn router(store: Arc<Store>, mut cfg: ServerConfig) -> Router {
         .route("/ui/r/{*rest}", get(crate::web::repo))
         .fallback(handlers::dispatch);
     let r = match auth {
-        Some(a) => crate::auth::protect(r, a),
+        Some(a) => crate::auth::middleware::protect(r, a),
         None => r,
     };
     // `/metrics` carries no repository names: it stays outside auth, as
