@@ -113,6 +113,13 @@ export HOIST_TEST_S3S_FS="$S3S_FS_ROOT/bin/s3s-fs"
 section "OCI conformance suite"
 T_CONF=$(date +%s.%N)
 CONFORMANCE_OUT="$ROOT_DIR/target/conformance"
+if [ "${HOIST_TEST_NO_APT:-}" = 1 ]; then
+  # build.sh apt-installs what is missing: with apt off, check first.
+  for p in golang-go $(sed -n '/^DEB_MODULES="/,/^"/p' scripts/conformance/build.sh | awk '$2 ~ /^golang-/ { print $2 }'); do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
+      || die "the conformance suite needs the Debian package $p and HOIST_TEST_NO_APT=1"
+  done
+fi
 bash scripts/conformance/build.sh "$CONFORMANCE_OUT" >"$ROOT_DIR/target/conformance-build.log" 2>&1 \
   || { tail -n 30 "$ROOT_DIR/target/conformance-build.log" >&2; die "building the conformance suite failed"; }
 export HOIST_TEST_CONFORMANCE="$CONFORMANCE_OUT/bin/conformance.test"

@@ -329,3 +329,45 @@ impl Files {
         ok.map(Some).ok_or(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user_line(user: &str, password: &str) -> String {
+        format!("{user}:{}\n", bcrypt::hash(password, 4).unwrap())
+    }
+
+    fn knows(auth: &Auth, user: &str, password: &str) -> bool {
+        auth.files()
+            .htpasswd
+            .as_ref()
+            .is_some_and(|h| h.check(user, password))
+    }
+
+    #[test]
+    fn reload_takes_new_files_and_keeps_the_old_ones_when_a_new_one_is_bad() {
+        let d = tempfile::tempdir().unwrap();
+        let htpasswd = d.path().join("htpasswd");
+        std::fs::write(&htpasswd, user_line("alice", "a")).unwrap();
+        let auth = Auth::load(&AuthConfig {
+            htpasswd: Some(htpasswd.clone()),
+            ..AuthConfig::default()
+        })
+        .unwrap();
+        assert!(knows(&auth, "alice", "a"));
+
+        std::fs::write(&htpasswd, user_line("bob", "b")).unwrap();
+        auth.reload().unwrap();
+        assert!(knows(&auth, "bob", "b") && !knows(&auth, "alice", "a"));
+
+        std::fs::write(&htpasswd, "not a bcrypt line\n").unwrap();
+        let e = auth.reload().unwrap_err();
+        assert!(matches!(e, AuthError::Htpasswd { .. }), "{e}");
+        assert!(knows(&auth, "bob", "b"), "the old file was dropped");
+
+        std::fs::remove_file(&htpasswd).unwrap();
+        assert!(matches!(auth.reload(), Err(AuthError::Io { .. })));
+        assert!(knows(&auth, "bob", "b"));
+    }
+}
