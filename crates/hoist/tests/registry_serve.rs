@@ -100,7 +100,10 @@ fn serve_without_a_root_stores_in_dot_registry_and_says_how_to_push_and_browse()
         log.contains(&format!("docker push {}/NAME", s.addr)),
         "{log}"
     );
-    assert!(log.contains("hoist push IMAGE"), "{log}");
+    assert!(
+        log.contains(&format!("hoist push {}/NAME", s.addr)),
+        "{log}"
+    );
     assert!(log.contains(&format!("http://{}/", s.addr)), "{log}");
     assert!(s.stop());
 }

@@ -257,8 +257,10 @@ fn print_start(registry: &Registry) {
     }
     let host = url.split_once("://").map_or(url.as_str(), |(_, h)| h);
     if !cfg.read_only {
-        eprintln!("hoist serve: push with  docker push {host}/NAME[:TAG]");
-        eprintln!("hoist serve:        or  hoist push IMAGE {host}/NAME[:TAG]");
+        eprintln!(
+            "hoist serve: push with  docker tag IMAGE {host}/NAME && docker push {host}/NAME"
+        );
+        eprintln!("hoist serve:        or  hoist tag IMAGE {host}/NAME && hoist push {host}/NAME");
     }
     eprintln!("hoist serve: browse at  {url}/");
     eprintln!("hoist serve: Ctrl-C stops it");
