@@ -33,6 +33,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_rustls::rustls;
 
 /// Where a registry listens when nothing says: loopback only, so a first
@@ -301,13 +302,20 @@ impl RegistryBuilder {
             .max_blocking_threads(blocking_threads)
             .build()
             .map_err(BuildError::Runtime)?;
-        let (listener, metrics) = runtime.block_on(async {
+        let (hangup, listener, metrics) = runtime.block_on(async {
+            // SIGHUP is taken over before the socket accepts anyone: a
+            // client that sees the registry up may signal it at once, and
+            // SIGHUP's default action would kill it.
+            let hangup = signal(SignalKind::hangup());
+            if let Err(e) = &hangup {
+                tracing::warn!(error = %e, "cannot handle SIGHUP; auth files will not reload");
+            }
             let listener = self.addr.bind("registry").await?;
             let metrics = match &self.metrics_addr {
                 Some((m, what)) => Some(m.bind(what).await?),
                 None => None,
             };
-            Ok::<_, BuildError>((listener, metrics))
+            Ok::<_, BuildError>((hangup.ok(), listener, metrics))
         })?;
         let local = |l: &TcpListener, what| {
             l.local_addr().map_err(|source| BuildError::Listen {
@@ -322,6 +330,7 @@ impl RegistryBuilder {
         server.metrics_on_main = metrics.is_none();
         Ok(Registry {
             runtime,
+            hangup,
             listener,
             local_addr,
             metrics: metrics.zip(metrics_local),
@@ -341,6 +350,7 @@ fn check_storage(storage: &StorageConfig) -> Result<(), BuildError> {
 /// A registry with its runtime started and its sockets bound, ready to run.
 pub struct Registry {
     runtime: tokio::runtime::Runtime,
+    hangup: Option<Signal>,
     listener: TcpListener,
     local_addr: SocketAddr,
     metrics: Option<(TcpListener, SocketAddr)>,
@@ -396,6 +406,7 @@ impl Registry {
     ) -> Result<(), BuildError> {
         let Registry {
             runtime,
+            hangup,
             listener,
             metrics,
             tls,
@@ -403,7 +414,9 @@ impl Registry {
             ..
         } = self;
         runtime.block_on(async move {
-            tokio::spawn(reload_on_hangup(server.auth.clone()));
+            if let Some(hangup) = hangup {
+                tokio::spawn(reload_on_hangup(hangup, server.auth.clone()));
+            }
             if let Some((ml, _)) = metrics {
                 let m = server.metrics.clone();
                 tokio::spawn(async move {
@@ -428,15 +441,7 @@ impl Registry {
 /// configuration: connections and requests in flight are untouched, and a
 /// bad new file keeps the old ones in use. Handling SIGHUP at all also keeps
 /// it from killing the server (its default action) when there is no auth.
-async fn reload_on_hangup(auth: Option<Arc<Auth>>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hangup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot handle SIGHUP; auth files will not reload");
-            return;
-        }
-    };
+async fn reload_on_hangup(mut hangup: Signal, auth: Option<Arc<Auth>>) {
     while hangup.recv().await.is_some() {
         let Some(auth) = auth.clone() else {
             tracing::info!("SIGHUP: no auth files to reload");
