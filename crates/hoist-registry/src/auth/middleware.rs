@@ -1,6 +1,6 @@
 //! The auth middleware: the access each request needs (from its route),
 //! the challenges (basic or bearer) and the `DENIED` answer, the built-in
-//! token issuer's endpoint, and [`protect`], which puts them on a router.
+//! token issuer's endpoint, and `protect`, which puts them on a router.
 
 use super::acl::Acl;
 use super::token::{Claims, ResourceActions};

@@ -1,6 +1,6 @@
 //! The distribution-spec's handlers, by resource as distribution's
 //! `registry/handlers/` has them: [`blobs`], [`uploads`], [`manifests`],
-//! [`tags`], [`catalog`], [`referrers`]. [`dispatch`] sends each `/v2/<name>/…`
+//! [`tags`], [`catalog`](mod@catalog), [`referrers`]. [`dispatch`] sends each `/v2/<name>/…`
 //! request to its handler once the registry's mode allows the method.
 //! Stateless: every request goes to the [`Store`](crate::store::Store);
 //! blocking filesystem work runs on tokio's blocking pool.
