@@ -502,6 +502,35 @@ mod tests {
     }
 
     #[test]
+    fn a_config_file_is_the_base_and_later_steps_override_it() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("config.yml");
+        let root = d.path().join("reg");
+        std::fs::write(
+            &file,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  cache: {{}}\n\
+                 http:\n  addr: :5000\n",
+                root.display()
+            ),
+        )
+        .unwrap();
+        let b = RegistryBuilder::from_config_file(&file).unwrap();
+        assert_eq!(b.addr, ListenAddr::Any(5000));
+        // distribution's default: deletes off unless the file turns them on.
+        assert!(!b.config().delete_enabled);
+        assert_eq!(b.ignored_keys(), ["storage.cache"]);
+        let b = b.with_addr("127.0.0.1:0").unwrap().with_delete(true);
+        assert_eq!(b.addr, ListenAddr::Host("127.0.0.1:0".into()));
+        assert!(b.config().delete_enabled);
+
+        std::fs::create_dir_all(root.join("blobs")).unwrap();
+        std::fs::write(root.join("index.db"), b"").unwrap();
+        let e = RegistryBuilder::from_config_file(&file).unwrap_err();
+        assert!(matches!(e, BuildError::ImageStore { .. }), "{e}");
+    }
+
+    #[test]
     fn every_address_is_served_on_colon_port() {
         let d = tempfile::tempdir().unwrap();
         let registry = RegistryBuilder::new(StorageConfig::Filesystem(d.path().join("r")))
