@@ -31,7 +31,8 @@
 use crate::error::Error;
 use crate::fsutil;
 use crate::names::{ManifestRef, RepoName, Tag, UploadId};
-use crate::server::{blocking, respond, ApiError};
+use crate::plumbing::{blocking, respond, ApiError, ChannelBody};
+use crate::routing::percent_decode;
 use crate::store::{BlobInfo, ManifestData, Store, MAX_MANIFEST_SIZE};
 use crate::upstream::{error_chain, read_small, UpstreamClient, UpstreamError, MANIFEST_ACCEPT};
 use axum::body::{Body, Bytes};
@@ -150,8 +151,8 @@ impl UpstreamConfig {
         let credentials = if u.username().is_empty() {
             None
         } else {
-            let user = crate::server::percent_decode(u.username());
-            let pass = crate::server::percent_decode(u.password().unwrap_or(""));
+            let user = percent_decode(u.username());
+            let pass = percent_decode(u.password().unwrap_or(""));
             Some((user, pass))
         };
         // Infallible for http(s) URLs with a host.
@@ -771,7 +772,7 @@ impl Proxy {
             if let Some(len) = size {
                 b = b.header(header::CONTENT_LENGTH, len);
             }
-            let body = crate::server::ChannelBody {
+            let body = ChannelBody {
                 rx: crx,
                 remaining: size,
             };
