@@ -87,3 +87,138 @@ fn output_into_a_closed_pipe_ends_quietly_as_docker_does() {
 fn libc_sigpipe() -> i32 {
     13
 }
+
+fn json_lines(out: &str) -> Vec<Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// `repo:tag` of each row of `hoist images --format json ARGS…`, in order.
+fn listed(st: &TempStore, args: &[&str]) -> Vec<String> {
+    let mut all = vec!["images", "--format", "json"];
+    all.extend_from_slice(args);
+    json_lines(&st.hoist_ok(all))
+        .iter()
+        .map(|r| {
+            format!(
+                "{}:{}",
+                r["Repository"].as_str().unwrap_or("?"),
+                r["Tag"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------------ filters and order
+
+/// Three images loaded in the opposite order of their creation, and one dangling.
+fn three_by_age(st: &TempStore) {
+    load(
+        st,
+        &[
+            image(
+                Some("peerbench/app:new"),
+                "c",
+                "2024-03-01T00:00:00Z",
+                serde_json::json!({"tier": "web"}),
+            ),
+            image(
+                Some("peer:mid"),
+                "b",
+                "2024-02-01T00:00:00Z",
+                serde_json::json!({"tier": "db"}),
+            ),
+            image(
+                Some("old:1"),
+                "a",
+                "2024-01-01T00:00:00Z",
+                serde_json::json!({"tier": "web", "x": "y"}),
+            ),
+            image(None, "d", "2023-12-01T00:00:00Z", Value::Null),
+        ],
+    );
+}
+
+#[test]
+fn images_are_listed_newest_created_first_not_in_load_order() {
+    let st = store();
+    three_by_age(&st);
+    assert_eq!(
+        listed(&st, &[]),
+        ["peerbench/app:new", "peer:mid", "old:1", "<none>:<none>"]
+    );
+}
+
+#[test]
+fn since_and_before_compare_creation_times() {
+    let st = store();
+    three_by_age(&st);
+    assert_eq!(
+        listed(&st, &["--filter", "since=old:1"]),
+        ["peerbench/app:new", "peer:mid"]
+    );
+    assert_eq!(
+        listed(&st, &["--filter", "before=peer:mid"]),
+        ["old:1", "<none>:<none>"]
+    );
+    assert_eq!(
+        listed(
+            &st,
+            &[
+                "--filter",
+                "since=old:1",
+                "--filter",
+                "before=peerbench/app:new"
+            ]
+        ),
+        ["peer:mid"]
+    );
+}
+
+#[test]
+fn reference_stars_do_not_cross_slashes_and_patterns_are_alternatives() {
+    let st = store();
+    three_by_age(&st);
+    assert_eq!(listed(&st, &["--filter", "reference=peer*"]), ["peer:mid"]);
+    assert_eq!(
+        listed(&st, &["--filter", "reference=peer*/*"]),
+        ["peerbench/app:new"]
+    );
+    assert_eq!(
+        listed(&st, &["--filter", "reference=*:new"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        listed(&st, &["--filter", "reference=*/*:new"]),
+        ["peerbench/app:new"]
+    );
+    assert_eq!(
+        listed(
+            &st,
+            &["--filter", "reference=old", "--filter", "reference=peer"]
+        ),
+        ["peer:mid", "old:1"]
+    );
+}
+
+#[test]
+fn dangling_and_label_filters() {
+    let st = store();
+    three_by_age(&st);
+    assert_eq!(
+        listed(&st, &["--filter", "dangling=true"]),
+        ["<none>:<none>"]
+    );
+    assert_eq!(listed(&st, &["--filter", "dangling=false"]).len(), 3);
+    assert_eq!(
+        listed(&st, &["--filter", "label=tier=web"]),
+        ["peerbench/app:new", "old:1"]
+    );
+    assert_eq!(
+        listed(&st, &["--filter", "label=tier=web", "--filter", "label=x"]),
+        ["old:1"]
+    );
+    let err = st.hoist_err(["images", "--filter", "colour=red"]);
+    assert!(err.contains("Invalid filter 'colour'"), "{err}");
+}
