@@ -5,6 +5,7 @@ mod cmd;
 mod output;
 mod progress;
 mod resolve;
+mod template;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! `hoist images`: the images of the store, one row per tag.
 
-use super::{Context, Error, Format};
-use crate::output::{ago, human_size, table};
+use super::{Context, Error};
+use crate::output::{ago, go_time_string, human_size, Formatter};
 use hoist_oci::Reference;
 use hoist_store::ImageRecord;
 use std::process::ExitCode;
@@ -25,9 +25,9 @@ pub struct Args {
     /// Filter: dangling=true|false, reference=PATTERN, label=KEY[=VALUE], before=IMAGE, since=IMAGE.
     #[arg(short, long)]
     filter: Vec<String>,
-    /// Output format: table or json (one object per line, as Docker prints).
-    #[arg(long, default_value = "table")]
-    format: Format,
+    /// Format output: table, table TEMPLATE, json, or a Go template (`{{.Repository}}:{{.Tag}}`).
+    #[arg(long, default_value = "")]
+    format: String,
     /// Only images of this repository[:tag].
     repository: Option<String>,
 }
@@ -220,64 +220,71 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
             .unwrap_or_else(|_| name.to_owned());
         rows.retain(|r| r.repo == name && tag.is_none_or(|t| t == r.tag));
     }
-    let id_of = |img: &ImageRecord| {
-        if args.no_trunc {
-            img.id.to_string()
-        } else {
-            img.id.short().to_owned()
-        }
+    let fmt = if args.quiet {
+        Formatter::new("{{.ID}}", "")?
+    } else if args.digests && args.format.is_empty() {
+        Formatter::new("", DIGESTS_TABLE)?
+    } else {
+        Formatter::new(&args.format, DEFAULT_TABLE)?
     };
-    if args.quiet {
-        let mut seen = std::collections::HashSet::new();
-        for r in &rows {
-            if seen.insert(&r.image.id) {
-                println!("{}", id_of(r.image));
-            }
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    if args.format == Format::Json {
-        for r in &rows {
-            let v = serde_json::json!({
-                "Repository": r.repo,
-                "Tag": r.tag,
-                "ID": id_of(r.image),
-                "Digest": r.image.manifest.to_string(),
-                "CreatedAt": r.image.created.clone().unwrap_or_default(),
-                "CreatedSince": ago(r.image.created.as_deref()),
-                "Size": human_size(r.image.size()),
-                "VirtualSize": human_size(r.image.size()),
-                "SizeBytes": r.image.size(),
-                "Containers": "N/A",
-                "SharedSize": "N/A",
-                "UniqueSize": "N/A",
-            });
-            println!("{v}");
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut header = vec!["REPOSITORY", "TAG"];
-    if args.digests {
-        header.push("DIGEST");
-    }
-    header.extend(["IMAGE ID", "CREATED", "SIZE"]);
-    let body: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            let mut v = vec![r.repo.clone(), r.tag.clone()];
-            if args.digests {
-                v.push(r.image.manifest.to_string());
-            }
-            v.extend([
-                id_of(r.image),
-                ago(r.image.created.as_deref()),
-                human_size(r.image.size()),
-            ]);
-            v
-        })
-        .collect();
-    table(&header, &body);
+    let values: Vec<serde_json::Value> =
+        rows.iter().map(|r| row_value(r, !args.no_trunc)).collect();
+    fmt.print(&headers(), &values)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// An image's size as `docker images` counts it.
+pub fn image_size(img: &ImageRecord) -> u64 {
+    img.size()
+}
+
+/// Docker's `docker images` table.
+const DEFAULT_TABLE: &str =
+    "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}";
+/// Docker's `docker images --digests` table.
+const DIGESTS_TABLE: &str =
+    "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}";
+
+/// The column names of Docker's image formatter.
+fn headers() -> serde_json::Value {
+    serde_json::json!({
+        "Containers": "CONTAINERS",
+        "CreatedAt": "CREATED AT",
+        "CreatedSince": "CREATED",
+        "Digest": "DIGEST",
+        "ID": "IMAGE ID",
+        "Repository": "REPOSITORY",
+        "SharedSize": "SHARED SIZE",
+        "Size": "SIZE",
+        "Tag": "TAG",
+        "UniqueSize": "UNIQUE SIZE",
+        "VirtualSize": "VIRTUAL SIZE",
+    })
+}
+
+/// One row with the fields of Docker's image formatter, as the strings it prints.
+fn row_value(r: &Row, trunc: bool) -> serde_json::Value {
+    let id = if trunc {
+        r.image.id.short().to_owned()
+    } else {
+        r.image.id.to_string()
+    };
+    let size = human_size(image_size(r.image));
+    serde_json::json!({
+        // hoist has no containers; `docker images` says N/A for the counts it does not compute.
+        "Containers": "N/A",
+        "CreatedAt": go_time_string(r.image.created.as_deref()),
+        "CreatedSince": ago(r.image.created.as_deref()),
+        // Docker fills this from RepoDigests, which only a pull or push records; a load has none.
+        "Digest": "<none>",
+        "ID": id,
+        "Repository": r.repo,
+        "SharedSize": "N/A",
+        "Size": size,
+        "Tag": r.tag,
+        "UniqueSize": "N/A",
+        "VirtualSize": size,
+    })
 }
 
 #[cfg(test)]
