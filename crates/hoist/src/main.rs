@@ -47,8 +47,12 @@ enum Command {
     Import(cmd::import::Args),
     /// Manage images (ls, rm, inspect, history, tag, load, save, import, prune).
     Image(cmd::image::Args),
-    /// Manage hoist (df).
+    /// Manage hoist (df, info, prune).
     System(cmd::system::Args),
+    /// Show the hoist version information.
+    Version(cmd::version::Args),
+    /// Display store-wide information.
+    Info(cmd::info::Args),
     /// Check the store: re-hash every blob, check the index; --repair drops what is broken.
     Fsck(cmd::fsck::Args),
 }
@@ -108,6 +112,8 @@ fn main() -> ExitCode {
         Command::Import(a) => cmd::import::run(&ctx, a),
         Command::Image(a) => cmd::image::run(&ctx, a),
         Command::System(a) => cmd::system::run(&ctx, a),
+        Command::Version(a) => cmd::version::run(a),
+        Command::Info(a) => cmd::info::run(&ctx, a),
         Command::Fsck(a) => cmd::fsck::run(&ctx, a),
     };
     match result {

@@ -374,3 +374,103 @@ fn inspect_has_dockers_fields_in_dockers_order_with_4_space_indent() {
         "Error: No such image: no/such:image\n"
     );
 }
+
+// ------------------------------------------------------------------ version, info, system prune, load hints
+
+#[test]
+fn version_prints_the_client_as_docker_does_and_formats() {
+    let st = store();
+    let out = st.hoist_ok(["version"]);
+    assert!(out.starts_with("Client:\n Version:           "), "{out}");
+    assert!(out.contains(" OS/Arch:           linux/"), "{out}");
+    let v: Value =
+        serde_json::from_str(&st.hoist_ok(["version", "--format", "json"])).expect("json");
+    assert_eq!(v["Client"]["Version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(st.hoist_ok(["version", "-f", "{{.Client.Os}}"]), "linux\n");
+}
+
+#[test]
+fn info_counts_the_store_and_lists_registries_logged_in() {
+    let st = store();
+    three_by_age(&st);
+    let cfg = hoist_testkit::scratch_dir();
+    std::fs::write(
+        cfg.path().join("config.json"),
+        r#"{"auths": {"https://index.docker.io/v1/": {}, "localhost:5000": {"auth": "eDp5"}}}"#,
+    )
+    .expect("config.json");
+    let out = st
+        .command()
+        .env("DOCKER_CONFIG", cfg.path())
+        .args(["info", "--format", "json"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["Images"], 4);
+    assert_eq!(v["Tags"], 3);
+    assert_eq!(v["Layers"], 4);
+    assert_eq!(
+        v["LoggedIn"],
+        serde_json::json!(["docker.io", "localhost:5000"])
+    );
+    assert_eq!(v["HoistRootDir"], st.path().display().to_string());
+    let text = st
+        .command()
+        .env("DOCKER_CONFIG", cfg.path())
+        .arg("info")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains(" Images: 4\n"), "{text}");
+    assert!(
+        text.contains(" Logged in to: docker.io, localhost:5000\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn system_prune_asks_as_docker_does_and_removes_dangling_images_with_force() {
+    let st = store();
+    three_by_age(&st);
+    // No answer (stdin is empty): nothing is removed.
+    let out = st.hoist_ok(["system", "prune"]);
+    assert!(
+        out.starts_with("WARNING! This will remove:\n  - all dangling images\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Are you sure you want to continue? [y/N] "),
+        "{out}"
+    );
+    assert_eq!(listed(&st, &[]).len(), 4);
+    let out = st.hoist_ok(["system", "prune", "-f"]);
+    assert!(out.contains("Deleted Images:\ndeleted: sha256:"), "{out}");
+    assert!(out.contains("\n\nTotal reclaimed space: "), "{out}");
+    assert_eq!(listed(&st, &[]), ["peerbench/app:new", "peer:mid", "old:1"]);
+}
+
+#[test]
+fn load_of_an_empty_file_or_a_rootfs_tarball_points_to_import() {
+    let st = store();
+    let dir = hoist_testkit::scratch_dir();
+    let empty = dir.path().join("empty.tar");
+    std::fs::write(&empty, b"").expect("write");
+    let err = st.hoist_err(["load", "-i", empty.to_str().expect("utf-8")]);
+    assert!(
+        err.contains("the input is empty") && err.contains("hoist import"),
+        "{err}"
+    );
+    let rootfs = dir.path().join("rootfs.tar");
+    std::fs::write(
+        &rootfs,
+        layer_tar(&[("bin/sh", b"#!"), ("etc/passwd", b"root")]),
+    )
+    .expect("write");
+    let err = st.hoist_err(["load", "-i", rootfs.to_str().expect("utf-8")]);
+    assert!(err.contains("use `hoist import FILE"), "{err}");
+}
