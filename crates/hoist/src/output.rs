@@ -220,6 +220,12 @@ impl Formatter {
         Ok(if self.table { tabwrite(&text) } else { text })
     }
 
+    /// Declares the Go structs behind the data, for the order `json` writes their fields in.
+    pub fn with_structs(mut self, structs: crate::template::StructOrders) -> Formatter {
+        self.template = self.template.with_structs(structs);
+        self
+    }
+
     /// Renders and prints to stdout.
     pub fn print(&self, headers: &Value, rows: &[Value]) -> Result<(), Error> {
         let text = self.render(headers, rows)?;

@@ -25,7 +25,14 @@ fn err<T>(msg: impl Into<String>) -> Result<T, TemplateError> {
 #[derive(Debug)]
 pub struct Template {
     nodes: Vec<Node>,
+    structs: StructOrders,
 }
+
+/// Field orders of the Go structs behind the data: `json` writes an object
+/// whose keys all belong to one of these lists in that list's order (Go
+/// marshals struct fields in declaration order), any other object with its
+/// keys sorted (Go's order for a map).
+pub type StructOrders = &'static [&'static [&'static str]];
 
 #[derive(Debug)]
 enum Node {
@@ -433,10 +440,19 @@ impl Template {
             parts: split_actions(src)?.into_iter(),
         };
         match p.list()? {
-            (nodes, Stop::Eof) => Ok(Template { nodes }),
+            (nodes, Stop::Eof) => Ok(Template {
+                nodes,
+                structs: &[],
+            }),
             (_, Stop::End) => err("unexpected {{end}}"),
             (_, Stop::Else(_)) => err("unexpected {{else}}"),
         }
+    }
+
+    /// Declares the struct field orders of the data, for `json`.
+    pub fn with_structs(mut self, structs: StructOrders) -> Template {
+        self.structs = structs;
+        self
     }
 
     /// Runs the template on `data`.
@@ -456,6 +472,7 @@ impl Template {
             vars: vec![(String::new(), data.clone())],
             out: String::new(),
             header,
+            structs: self.structs,
         };
         st.walk(&self.nodes, data)?;
         Ok(st.out)
@@ -468,6 +485,7 @@ struct State {
     vars: Vec<(String, Value)>,
     out: String,
     header: bool,
+    structs: StructOrders,
 }
 
 /// Go's truth: false, 0, nil and empty things are false.
@@ -596,7 +614,7 @@ impl State {
             if let Some(p) = piped {
                 args.push(p);
             }
-            return call(name, args, self.header);
+            return call(name, args, self.header, self.structs);
         }
         if cmd.len() > 1 || piped.is_some() {
             return err(format!(
@@ -621,7 +639,7 @@ impl State {
                 let v = self.run_cmds(&p.cmds, dot)?;
                 Ok(walk_fields(&v, fields))
             }
-            Operand::Func(name) => call(name, Vec::new(), self.header),
+            Operand::Func(name) => call(name, Vec::new(), self.header, self.structs),
             Operand::Lit(v) => Ok(v.clone()),
         }
     }
@@ -913,7 +931,52 @@ fn printf(format: &str, args: &[Value]) -> String {
     out
 }
 
-fn call(name: &str, args: Vec<Value>, header: bool) -> Result<Value, TemplateError> {
+/// JSON as Docker's `json` function writes it: no HTML escaping, struct fields in declaration order.
+fn write_json(v: &Value, structs: StructOrders, out: &mut String) {
+    match v {
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json(x, structs, out);
+            }
+            out.push(']');
+        }
+        Value::Object(o) => {
+            let order = structs
+                .iter()
+                .find(|fields| !o.is_empty() && o.keys().all(|k| fields.contains(&k.as_str())));
+            let keys: Vec<&str> = match order {
+                Some(fields) => fields
+                    .iter()
+                    .copied()
+                    .filter(|f| o.contains_key(*f))
+                    .collect(),
+                None => o.keys().map(String::as_str).collect(),
+            };
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String((*k).to_owned()).to_string());
+                out.push(':');
+                write_json(&o[*k], structs, out);
+            }
+            out.push('}');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+fn call(
+    name: &str,
+    args: Vec<Value>,
+    header: bool,
+    structs: StructOrders,
+) -> Result<Value, TemplateError> {
     // In a header row, Docker's text functions give back the header unchanged.
     if header
         && matches!(
@@ -927,9 +990,9 @@ fn call(name: &str, args: Vec<Value>, header: bool) -> Result<Value, TemplateErr
     match name {
         "json" => {
             want_args(name, &args, 1)?;
-            serde_json::to_string(&args[0])
-                .map(Value::String)
-                .map_err(|e| TemplateError(format!("error calling json: {e}")))
+            let mut out = String::new();
+            write_json(&args[0], structs, &mut out);
+            s(out)
         }
         "join" => {
             want_args(name, &args, 2)?;
@@ -1224,6 +1287,24 @@ mod tests {
         // Docker turns HTML escaping off.
         assert_eq!(run("{{json .S}}", d.clone()), r#""<&>""#);
         assert_eq!(run("{{json .Missing}}", d), "null");
+    }
+
+    #[test]
+    fn json_writes_struct_fields_in_declaration_order() {
+        let t = Template::parse("{{json .}}")
+            .expect("parse")
+            .with_structs(&[&["Type", "Layers", "BaseLayer"]]);
+        let d = json!({"Layers": ["a"], "Type": "layers", "M": {"b": 1, "a": 2}});
+        // The outer object is no struct of the list: a map, keys sorted.
+        assert_eq!(
+            t.execute(&d).expect("run"),
+            r#"{"Layers":["a"],"M":{"a":2,"b":1},"Type":"layers"}"#
+        );
+        let d = json!({"Layers": ["a"], "Type": "layers"});
+        assert_eq!(
+            t.execute(&d).expect("run"),
+            r#"{"Type":"layers","Layers":["a"]}"#
+        );
     }
 
     #[test]
