@@ -358,3 +358,39 @@ fn errors_are_in_dockers_words() {
         String::from_utf8_lossy(&d.stderr)
     );
 }
+
+/// The content size rule (`hoist_archive::content_size`: files' bytes and
+/// symlinks' target lengths, as overlay2 counts) gives Docker's `Size` from
+/// the very layers hoist stored: what `images`/`history`/`inspect` will show
+/// once the store records it at load.
+#[test]
+fn content_size_of_the_stored_layers_is_dockers_size() {
+    let b = both();
+    let driver = std::env::var("HOIST_TEST_DOCKER_DRIVER").unwrap_or_default();
+    for img in &b.images {
+        let h: Value = serde_json::from_str(&b.hoist_out(&["inspect", img])).expect("json");
+        let mut total = 0;
+        for l in h[0]["Layers"].as_array().expect("layers") {
+            let digest = l["Digest"].as_str().expect("digest");
+            let path = b
+                .hoist
+                .path()
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:"));
+            let file = std::fs::File::open(&path).expect("layer blob");
+            let (_, tar) = hoist_archive::decompress_auto(file).expect("decompress");
+            total += hoist_archive::content_size(tar).expect("tar");
+        }
+        let d = b.docker.inspect(img);
+        // vfs counts the tar headers' sizes (no symlink targets); overlay2 what lstat says.
+        if driver == "overlay2" {
+            assert_eq!(Some(total), d["Size"].as_u64(), "{img}: content size");
+        } else {
+            let size = d["Size"].as_u64().expect("size");
+            assert!(
+                total >= size && total - size < 4096,
+                "{img}: {total} against vfs's {size}"
+            );
+        }
+    }
+}
