@@ -190,9 +190,10 @@ impl Formatter {
             "json" => "{{json .}}",
             f => f,
         };
+        // Docker's IsTable: any format that starts with `table`.
         let (src, table) = match format.strip_prefix("table") {
-            Some(rest) if rest.is_empty() || rest.starts_with([' ', '\t', '\n']) => (rest, true),
-            _ => (format, false),
+            Some(rest) => (rest, true),
+            None => (format, false),
         };
         // Docker's preFormat: trim spaces, then `\t` and `\n` typed in the shell become tab and newline.
         let src = src

@@ -474,3 +474,23 @@ fn load_of_an_empty_file_or_a_rootfs_tarball_points_to_import() {
     let err = st.hoist_err(["load", "-i", rootfs.to_str().expect("utf-8")]);
     assert!(err.contains("use `hoist import FILE"), "{err}");
 }
+
+#[test]
+fn system_df_takes_templates_and_tables_as_docker() {
+    let st = store();
+    three_by_age(&st);
+    assert_eq!(
+        st.hoist_ok(["system", "df", "--format", "{{.Type}}: {{.TotalCount}}"]),
+        "Images: 4\nLayers: 4\nUnreferenced blobs: 0\n"
+    );
+    let out = st.hoist_ok(["system", "df"]);
+    assert!(
+        out.starts_with("TYPE                 TOTAL     ACTIVE    SIZE"),
+        "{out}"
+    );
+    let out = st.hoist_ok(["system", "df", "--format", r"table {{.Type}}\t{{.Active}}"]);
+    assert!(
+        out.starts_with("TYPE                 ACTIVE\nImages               3\n"),
+        "{out}"
+    );
+}
