@@ -72,15 +72,7 @@ fn default_root() -> PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Serve(_)) {
-        // Rust ignores SIGPIPE, so `hoist images | head -1` would panic on the
-        // closed pipe; a command-line tool ends quietly there, as Docker's does.
-        // The server keeps ignoring it: a client hanging up must not kill it.
-        // SAFETY: setting a signal's disposition to its default has no preconditions.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
-    }
+    output::die_quietly_on_closed_stdout();
     // HOIST_LOG wins; else `hoist serve --config` may set the level.
     let default_filter = match &cli.command {
         Command::Serve(a) => a.log_filter(),

@@ -5,6 +5,38 @@ use crate::template::Template;
 use serde_json::Value;
 use std::io::Write;
 
+/// Ends the process as a Go program (Docker) does when stdout or stderr is a
+/// closed pipe (`hoist images | head -1`): killed by SIGPIPE, with no message.
+pub fn die_of_sigpipe() -> ! {
+    // SAFETY: restoring SIGPIPE's default disposition and raising it have no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    std::process::exit(141)
+}
+
+/// Makes a print to a closed stdout or stderr end the process as Go's runtime
+/// does, instead of Rust's panic ("failed printing to stdout: Broken pipe").
+/// SIGPIPE stays ignored otherwise, so that a write to any other pipe (a
+/// credential helper, a client socket) is an error the code handles, as in Go.
+pub fn die_quietly_on_closed_stdout() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        // std's print macros panic with exactly this text on a failed write.
+        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+            die_of_sigpipe();
+        }
+        previous(info);
+    }));
+}
+
 /// Sizes as Docker prints them: `units.HumanSizeWithPrecision(n, 3)`, decimal
 /// units and Go's `%.3g` (`5.58MB`, `163MB`, `1e+03kB`).
 pub fn human_size(n: u64) -> String {
@@ -231,9 +263,10 @@ impl Formatter {
     pub fn print(&self, headers: &Value, rows: &[Value]) -> Result<(), Error> {
         let text = self.render(headers, rows)?;
         let mut out = std::io::stdout().lock();
-        out.write_all(text.as_bytes())
-            .and_then(|_| out.flush())
-            .map_err(|e| Error::Msg(format!("write output: {e}")))
+        match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => die_of_sigpipe(),
+            r => r.map_err(|e| Error::Msg(format!("write output: {e}"))),
+        }
     }
 }
 
