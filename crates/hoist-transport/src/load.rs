@@ -570,7 +570,8 @@ fn run_jobs(
 }
 
 /// What to do with a tarball that is not an image archive.
-const IMPORT_HINT: &str = "to make an image of a root filesystem tarball, use `hoist import FILE [REPOSITORY[:TAG]]`";
+const IMPORT_HINT: &str =
+    "to make an image of a root filesystem tarball, use `hoist import FILE [REPOSITORY[:TAG]]`";
 
 /// Loads every image of an archive into the store.
 pub fn load(
