@@ -494,3 +494,28 @@ fn system_df_takes_templates_and_tables_as_docker() {
         "{out}"
     );
 }
+
+#[test]
+fn images_takes_its_default_format_from_docker_config_images_format() {
+    let st = store();
+    three_by_age(&st);
+    let cfg = hoist_testkit::scratch_dir();
+    std::fs::write(
+        cfg.path().join("config.json"),
+        r#"{"imagesFormat": "{{.Repository}}={{.Tag}}"}"#,
+    )
+    .expect("config.json");
+    let run = |args: &[&str]| {
+        let out = st
+            .command()
+            .env("DOCKER_CONFIG", cfg.path())
+            .args(args)
+            .output()
+            .expect("run");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(run(&["images", "old:1"]), "old=1\n");
+    // An explicit --format and -q win, as in Docker.
+    assert_eq!(run(&["images", "--format", "{{.Tag}}", "old:1"]), "1\n");
+    assert_eq!(run(&["images", "-q", "old:1"]).trim().len(), 12);
+}

@@ -224,6 +224,16 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         Formatter::new("{{.ID}}", "")?
     } else if args.digests && args.format.is_empty() {
         Formatter::new("", DIGESTS_TABLE)?
+    } else if let Some(f) = args
+        .format
+        .is_empty()
+        .then(|| super::info::docker_config())
+        .flatten()
+        .and_then(|c| c.get("imagesFormat")?.as_str().map(str::to_owned))
+        .filter(|f| !f.is_empty())
+    {
+        // Docker's CLI takes the default format from config.json's imagesFormat.
+        Formatter::new(&f, DEFAULT_TABLE)?
     } else {
         Formatter::new(&args.format, DEFAULT_TABLE)?
     };

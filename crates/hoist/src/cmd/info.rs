@@ -21,17 +21,18 @@ fn docker_config_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker"))
 }
 
+/// Docker's client `config.json`, when there is a readable one.
+pub fn docker_config() -> Option<serde_json::Value> {
+    let path = docker_config_dir()?.join("config.json");
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// The registries `docker login` (or `hoist login`) left credentials for in
 /// `config.json`, Docker Hub's legacy key shown as `docker.io`; and the
 /// credential store, if one is set.
 fn logged_in() -> (Vec<String>, String) {
-    let Some(path) = docker_config_dir().map(|d| d.join("config.json")) else {
-        return (Vec::new(), String::new());
-    };
-    let Ok(v) = std::fs::read(&path)
-        .map_err(|_| ())
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).map_err(|_| ()))
-    else {
+    let Some(v) = docker_config() else {
         return (Vec::new(), String::new());
     };
     let mut hosts = std::collections::BTreeSet::new();
