@@ -227,7 +227,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     } else if let Some(f) = args
         .format
         .is_empty()
-        .then(|| super::info::docker_config())
+        .then(super::info::docker_config)
         .flatten()
         .and_then(|c| c.get("imagesFormat")?.as_str().map(str::to_owned))
         .filter(|f| !f.is_empty())
