@@ -259,6 +259,12 @@ impl Formatter {
         self
     }
 
+    /// Declares the Go types of fields the data may lack, for printing their zero values.
+    pub fn with_zeros(mut self, zeros: crate::template::Zeros) -> Formatter {
+        self.template = self.template.with_zeros(zeros);
+        self
+    }
+
     /// Renders and prints to stdout.
     pub fn print(&self, headers: &Value, rows: &[Value]) -> Result<(), Error> {
         let text = self.render(headers, rows)?;

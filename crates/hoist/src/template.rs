@@ -26,6 +26,7 @@ fn err<T>(msg: impl Into<String>) -> Result<T, TemplateError> {
 pub struct Template {
     nodes: Vec<Node>,
     structs: StructOrders,
+    zeros: Zeros,
 }
 
 /// Field orders of the Go structs behind the data: `json` writes an object
@@ -33,6 +34,29 @@ pub struct Template {
 /// marshals struct fields in declaration order), any other object with its
 /// keys sorted (Go's order for a map).
 pub type StructOrders = &'static [&'static [&'static str]];
+
+/// The Go type of a field that may be missing or null in the JSON (Docker's
+/// `omitempty` fields, nil slices and maps): printed as Go prints its zero
+/// value (`[]`, `map[]`, `""`, `false`, `0`, `<nil>`) rather than `<no value>`,
+/// while `json` still sees the null.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Zero {
+    /// A slice.
+    List,
+    /// A map.
+    Map,
+    /// A string.
+    Str,
+    /// A bool.
+    Bool,
+    /// A number.
+    Int,
+    /// A pointer.
+    Ptr,
+}
+
+/// Field names and their Go types, for [`Zero`].
+pub type Zeros = &'static [(&'static str, Zero)];
 
 #[derive(Debug)]
 enum Node {
@@ -443,6 +467,7 @@ impl Template {
             (nodes, Stop::Eof) => Ok(Template {
                 nodes,
                 structs: &[],
+                zeros: &[],
             }),
             (_, Stop::End) => err("unexpected {{end}}"),
             (_, Stop::Else(_)) => err("unexpected {{else}}"),
@@ -452,6 +477,12 @@ impl Template {
     /// Declares the struct field orders of the data, for `json`.
     pub fn with_structs(mut self, structs: StructOrders) -> Template {
         self.structs = structs;
+        self
+    }
+
+    /// Declares the Go types of fields the data may lack, for printing their zero values.
+    pub fn with_zeros(mut self, zeros: Zeros) -> Template {
+        self.zeros = zeros;
         self
     }
 
@@ -473,6 +504,8 @@ impl Template {
             out: String::new(),
             header,
             structs: self.structs,
+            zeros: self.zeros,
+            hint: None,
         };
         st.walk(&self.nodes, data)?;
         Ok(st.out)
@@ -486,6 +519,9 @@ struct State {
     out: String,
     header: bool,
     structs: StructOrders,
+    zeros: Zeros,
+    /// The Go type of the field the last pipeline ended on, when known.
+    hint: Option<Zero>,
 }
 
 /// Go's truth: false, 0, nil and empty things are false.
@@ -508,7 +544,11 @@ impl State {
                 Node::Action(p) => {
                     let v = self.pipe(p, dot)?;
                     if p.decl.is_empty() {
-                        self.out.push_str(&print_top(&v));
+                        let text = match (&v, self.hint) {
+                            (Value::Null, Some(z)) => zero_text(z).to_owned(),
+                            _ => print_top(&v, !self.structs.is_empty()),
+                        };
+                        self.out.push_str(&text);
                     }
                 }
                 Node::If(p, yes, no) => {
@@ -575,6 +615,7 @@ impl State {
     }
 
     fn pipe(&mut self, p: &Pipeline, dot: &Value) -> Result<Value, TemplateError> {
+        self.hint = None;
         let v = self.run_cmds(&p.cmds, dot)?;
         for name in &p.decl {
             if p.assign {
@@ -614,7 +655,9 @@ impl State {
             if let Some(p) = piped {
                 args.push(p);
             }
-            return call(name, args, self.header, self.structs);
+            let v = call(name, args, self.header, self.structs);
+            self.hint = None;
+            return v;
         }
         if cmd.len() > 1 || piped.is_some() {
             return err(format!(
@@ -622,7 +665,19 @@ impl State {
                 describe(first)
             ));
         }
-        self.operand(first, dot)
+        let v = self.operand(first, dot)?;
+        self.hint = match first {
+            Operand::Dot(f) | Operand::Var(_, f) | Operand::Sub(_, f) => {
+                f.last().and_then(|last| {
+                    self.zeros
+                        .iter()
+                        .find(|(name, _)| name == last)
+                        .map(|(_, z)| *z)
+                })
+            }
+            _ => None,
+        };
+        Ok(v)
     }
 
     fn operand(&mut self, o: &Operand, dot: &Value) -> Result<Value, TemplateError> {
@@ -670,22 +725,40 @@ fn walk_fields(v: &Value, fields: &[String]) -> Value {
 
 // ------------------------------------------------------------------ printing
 
+/// How Go prints the zero value of a type.
+fn zero_text(z: Zero) -> &'static str {
+    match z {
+        Zero::List => "[]",
+        Zero::Map => "map[]",
+        Zero::Str => "",
+        Zero::Bool => "false",
+        Zero::Int => "0",
+        Zero::Ptr => "<nil>",
+    }
+}
+
 /// What `{{…}}` writes for a value: Go prints `<no value>` for a nil at the top.
-fn print_top(v: &Value) -> String {
+/// `typed`: the data stands for Go structs (Docker's inspect), where an empty
+/// object inside a map is a `struct{}` (`ExposedPorts`, `Volumes`) and prints `{}`.
+fn print_top(v: &Value, typed: bool) -> String {
     match v {
         Value::Null => "<no value>".into(),
-        other => print_value(other),
+        other => {
+            let mut s = String::new();
+            print_into(&mut s, other, typed, 0);
+            s
+        }
     }
 }
 
 /// Go's `%v`: `[a b]`, `map[k:v]` (keys sorted), `<nil>`.
 pub fn print_value(v: &Value) -> String {
     let mut s = String::new();
-    print_into(&mut s, v);
+    print_into(&mut s, v, false, 0);
     s
 }
 
-fn print_into(s: &mut String, v: &Value) {
+fn print_into(s: &mut String, v: &Value, typed: bool, depth: usize) {
     match v {
         Value::Null => s.push_str("<nil>"),
         Value::Bool(b) => {
@@ -699,10 +772,11 @@ fn print_into(s: &mut String, v: &Value) {
                 if i > 0 {
                     s.push(' ');
                 }
-                print_into(s, x);
+                print_into(s, x, typed, depth + 1);
             }
             s.push(']');
         }
+        Value::Object(o) if typed && depth > 0 && o.is_empty() => s.push_str("{}"),
         Value::Object(o) => {
             s.push_str("map[");
             // serde_json's map keeps keys sorted, as Go's printing of a map does.
@@ -712,7 +786,7 @@ fn print_into(s: &mut String, v: &Value) {
                 }
                 s.push_str(k);
                 s.push(':');
-                print_into(s, x);
+                print_into(s, x, typed, depth + 1);
             }
             s.push(']');
         }
@@ -806,7 +880,7 @@ fn sprint(args: &[Value]) -> String {
         if i > 0 && !args[i - 1].is_string() && !a.is_string() {
             s.push(' ');
         }
-        print_into(&mut s, a);
+        print_into(&mut s, a, false, 0);
     }
     s
 }
@@ -1083,8 +1157,18 @@ fn call(
                         };
                         x.clone()
                     }
+                    // A missing key gives the map's zero value: nil, or for typed data
+                    // (Docker's inspect, whose maps hold strings: Labels) "".
                     (Value::Object(o), Value::String(key)) => {
-                        o.get(key).cloned().unwrap_or(Value::Null)
+                        o.get(key).cloned().unwrap_or(if structs.is_empty() {
+                            Value::Null
+                        } else {
+                            Value::String(String::new())
+                        })
+                    }
+                    // Typed data: a nil map of strings (Labels) gives "".
+                    (Value::Null, Value::String(_)) if !structs.is_empty() => {
+                        Value::String(String::new())
                     }
                     (Value::Null, _) => return err("error calling index: index of untyped nil"),
                     (c, _) => {
@@ -1225,6 +1309,32 @@ mod tests {
         assert_eq!(run("{{.M}}", d.clone()), "map[a:x b:2]");
         assert_eq!(run("{{.N}} {{.F}} {{.T}}", d.clone()), "12345678 1.5 true");
         assert_eq!(run("{{.E}} {{.O}}", d), "[] map[]");
+    }
+
+    #[test]
+    fn typed_data_prints_empty_structs_in_maps_as_go() {
+        let t = Template::parse("{{.Ports}} {{.Labels}}")
+            .expect("parse")
+            .with_structs(&[&["Ports", "Labels"]]);
+        let d = json!({"Ports": {"80/tcp": {}}, "Labels": {}});
+        assert_eq!(t.execute(&d).expect("run"), "map[80/tcp:{}] map[]");
+    }
+
+    #[test]
+    fn missing_typed_fields_print_their_zero_values() {
+        let d = json!({"E": null, "U": null});
+        let t = Template::parse("{{.E}}|{{.L}}|{{.S}}|{{.P}}|{{.U}}|{{json .E}}")
+            .expect("parse")
+            .with_zeros(&[
+                ("E", Zero::List),
+                ("L", Zero::Map),
+                ("S", Zero::Str),
+                ("P", Zero::Ptr),
+            ]);
+        assert_eq!(
+            t.execute(&d).expect("run"),
+            "[]|map[]||<nil>|<no value>|null"
+        );
     }
 
     #[test]

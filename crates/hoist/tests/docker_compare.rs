@@ -74,12 +74,55 @@ impl Drop for Both {
     }
 }
 
+/// A Dockerfile that sets every field of the image config Docker users meet,
+/// on the base fixture, with no RUN (so it builds offline in a moment).
+const CONFIG_DOCKERFILE: &str = r#"FROM hoist-test/base:latest
+LABEL b="two words" a=1
+ENV X=1 Y="y y"
+EXPOSE 80/tcp 53/udp
+VOLUME /data /cache
+WORKDIR /work
+USER 1000:1000
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=5s --timeout=2s --retries=2 CMD ["/bin/true"]
+ONBUILD RUN echo child
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["echo && echo <ok>"]
+"#;
+
+/// The fixtures, and an image built here with every config field set, under
+/// fresh names in both.
 fn both() -> Both {
     let docker = docker();
-    let images: Vec<String> = [BASE_IMAGE, APP_IMAGE]
+    let mut images: Vec<String> = [BASE_IMAGE, APP_IMAGE]
         .iter()
         .map(|i| docker.tag_unique(i))
         .collect();
+    let ctx = scratch_dir();
+    std::fs::write(ctx.path().join("Dockerfile"), CONFIG_DOCKERFILE).expect("Dockerfile");
+    let configured = format!(
+        "{}-config:latest",
+        images[0].split(':').next().expect("name")
+    );
+    let out = docker
+        .command()
+        .env("DOCKER_BUILDKIT", "0")
+        // --no-cache: tests build in parallel and remove their images (and the
+        // intermediate ones with them) when done; a shared cache would vanish under another build.
+        .args([
+            "build",
+            "-q",
+            "--no-cache",
+            "--network",
+            "none",
+            "-t",
+            &configured,
+        ])
+        .arg(ctx.path())
+        .output()
+        .expect("docker build");
+    assert_success("docker build of the config image", &out);
+    images.push(configured);
     let dir = scratch_dir();
     let archive = dir.path().join("both.tar");
     let refs: Vec<&str> = images.iter().map(String::as_str).collect();
@@ -313,6 +356,11 @@ fn inspect_templates_print_as_docker() {
             "{{.Config.Entrypoint}}",
             "{{.Config.Env}}",
             "{{.Config.Labels}}",
+            "{{.Config.ExposedPorts}} {{.Config.Volumes}} {{.Config.OnBuild}}",
+            "{{.Config.StopSignal}} {{json .Config.Healthcheck}}",
+            r#"{{index .Config.Labels "b"}} {{range $k, $v := .Config.Labels}}{{$k}}={{$v}};{{end}}"#,
+            "{{json .Config}}",
+            "{{json .ContainerConfig.Cmd}}",
             "{{.Config.WorkingDir}}|{{.Config.User}}",
             "{{.Os}}/{{.Architecture}}",
             "{{len .RootFS.Layers}} {{index .RootFS.Layers 0}}",

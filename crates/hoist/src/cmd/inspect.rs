@@ -40,8 +40,8 @@ struct ContainerConfig {
     stdin_once: bool,
     env: Value,
     cmd: Value,
-    #[serde(skip_serializing_if = "empty")]
-    healthcheck: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    healthcheck: Option<HealthConfig>,
     #[serde(skip_serializing_if = "is_false")]
     args_escaped: bool,
     image: String,
@@ -60,6 +60,26 @@ struct ContainerConfig {
     stop_timeout: Option<i64>,
     #[serde(skip_serializing_if = "empty")]
     shell: Value,
+}
+
+/// Docker's `container.HealthConfig`, its fields in Docker's order (durations in nanoseconds).
+#[derive(Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct HealthConfig {
+    #[serde(skip_serializing_if = "empty")]
+    test: Value,
+    #[serde(skip_serializing_if = "is_zero")]
+    interval: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    timeout: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    start_period: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    retries: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 fn empty(v: &Value) -> bool {
@@ -218,6 +238,42 @@ const STRUCTS: crate::template::StructOrders = &[
     &["LastTagTime"],
 ];
 
+/// The Go types of inspect's fields that the JSON may hold as null or leave
+/// out (omitempty): a template prints their zero values as Docker's does,
+/// running on the Go structs (`{{.Config.Entrypoint}}` is `[]`).
+const ZEROS: crate::template::Zeros = {
+    use crate::template::Zero::*;
+    &[
+        ("Env", List),
+        ("Cmd", List),
+        ("Entrypoint", List),
+        ("OnBuild", List),
+        ("Shell", List),
+        ("Test", List),
+        ("RepoTags", List),
+        ("RepoDigests", List),
+        ("Layers", List),
+        ("Volumes", Map),
+        ("Labels", Map),
+        ("ExposedPorts", Map),
+        ("Data", Map),
+        ("StopSignal", Str),
+        ("MacAddress", Str),
+        ("Variant", Str),
+        ("OsVersion", Str),
+        ("BaseLayer", Str),
+        ("ArgsEscaped", Bool),
+        ("NetworkDisabled", Bool),
+        ("Interval", Int),
+        ("Timeout", Int),
+        ("StartPeriod", Int),
+        ("Retries", Int),
+        ("Healthcheck", Ptr),
+        ("Config", Ptr),
+        ("StopTimeout", Ptr),
+    ]
+};
+
 /// Go's zero `time.Time`, which Docker shows for an image never tagged by `docker tag`.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
@@ -279,29 +335,6 @@ fn inspect_image(store: &Store, img: &ImageRecord) -> Result<Inspect, Error> {
     })
 }
 
-/// What a template sees: Docker runs it on Go structs, where an absent list
-/// prints `[]` and an absent map `map[]`, not `<no value>`.
-fn template_value(i: &Inspect) -> Result<Value, Error> {
-    let mut v = serde_json::to_value(i).map_err(|e| Error::Msg(e.to_string()))?;
-    for part in ["Config", "ContainerConfig"] {
-        if let Some(Value::Object(c)) = v.get_mut(part) {
-            for list in ["Env", "Cmd", "Entrypoint", "OnBuild"] {
-                let slot = c.entry(list).or_insert(Value::Null);
-                if slot.is_null() {
-                    *slot = Value::Array(Vec::new());
-                }
-            }
-            for map in ["Volumes", "Labels", "ExposedPorts"] {
-                let slot = c.entry(map).or_insert(Value::Null);
-                if slot.is_null() {
-                    *slot = Value::Object(Default::default());
-                }
-            }
-        }
-    }
-    Ok(v)
-}
-
 /// JSON as `docker image inspect` prints it: 4-space indentation, no HTML escaping.
 fn docker_json(v: &impl Serialize) -> Result<String, Error> {
     let mut buf = Vec::new();
@@ -317,7 +350,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     let store = ctx.store()?;
     let template = match args.format.as_str() {
         "" | "json" => None,
-        f => Some(Formatter::new(f, "")?.with_structs(STRUCTS)),
+        f => Some(
+            Formatter::new(f, "")?
+                .with_structs(STRUCTS)
+                .with_zeros(ZEROS),
+        ),
     };
     let mut out = Vec::new();
     let mut failed = false;
@@ -344,8 +381,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         Some(t) => {
             let values = out
                 .iter()
-                .map(template_value)
-                .collect::<Result<Vec<_>, _>>()?;
+                .map(serde_json::to_value)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Error::Msg(e.to_string()))?;
             t.print(&Value::Null, &values)?;
         }
     }
