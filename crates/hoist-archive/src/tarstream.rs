@@ -706,9 +706,42 @@ fn set_name(header: &mut Header, name: &[u8], pax: &mut Vec<(String, Vec<u8>)>) 
     header.as_old_mut().name.copy_from_slice(&name[..100]);
 }
 
+/// A layer's content size as Docker's overlay2 driver reports it (`docker
+/// images`/`history` SIZE): what its unpacked files take by `lstat` size,
+/// each inode once (regular files' bytes, symlinks' target lengths; hard links
+/// and directories nothing), not the tar's bytes. Reads the uncompressed tar
+/// to its end.
+pub fn content_size<R: Read>(tar: R) -> Result<u64> {
+    let mut r = TarReader::new(tar);
+    let mut total = 0u64;
+    while let Some(e) = r.next_entry()? {
+        let n = match e.kind {
+            EntryKind::File => e.size,
+            EntryKind::Symlink => e.link.as_ref().map_or(0, |l| l.as_os_str().len() as u64),
+            _ => 0,
+        };
+        total = total.saturating_add(n);
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_size_counts_file_bytes_not_tar_bytes() {
+        let mut f = Entry::new("etc/motd", EntryKind::File);
+        f.size = 47;
+        let mut link = Entry::new("etc/hard", EntryKind::Hardlink);
+        link.link = Some("etc/motd".into());
+        let mut sym = Entry::new("etc/sym", EntryKind::Symlink);
+        sym.link = Some("motd".into());
+        let dir = Entry::new("etc", EntryKind::Dir);
+        let tar = write(&[(dir, b""), (f, &[b'x'; 47]), (link, b""), (sym, b"")]);
+        assert!(tar.len() >= 2048);
+        assert_eq!(content_size(tar.as_slice()).unwrap(), 47 + 4);
+    }
 
     fn write(entries: &[(Entry, &[u8])]) -> Vec<u8> {
         let mut w = TarWriter::new(Vec::new());

@@ -291,6 +291,9 @@ pub struct Config {
     /// Who made it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
+    /// Docker's image comment (`docker import -m`), shown by `inspect`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
     /// CPU architecture.
     #[serde(default)]
     pub architecture: String,

@@ -290,6 +290,11 @@ impl ArchiveFiles {
         )))
     }
 
+    /// True when the archive has no member that could be read (no file, no link).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.links.is_empty()
+    }
+
     /// True when a member exists (after links).
     pub(crate) fn contains(&self, name: &str) -> bool {
         self.resolve(name).is_ok()

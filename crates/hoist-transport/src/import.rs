@@ -395,9 +395,15 @@ pub fn import(
 
     let _lock = store.lock(LockMode::Shared)?;
     let (layer_blob, comp, diff_id, size) = stage_layer(store, input, &opts.source_name)?;
+    // Docker writes the message both as the image's comment and as its one history entry's.
+    let comment = opts
+        .message
+        .clone()
+        .unwrap_or_else(|| format!("Imported from {}", opts.source_name));
     let config = Config {
         created: Some(opts.created.clone()),
         author: None,
+        comment: Some(comment.clone()),
         architecture: platform.architecture.clone(),
         os: platform.os.clone(),
         variant: platform.variant.clone(),
@@ -410,11 +416,7 @@ pub fn import(
             created: Some(opts.created.clone()),
             created_by: Some("hoist import".into()),
             author: None,
-            comment: Some(
-                opts.message
-                    .clone()
-                    .unwrap_or_else(|| format!("Imported from {}", opts.source_name)),
-            ),
+            comment: Some(comment),
             empty_layer: false,
         }],
     };

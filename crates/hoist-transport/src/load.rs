@@ -569,6 +569,10 @@ fn run_jobs(
     Ok(out)
 }
 
+/// What to do with a tarball that is not an image archive.
+const IMPORT_HINT: &str =
+    "to make an image of a root filesystem tarball, use `hoist import FILE [REPOSITORY[:TAG]]`";
+
 /// Loads every image of an archive into the store.
 pub fn load(
     store: &mut Store,
@@ -581,11 +585,14 @@ pub fn load(
         plan_docker(&files)?
     } else if files.contains("index.json") {
         plan_oci(&files)?
+    } else if files.is_empty() {
+        return Err(TransportError::Archive(format!(
+            "the input is empty (no file in it): `hoist load` takes a `docker save` or OCI archive; {IMPORT_HINT}"
+        )));
     } else {
-        return Err(TransportError::Archive(
-            "neither manifest.json (docker save) nor index.json (OCI layout) is in the archive"
-                .into(),
-        ));
+        return Err(TransportError::Archive(format!(
+            "neither manifest.json (docker save) nor index.json (OCI layout) is in the archive; {IMPORT_HINT}"
+        )));
     };
 
     // Decide, image by image, which layers the store already has (by chainID)

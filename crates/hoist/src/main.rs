@@ -5,6 +5,7 @@ mod cmd;
 mod output;
 mod progress;
 mod resolve;
+mod template;
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -48,8 +49,12 @@ enum Command {
     Import(cmd::import::Args),
     /// Manage images (ls, rm, inspect, history, tag, load, save, import, prune).
     Image(cmd::image::Args),
-    /// Manage hoist (df).
+    /// Manage hoist (df, info, prune).
     System(cmd::system::Args),
+    /// Show the hoist version information.
+    Version(cmd::version::Args),
+    /// Display store-wide information.
+    Info(cmd::info::Args),
     /// Check the store: re-hash every blob, check the index; --repair drops what is broken.
     Fsck(cmd::fsck::Args),
 }
@@ -73,6 +78,7 @@ fn main() -> ExitCode {
     // (which names the image store, a different layout).
     let root_typed = matches.value_source("root") == Some(ValueSource::CommandLine);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    output::die_quietly_on_closed_stdout();
     // HOIST_LOG wins; else `hoist serve --config` may set the level.
     let default_filter = match &cli.command {
         Command::Serve(a) => a.log_filter(),
@@ -109,6 +115,8 @@ fn main() -> ExitCode {
         Command::Import(a) => cmd::import::run(&ctx, a),
         Command::Image(a) => cmd::image::run(&ctx, a),
         Command::System(a) => cmd::system::run(&ctx, a),
+        Command::Version(a) => cmd::version::run(a),
+        Command::Info(a) => cmd::info::run(&ctx, a),
         Command::Fsck(a) => cmd::fsck::run(&ctx, a),
     };
     match result {

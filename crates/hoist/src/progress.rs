@@ -1,5 +1,6 @@
 //! Docker-style `Loading layer` bars on a terminal; nothing when stderr is not one.
 
+use crate::output::human_size_precision;
 use hoist_transport::Progress;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
@@ -27,13 +28,35 @@ impl Bars {
     }
 }
 
+/// Docker's jsonmessage progress: a 50-wide bar whose head is always `>`,
+/// then `%8v/%v` of units.HumanSize (decimal units, 4 digits).
+fn docker_progress(current: u64, total: u64) -> String {
+    let filled = if total == 0 {
+        0
+    } else {
+        ((current as f64 / total as f64 * 100.0) as usize / 2).min(50)
+    };
+    format!(
+        "[{}>{}] {:>8}/{}",
+        "=".repeat(filled),
+        " ".repeat(50 - filled),
+        human_size_precision(current, 4),
+        human_size_precision(total, 4)
+    )
+}
+
 impl Progress for Bars {
     fn start(&self, id: &str, total: u64) {
         let pb = self.multi.add(ProgressBar::new(total));
         pb.set_style(
-            ProgressStyle::with_template("{prefix}: {msg} [{bar:50}] {bytes}/{total_bytes}")
+            ProgressStyle::with_template("{prefix}: {msg} {docker_progress}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+                .with_key(
+                    "docker_progress",
+                    |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = w.write_str(&docker_progress(s.pos(), s.len().unwrap_or(0)));
+                    },
+                ),
         );
         pb.set_prefix(id.to_owned());
         pb.set_message(self.verb);
@@ -57,5 +80,22 @@ impl Progress for Bars {
             }
             None => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::docker_progress;
+
+    #[test]
+    fn bars_read_like_dockers() {
+        assert_eq!(
+            docker_progress(3_011_000, 3_011_000),
+            format!("[{}>]  3.011MB/3.011MB", "=".repeat(50))
+        );
+        assert_eq!(
+            docker_progress(500, 1000),
+            format!("[{}>{}]     500B/1kB", "=".repeat(25), " ".repeat(25))
+        );
     }
 }

@@ -5,8 +5,8 @@
 //! tagged images (hoist has no containers yet), and RECLAIMABLE is what
 //! `hoist image prune` would free.
 
-use super::{Context, Error, Format};
-use crate::output::{ago, human_size, table};
+use super::{Context, Error};
+use crate::output::{ago, human_size, Formatter};
 use crate::resolve::familiar;
 use hoist_oci::Reference;
 use hoist_store::{ImageUsage, UsageSummary};
@@ -18,10 +18,18 @@ pub struct Args {
     /// Show detailed information on space usage (per image and per layer).
     #[arg(short, long)]
     verbose: bool,
-    /// Output format: table or json.
-    #[arg(long, default_value = "table")]
-    format: Format,
+    /// Format output: table, table TEMPLATE, json, or a Go template (`{{.Type}}: {{.Size}}`).
+    #[arg(long, default_value = "")]
+    format: String,
 }
+
+/// Docker's `docker system df` table.
+const DEFAULT_TABLE: &str =
+    "table {{.Type}}\\t{{.TotalCount}}\\t{{.Active}}\\t{{.Size}}\\t{{.Reclaimable}}";
+/// The images part of `docker system df -v` (hoist has no CONTAINERS column yet).
+const VERBOSE_IMAGES: &str = "table {{.Repository}}\\t{{.Tag}}\\t{{.ID}}\\t{{.CreatedSince}}\\t{{.Size}}\\t{{.SharedSize}}\\t{{.UniqueSize}}";
+/// hoist's layers part of `system df -v`.
+const VERBOSE_LAYERS: &str = "table {{.ChainID}}\\t{{.DiffID}}\\t{{.Size}}\\t{{.Images}}";
 
 /// Docker's RECLAIMABLE cell: `1.2MB (40%)`, the percentage truncated as Docker does.
 fn reclaimable(s: &UsageSummary) -> String {
@@ -56,127 +64,116 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         ("Layers", &usage.layers_summary),
         ("Unreferenced blobs", &usage.unreferenced_summary),
     ];
-    match (args.format, args.verbose) {
-        (Format::Json, false) => {
-            for (kind, s) in summaries {
-                let v = serde_json::json!({
-                    "Type": kind,
-                    "TotalCount": s.total.to_string(),
-                    "Active": s.active.to_string(),
-                    "Size": human_size(s.size),
-                    "Reclaimable": reclaimable(s),
-                    "SizeBytes": s.size,
-                    "ReclaimableBytes": s.reclaimable,
-                });
-                println!("{v}");
+    if args.verbose && args.format == "json" {
+        let mut images = Vec::new();
+        for u in &usage.images {
+            for (repo, tag) in image_rows(u) {
+                images.push(serde_json::json!({
+                    "Repository": repo,
+                    "Tag": tag,
+                    "ID": u.image.id.to_string(),
+                    "CreatedAt": u.image.created.clone().unwrap_or_default(),
+                    "Size": human_size(u.size),
+                    "SharedSize": human_size(u.shared),
+                    "UniqueSize": human_size(u.unique),
+                    "SizeBytes": u.size,
+                    "SharedSizeBytes": u.shared,
+                    "UniqueSizeBytes": u.unique,
+                }));
             }
         }
-        (Format::Json, true) => {
-            let mut images = Vec::new();
-            for u in &usage.images {
-                for (repo, tag) in image_rows(u) {
-                    images.push(serde_json::json!({
-                        "Repository": repo,
-                        "Tag": tag,
-                        "ID": u.image.id.to_string(),
-                        "CreatedAt": u.image.created.clone().unwrap_or_default(),
-                        "Size": human_size(u.size),
-                        "SharedSize": human_size(u.shared),
-                        "UniqueSize": human_size(u.unique),
-                        "SizeBytes": u.size,
-                        "SharedSizeBytes": u.shared,
-                        "UniqueSizeBytes": u.unique,
-                    }));
-                }
-            }
-            let layers: Vec<_> = usage
-                .layers
-                .iter()
-                .map(|l| {
-                    serde_json::json!({
-                        "ChainID": l.chain_id.to_string(),
-                        "DiffID": l.diff_id.to_string(),
-                        "Size": human_size(l.size),
-                        "SizeBytes": l.size,
-                        "Images": l.images,
-                        "TaggedImages": l.tagged_images,
-                    })
+        let layers: Vec<_> = usage
+            .layers
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "ChainID": l.chain_id.to_string(),
+                    "DiffID": l.diff_id.to_string(),
+                    "Size": human_size(l.size),
+                    "SizeBytes": l.size,
+                    "Images": l.images,
+                    "TaggedImages": l.tagged_images,
                 })
-                .collect();
-            let s = &usage.unreferenced_summary;
-            let v = serde_json::json!({
-                "Images": images,
-                "Layers": layers,
-                "Unreferenced": {"Count": s.total, "SizeBytes": s.size},
-            });
-            println!("{v}");
-        }
-        (Format::Table, false) => {
-            let rows: Vec<Vec<String>> = summaries
-                .iter()
-                .map(|(kind, s)| {
-                    vec![
-                        (*kind).to_owned(),
-                        s.total.to_string(),
-                        s.active.to_string(),
-                        human_size(s.size),
-                        reclaimable(s),
-                    ]
-                })
-                .collect();
-            table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows);
-        }
-        (Format::Table, true) => {
-            println!("Images space usage:\n");
-            let mut rows = Vec::new();
-            for u in &usage.images {
-                for (repo, tag) in image_rows(u) {
-                    rows.push(vec![
-                        repo,
-                        tag,
-                        u.image.id.short().to_owned(),
-                        ago(u.image.created.as_deref()),
-                        human_size(u.size),
-                        human_size(u.shared),
-                        human_size(u.unique),
-                    ]);
-                }
-            }
-            table(
-                &[
-                    "REPOSITORY",
-                    "TAG",
-                    "IMAGE ID",
-                    "CREATED",
-                    "SIZE",
-                    "SHARED SIZE",
-                    "UNIQUE SIZE",
-                ],
-                &rows,
-            );
-            println!("\nLayers space usage:\n");
-            let rows: Vec<Vec<String>> = usage
-                .layers
-                .iter()
-                .map(|l| {
-                    vec![
-                        l.chain_id.short().to_owned(),
-                        l.diff_id.short().to_owned(),
-                        human_size(l.size),
-                        l.images.to_string(),
-                    ]
-                })
-                .collect();
-            table(&["CHAIN ID", "DIFF ID", "SIZE", "IMAGES"], &rows);
-            let s = &usage.unreferenced_summary;
-            if s.total > 0 {
-                println!(
-                    "\nUnreferenced blobs and leftovers: {} ({}); `hoist image prune` removes them",
-                    s.total,
-                    human_size(s.size)
-                );
-            }
-        }
+            })
+            .collect();
+        let s = &usage.unreferenced_summary;
+        let v = serde_json::json!({
+            "Images": images,
+            "Layers": layers,
+            "Unreferenced": {"Count": s.total, "SizeBytes": s.size},
+        });
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
     }
+    if args.verbose {
+        let mut rows = Vec::new();
+        for u in &usage.images {
+            for (repo, tag) in image_rows(u) {
+                rows.push(serde_json::json!({
+                    "Repository": repo,
+                    "Tag": tag,
+                    "ID": u.image.id.short(),
+                    "CreatedSince": ago(u.image.created.as_deref()),
+                    "Size": human_size(u.size),
+                    "SharedSize": human_size(u.shared),
+                    "UniqueSize": human_size(u.unique),
+                }));
+            }
+        }
+        let images = Formatter::new("", VERBOSE_IMAGES)?.render(
+            &serde_json::json!({
+                "Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "CreatedSince": "CREATED",
+                "Size": "SIZE", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE",
+            }),
+            &rows,
+        )?;
+        let rows: Vec<serde_json::Value> = usage
+            .layers
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "ChainID": l.chain_id.short(),
+                    "DiffID": l.diff_id.short(),
+                    "Size": human_size(l.size),
+                    "Images": l.images.to_string(),
+                })
+            })
+            .collect();
+        let layers = Formatter::new("", VERBOSE_LAYERS)?.render(
+            &serde_json::json!({"ChainID": "CHAIN ID", "DiffID": "DIFF ID", "Size": "SIZE", "Images": "IMAGES"}),
+            &rows,
+        )?;
+        print!("Images space usage:\n\n{images}\nLayers space usage:\n\n{layers}");
+        let s = &usage.unreferenced_summary;
+        if s.total > 0 {
+            println!(
+                "\nUnreferenced blobs and leftovers: {} ({}); `hoist image prune` removes them",
+                s.total,
+                human_size(s.size)
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<serde_json::Value> = summaries
+        .iter()
+        .map(|(kind, s)| {
+            serde_json::json!({
+                "Type": kind,
+                "TotalCount": s.total.to_string(),
+                "Active": s.active.to_string(),
+                "Size": human_size(s.size),
+                "Reclaimable": reclaimable(s),
+                "SizeBytes": s.size,
+                "ReclaimableBytes": s.reclaimable,
+            })
+        })
+        .collect();
+    Formatter::new(&args.format, DEFAULT_TABLE)?.print(
+        &serde_json::json!({
+            "Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",
+            "Reclaimable": "RECLAIMABLE", "SizeBytes": "SIZE (BYTES)", "ReclaimableBytes": "RECLAIMABLE (BYTES)",
+        }),
+        &rows,
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,8 +1,9 @@
 //! `hoist history IMAGE`: the steps that made an image, newest first, like `docker history`.
 
-use super::{Context, Error, Format};
-use crate::output::{ago, human_size, table};
+use super::{Context, Error};
+use crate::output::{self, Formatter};
 use crate::resolve;
+use chrono::Timelike;
 use hoist_oci::{Config, HistoryEntry};
 use std::process::ExitCode;
 
@@ -22,9 +23,9 @@ pub struct Args {
     /// Only show image IDs.
     #[arg(short, long)]
     quiet: bool,
-    /// Output format: table or json (one object per line, as Docker prints).
-    #[arg(long, default_value = "table")]
-    format: Format,
+    /// Format output: table, table TEMPLATE, json, or a Go template (`{{.CreatedBy}}`).
+    #[arg(long, default_value = "")]
+    format: String,
     /// The image, by reference or ID.
     image: String,
 }
@@ -88,81 +89,65 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     } else {
         img.id.short().to_owned()
     };
-    // Only the newest step is this image; earlier steps' images are not in the store.
-    let id_of = |i: usize| {
-        if i == 0 {
-            top_id.clone()
-        } else {
-            "<missing>".to_owned()
-        }
-    };
-    if args.quiet {
-        for i in 0..rows.len() {
-            println!("{}", id_of(i));
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let created_by = |s: &Step| {
-        let c = s
-            .entry
-            .created_by
-            .clone()
-            .unwrap_or_default()
-            .replace('\t', " ");
-        if args.no_trunc {
-            c
-        } else {
-            ellipsis(&c, CREATED_BY_WIDTH)
-        }
-    };
-    let created = |s: &Step| {
-        if args.human {
-            ago(s.entry.created.as_deref())
-        } else {
-            s.entry.created.clone().unwrap_or_default()
-        }
-    };
-    let size = |s: &Step| {
-        if args.human {
-            human_size(s.size)
-        } else {
-            s.size.to_string()
-        }
-    };
-    if args.format == Format::Json {
-        for (i, s) in rows.iter().enumerate() {
-            let v = serde_json::json!({
-                "ID": id_of(i),
-                "CreatedAt": s.entry.created.clone().unwrap_or_default(),
-                "CreatedSince": ago(s.entry.created.as_deref()),
-                "CreatedBy": created_by(s),
-                "Size": size(s),
-                "SizeBytes": s.size,
-                "Comment": s.entry.comment.clone().unwrap_or_default(),
-                "EmptyLayer": s.entry.empty_layer,
-            });
-            println!("{v}");
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let body: Vec<Vec<String>> = rows
+    let values: Vec<serde_json::Value> = rows
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            vec![
-                id_of(i),
-                created(s),
-                created_by(s),
-                size(s),
-                s.entry.comment.clone().unwrap_or_default(),
-            ]
+            // Only the newest step is this image; earlier steps' images are not in the store.
+            let id = if i == 0 { top_id.as_str() } else { "<missing>" };
+            row_value(s, id, args.human, !args.no_trunc)
         })
         .collect();
-    table(
-        &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
-        &body,
-    );
+    let fmt = if args.quiet {
+        Formatter::new("{{.ID}}", "")?
+    } else {
+        Formatter::new(&args.format, DEFAULT_TABLE)?
+    };
+    fmt.print(&headers(), &values)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Docker's `docker history` table.
+const DEFAULT_TABLE: &str =
+    "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}";
+
+/// The column names of Docker's history formatter.
+fn headers() -> serde_json::Value {
+    serde_json::json!({
+        "Comment": "COMMENT",
+        "CreatedAt": "CREATED AT",
+        "CreatedBy": "CREATED BY",
+        "CreatedSince": "CREATED",
+        "ID": "IMAGE",
+        "Size": "SIZE",
+    })
+}
+
+/// One step with the fields of Docker's history formatter, as the strings it prints.
+fn row_value(s: &Step, id: &str, human: bool, trunc: bool) -> serde_json::Value {
+    let created = output::parse_time(s.entry.created.as_deref());
+    // Docker prints the time in seconds (time.Unix), RFC 3339.
+    let rfc3339 = created
+        .map(|t| t.with_timezone(&chrono::Utc).fixed_offset())
+        .map(|t| t.with_nanosecond(0).unwrap_or(t))
+        .map_or_else(
+            || "1970-01-01T00:00:00Z".to_owned(),
+            |t| output::rfc3339_nano(&t),
+        );
+    let created_by = s
+        .entry
+        .created_by
+        .clone()
+        .unwrap_or_default()
+        .replace('\t', " ");
+    serde_json::json!({
+        "Comment": s.entry.comment.clone().unwrap_or_default(),
+        "CreatedAt": rfc3339,
+        "CreatedBy": if trunc { ellipsis(&created_by, CREATED_BY_WIDTH) } else { created_by },
+        "CreatedSince": if human { output::ago(s.entry.created.as_deref()) } else { rfc3339.clone() },
+        "ID": id,
+        "Size": if human { output::human_size(s.size) } else { s.size.to_string() },
+    })
 }
 
 #[cfg(test)]
@@ -184,6 +169,7 @@ mod tests {
         let config = Config {
             created: None,
             author: None,
+            comment: None,
             architecture: "amd64".into(),
             os: "linux".into(),
             variant: None,

@@ -6,6 +6,7 @@ pub mod history;
 pub mod image;
 pub mod images;
 pub mod import;
+pub mod info;
 pub mod inspect;
 pub mod load;
 pub mod prune;
@@ -16,6 +17,7 @@ pub mod serve;
 pub mod storage;
 pub mod system;
 pub mod tag;
+pub mod version;
 
 use hoist_store::Store;
 use std::path::PathBuf;

@@ -146,15 +146,10 @@ fn disk_usage(store: &Store) -> Result<(BTreeMap<Digest, u64>, u64), Error> {
     Ok((sizes, ingest))
 }
 
-/// Asks Docker's question on stderr; true only for an explicit yes.
-fn confirm(all: bool) -> bool {
-    let what = if all {
-        "all images without at least one container associated to them"
-    } else {
-        "all dangling images"
-    };
-    eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
-    let _ = std::io::stderr().flush();
+/// Asks Docker's question on stdout (as Docker does); true only for an explicit yes.
+fn confirm(warning: &str) -> bool {
+    print!("{warning}\nAre you sure you want to continue? [y/N] ");
+    let _ = std::io::stdout().flush();
     let mut answer = String::new();
     if std::io::stdin().lock().read_line(&mut answer).is_err() {
         return false;
@@ -164,8 +159,32 @@ fn confirm(all: bool) -> bool {
 
 /// Runs `hoist image prune`.
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
+    let warning = if args.all {
+        "WARNING! This will remove all images without at least one container associated to them."
+    } else {
+        "WARNING! This will remove all dangling images."
+    };
+    run_after(ctx, args, warning)
+}
+
+/// Runs `hoist system prune`: what `image prune` removes, warned about as
+/// `docker system prune` does (containers and build cache join once hoist has them).
+pub fn run_system(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
+    let images = if args.all {
+        "all images without at least one container associated to them"
+    } else {
+        "all dangling images"
+    };
+    let warning = format!(
+        "WARNING! This will remove:\n  - {images}\n  - all unreferenced blobs and leftovers of interrupted loads\n"
+    );
+    run_after(ctx, args, &warning)
+}
+
+/// Prunes as `hoist image prune` does, after asking with `warning` unless `--force`.
+fn run_after(ctx: &Context, args: Args, warning: &str) -> Result<ExitCode, Error> {
     let filters = parse_filters(&args.filter)?;
-    if !args.force && !confirm(args.all) {
+    if !args.force && !confirm(warning) {
         return Ok(ExitCode::SUCCESS);
     }
     let mut store = ctx.store()?;
