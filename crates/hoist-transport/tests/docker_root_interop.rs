@@ -200,6 +200,17 @@ fn images_of_a_stopped_overlay2_docker_come_out_with_dockers_ids_and_run() {
             docker_layers,
             "{image}: diffIDs"
         );
+        let manifest: hoist_oci::Manifest =
+            serde_json::from_slice(&root.manifest(&id).unwrap()).unwrap();
+        assert_eq!(manifest.config.digest, id);
+        let described: Vec<(Digest, u64)> = manifest
+            .layers
+            .iter()
+            .map(|d| (d.digest.clone(), d.size))
+            .collect();
+        let listed: Vec<(Digest, u64)> =
+            layers.iter().map(|l| (l.diff_id.clone(), l.size)).collect();
+        assert_eq!(described, listed, "{image}: manifest layers");
         for l in &layers {
             let tar = read_layer(&root, &l.chain_id);
             assert_eq!(tar.len() as u64, l.size, "layer {}: size", l.chain_id);

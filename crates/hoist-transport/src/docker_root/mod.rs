@@ -18,7 +18,7 @@ mod tarsplit;
 pub use error::DockerRootError;
 pub use tarsplit::LayerTar;
 
-use hoist_oci::{chain_ids, Config, Digest, Reference};
+use hoist_oci::{chain_ids, media_type, Config, Descriptor, Digest, Manifest, Reference};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
@@ -287,6 +287,33 @@ impl DockerRoot {
             });
         }
         Ok(out)
+    }
+
+    /// An OCI manifest for image `id`, made here since Docker keeps none for
+    /// what it stores: the config as it is and each layer as its uncompressed
+    /// tar (`digest` = diffID, `size` = the rebuilt length), as hoist's load
+    /// describes a classic `docker save` image.
+    pub fn manifest(&self, id: &Digest) -> Result<Vec<u8>, DockerRootError> {
+        let config_len = self.config(id)?.len() as u64;
+        let layers = self.layers(id)?;
+        let m = Manifest {
+            schema_version: 2,
+            media_type: Some(media_type::OCI_MANIFEST.to_owned()),
+            artifact_type: None,
+            config: Descriptor::new(media_type::OCI_CONFIG, id.clone(), config_len),
+            layers: layers
+                .into_iter()
+                .map(|l| Descriptor::new(media_type::OCI_LAYER_TAR, l.diff_id, l.size))
+                .collect(),
+            subject: None,
+            annotations: Default::default(),
+        };
+        serde_json::to_vec(&m).map_err(|e| {
+            DockerRootError::corrupt(
+                self.content_dir().join(id.hex()),
+                format!("cannot make a manifest: {e}"),
+            )
+        })
     }
 
     /// The layer's tar, rebuilt from its tar-split record and overlay2 diff

@@ -247,6 +247,28 @@ fn rebuilds_each_layer_byte_for_byte_and_resolves_tags_ids_and_prefixes() {
         assert_eq!(tar, f.tars[i], "layer {i} rebuilt differently");
         assert_eq!(Digest::sha256(&tar), l.diff_id);
     }
+    let manifest: hoist_oci::Manifest =
+        serde_json::from_slice(&root.manifest(&f.id).unwrap()).unwrap();
+    assert_eq!(manifest.config.digest, f.id);
+    assert_eq!(
+        manifest.config.media_type,
+        hoist_oci::media_type::OCI_CONFIG
+    );
+    let described: Vec<(Digest, u64)> = manifest
+        .layers
+        .iter()
+        .map(|d| (d.digest.clone(), d.size))
+        .collect();
+    let rebuilt: Vec<(Digest, u64)> = f
+        .tars
+        .iter()
+        .map(|t| (Digest::sha256(t), t.len() as u64))
+        .collect();
+    assert_eq!(described, rebuilt);
+    assert!(manifest
+        .layers
+        .iter()
+        .all(|d| d.media_type == hoist_oci::media_type::OCI_LAYER_TAR));
 }
 
 #[test]
