@@ -442,3 +442,24 @@ fn other_storage_drivers_are_refused_by_name() {
         Err(DockerRootError::NotADataRoot { .. })
     ));
 }
+
+#[test]
+fn names_given_as_name_raw_are_decoded() {
+    // tar-split writes `name_raw` (base64) for names that are not UTF-8.
+    let f = fixture();
+    let raw = B64.encode(b"etc/motd");
+    let lines = read_tar_split(f.root(), &f.chains[1])
+        .replace("\"name\":\"etc/motd\"", &format!("\"name_raw\":\"{raw}\""));
+    write_tar_split(f.root(), &f.chains[1], lines.as_bytes());
+    let root = DockerRoot::open(f.root()).unwrap();
+    let tar = read_all(&mut root.layer_tar(&f.chains[1]).unwrap()).unwrap();
+    assert_eq!(tar, f.tars[1]);
+}
+
+#[test]
+fn layers_stream_on_other_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<DockerRoot>();
+    send::<LayerTar>();
+}
