@@ -15,9 +15,10 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::mpsc;
@@ -205,7 +206,7 @@ impl DockerDaemon {
             Ok::<_, DockerDaemonError>((status, body))
         })?;
         if status != StatusCode::OK {
-            return Err(self.daemon_error(&what, status, &body));
+            return Err(daemon_error(&self.socket, &what, status, &body));
         }
         let parsed: InspectBody =
             serde_json::from_slice(&body).map_err(|e| DockerDaemonError::BadResponse {
@@ -241,7 +242,7 @@ impl DockerDaemon {
             let body = self
                 .rt
                 .block_on(collect(&self.socket, &what, resp.into_body()))?;
-            return Err(self.daemon_error(&what, status, &body));
+            return Err(daemon_error(&self.socket, &what, status, &body));
         }
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let socket = self.socket.clone();
@@ -278,15 +279,47 @@ impl DockerDaemon {
     /// streamed as it is read. Returns what the daemon reports as loaded
     /// (`name:tag` references, or `sha256:…` IDs for untagged images).
     pub fn load(&self, mut input: impl Read) -> Result<Vec<String>, DockerDaemonError> {
+        let mut w = self.load_writer()?;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Dropping the writer unfinished aborts the request.
+                Err(source) => {
+                    return Err(DockerDaemonError::Input {
+                        socket: self.socket.clone(),
+                        source,
+                    })
+                }
+            };
+            // The daemon stopped reading (it refused the archive): its answer says why.
+            if w.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        w.finish()
+    }
+
+    /// `docker load` fed by writes (`POST /images/load?quiet=1`), for an
+    /// archive writer to write straight into the daemon.
+    /// [`LoadWriter::finish`] ends the archive and gives the daemon's answer;
+    /// dropping the writer unfinished aborts the request, so the daemon never
+    /// takes a truncated archive for a whole one.
+    pub fn load_writer(&self) -> Result<LoadWriter, DockerDaemonError> {
         let what = "load".to_owned();
-        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_DEPTH);
+        let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+        let aborted = Arc::new(AtomicBool::new(false));
+        let body = ChannelBody {
+            rx,
+            aborted: Arc::clone(&aborted),
+        };
         let socket = self.socket.clone();
-        let task_what = what.clone();
         let task = self.rt.spawn(async move {
-            let body = ChannelBody { rx };
             let resp = send(
                 &socket,
-                &task_what,
+                &what,
                 Method::POST,
                 "/images/load?quiet=1",
                 Some("application/x-tar"),
@@ -294,89 +327,145 @@ impl DockerDaemon {
             )
             .await?;
             let status = resp.status();
-            let body = collect(&socket, &task_what, resp.into_body()).await?;
-            Ok::<_, DockerDaemonError>((status, body))
+            let body = collect(&socket, &what, resp.into_body()).await?;
+            parse_load_answer(&socket, status, &body)
         });
-        let mut read_error = None;
-        loop {
-            let mut buf = vec![0u8; CHUNK];
-            let n = match input.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // An error frame aborts the request: the daemon must not
-                    // take a truncated archive for a whole one.
-                    let _ = tx.blocking_send(Err(io::Error::new(e.kind(), e.to_string())));
-                    read_error = Some(e);
-                    break;
-                }
-            };
-            buf.truncate(n);
-            // The request ended early (the daemon refused): its answer says why.
-            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                break;
-            }
-        }
-        drop(tx);
-        let answer = self.rt.block_on(task);
-        if let Some(source) = read_error {
-            return Err(DockerDaemonError::Input {
-                socket: self.socket.clone(),
-                source,
+        Ok(LoadWriter {
+            tx: Some(tx),
+            aborted,
+            task: Some(task),
+            buf: Vec::with_capacity(CHUNK),
+            socket: self.socket.clone(),
+            rt: Arc::clone(&self.rt),
+        })
+    }
+}
+
+/// The daemon's error answer: its `{"message": …}` or the body as text.
+fn daemon_error(socket: &Path, what: &str, status: StatusCode, body: &[u8]) -> DockerDaemonError {
+    #[derive(serde::Deserialize)]
+    struct Message {
+        message: String,
+    }
+    let message = serde_json::from_slice::<Message>(body)
+        .map(|m| m.message)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).trim().to_owned());
+    DockerDaemonError::Daemon {
+        socket: socket.to_path_buf(),
+        what: what.to_owned(),
+        status: status.as_u16(),
+        message,
+    }
+}
+
+/// The references a load's JSON message stream reports, or the error in it.
+fn parse_load_answer(
+    socket: &Path,
+    status: StatusCode,
+    body: &[u8],
+) -> Result<Vec<String>, DockerDaemonError> {
+    let what = "load";
+    if status != StatusCode::OK {
+        return Err(daemon_error(socket, what, status, body));
+    }
+    let mut loaded = Vec::new();
+    for msg in serde_json::Deserializer::from_slice(body).into_iter::<StreamMessage>() {
+        let msg = msg.map_err(|e| DockerDaemonError::BadResponse {
+            socket: socket.to_path_buf(),
+            what: what.to_owned(),
+            reason: e.to_string(),
+        })?;
+        // The status is sent before the archive is read: errors come inside the stream.
+        if let Some(message) = msg.error_detail.and_then(|d| d.message).or(msg.error) {
+            return Err(DockerDaemonError::Daemon {
+                socket: socket.to_path_buf(),
+                what: what.to_owned(),
+                status: status.as_u16(),
+                message,
             });
         }
-        let (status, body) = answer.map_err(|e| DockerDaemonError::BadResponse {
-            socket: self.socket.clone(),
-            what: what.clone(),
-            reason: format!("the request task failed: {e}"),
-        })??;
-        if status != StatusCode::OK {
-            return Err(self.daemon_error(&what, status, &body));
-        }
-        let mut loaded = Vec::new();
-        for msg in serde_json::Deserializer::from_slice(&body).into_iter::<StreamMessage>() {
-            let msg = msg.map_err(|e| DockerDaemonError::BadResponse {
-                socket: self.socket.clone(),
-                what: what.clone(),
-                reason: e.to_string(),
-            })?;
-            let error = msg.error_detail.and_then(|d| d.message).or(msg.error);
-            if let Some(message) = error {
-                return Err(DockerDaemonError::Daemon {
-                    socket: self.socket.clone(),
-                    what,
-                    status: status.as_u16(),
-                    message,
-                });
-            }
-            for line in msg.stream.iter().flat_map(|s| s.lines()) {
-                let line = line.trim();
-                if let Some(r) = line
-                    .strip_prefix("Loaded image ID: ")
-                    .or_else(|| line.strip_prefix("Loaded image: "))
-                {
-                    loaded.push(r.to_owned());
-                }
+        for line in msg.stream.iter().flat_map(|s| s.lines()) {
+            let line = line.trim();
+            if let Some(r) = line
+                .strip_prefix("Loaded image ID: ")
+                .or_else(|| line.strip_prefix("Loaded image: "))
+            {
+                loaded.push(r.to_owned());
             }
         }
-        Ok(loaded)
+    }
+    Ok(loaded)
+}
+
+/// A `docker load` request body being written; see [`DockerDaemon::load_writer`].
+pub struct LoadWriter {
+    tx: Option<mpsc::Sender<Bytes>>,
+    aborted: Arc<AtomicBool>,
+    task: Option<tokio::task::JoinHandle<Result<Vec<String>, DockerDaemonError>>>,
+    buf: Vec<u8>,
+    socket: PathBuf,
+    rt: Arc<tokio::runtime::Runtime>,
+}
+
+impl LoadWriter {
+    fn send_buf(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        match &self.tx {
+            Some(tx) if tx.blocking_send(chunk).is_ok() => Ok(()),
+            _ => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                format!(
+                    "the Docker daemon at unix://{} stopped reading the archive (LoadWriter::finish gives its answer)",
+                    self.socket.display()
+                ),
+            )),
+        }
     }
 
-    /// The daemon's error answer: its `{"message": …}` or the body as text.
-    fn daemon_error(&self, what: &str, status: StatusCode, body: &[u8]) -> DockerDaemonError {
-        #[derive(serde::Deserialize)]
-        struct Message {
-            message: String,
+    /// Ends the archive and waits for the daemon: what it loaded (as
+    /// [`DockerDaemon::load`] returns it) or why it refused.
+    pub fn finish(mut self) -> Result<Vec<String>, DockerDaemonError> {
+        // A daemon that stopped reading has answered, and that answer is the error to give.
+        let _ = self.send_buf();
+        self.tx = None;
+        let Some(task) = self.task.take() else {
+            return Ok(Vec::new());
+        };
+        self.rt
+            .block_on(task)
+            .map_err(|e| DockerDaemonError::BadResponse {
+                socket: self.socket.clone(),
+                what: "load".to_owned(),
+                reason: format!("the request task failed: {e}"),
+            })?
+    }
+}
+
+impl Write for LoadWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len() >= CHUNK {
+            self.send_buf()?;
         }
-        let message = serde_json::from_slice::<Message>(body)
-            .map(|m| m.message)
-            .unwrap_or_else(|_| String::from_utf8_lossy(body).trim().to_owned());
-        DockerDaemonError::Daemon {
-            socket: self.socket.clone(),
-            what: what.to_owned(),
-            status: status.as_u16(),
-            message,
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send_buf()
+    }
+}
+
+impl Drop for LoadWriter {
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            // Unfinished: the body must end in an error, not in a clean end
+            // of the chunked stream.
+            self.aborted.store(true, Ordering::Release);
+            self.tx = None;
         }
     }
 }
@@ -425,9 +514,12 @@ impl Read for ExportStream {
     }
 }
 
-/// A request body fed from a blocking reader through a bounded channel.
+/// A request body fed from a blocking writer through a bounded channel.
 struct ChannelBody {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
+    rx: mpsc::Receiver<Bytes>,
+    /// Set when the writer was dropped unfinished: the body then fails
+    /// instead of ending, and hyper cuts the request short.
+    aborted: Arc<AtomicBool>,
 }
 
 impl http_body::Body for ChannelBody {
@@ -438,7 +530,13 @@ impl http_body::Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        self.rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data)))
+        self.rx.poll_recv(cx).map(|chunk| match chunk {
+            Some(b) => Some(Ok(Frame::data(b))),
+            None if self.aborted.load(Ordering::Acquire) => Some(Err(io::Error::other(
+                "the image archive was abandoned before its end",
+            ))),
+            None => None,
+        })
     }
 }
 

@@ -63,32 +63,81 @@ fn inspect_export_and_load_go_through_the_socket() {
 
     // Loaded back under a new tag, it is the same image.
     let tag = format!("hoist-test/{}:latest", unique_name("daemonload"));
-    let retagged = scratch.path().join("retagged.tar");
-    let mut b = tar::Builder::new(std::fs::File::create(&retagged).unwrap());
-    for (name, bytes) in &files {
-        let bytes = if name == "manifest.json" {
-            let mut m = manifest.clone();
-            m[0]["RepoTags"] = serde_json::json!([tag]);
-            serde_json::to_vec(&m).unwrap()
-        } else if name == "repositories" {
-            continue;
-        } else {
-            bytes.clone()
-        };
-        let mut h = tar::Header::new_ustar();
-        h.set_size(bytes.len() as u64);
-        h.set_mode(0o644);
-        b.append_data(&mut h, name, bytes.as_slice()).unwrap();
-    }
-    b.into_inner().unwrap();
-    let loaded = daemon
-        .load(std::fs::File::open(&retagged).unwrap())
-        .unwrap();
+    let archive = retagged_app(&daemon, &tag, scratch.path());
+    let loaded = daemon.load(archive.as_slice()).unwrap();
     assert_eq!(loaded, vec![tag.clone()]);
     assert_eq!(suite.image_id(&tag), image.id.to_string());
     assert_eq!(daemon.inspect(&tag).unwrap().id, image.id);
     suite.assert_runs_app(&tag);
     suite.rmi(&tag);
+}
+
+/// The retagged archive of [`APP_IMAGE`] as exported through the socket.
+fn retagged_app(daemon: &DockerDaemon, tag: &str, dir: &Path) -> Vec<u8> {
+    let saved = dir.join(format!("{}.tar", unique_name("export")));
+    let mut stream = daemon.export(&[APP_IMAGE]).unwrap();
+    std::io::copy(&mut stream, &mut std::fs::File::create(&saved).unwrap()).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, bytes) in members(&saved) {
+        let bytes = match name.as_str() {
+            "repositories" => continue,
+            "manifest.json" => {
+                let mut m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                m[0]["RepoTags"] = serde_json::json!([tag]);
+                serde_json::to_vec(&m).unwrap()
+            }
+            _ => bytes,
+        };
+        let mut h = tar::Header::new_ustar();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, &name, bytes.as_slice()).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn a_load_writer_loads_what_is_written_and_an_abandoned_one_loads_nothing() {
+    use std::io::Write;
+    let suite = docker();
+    let daemon = DockerDaemon::from_env().unwrap();
+    let scratch = scratch_dir();
+    let id = suite.image_id(APP_IMAGE);
+
+    let tag = format!("hoist-test/{}:latest", unique_name("writer"));
+    let archive = retagged_app(&daemon, &tag, scratch.path());
+    let mut w = daemon.load_writer().unwrap();
+    // Small writes, as a tar writer makes them.
+    for piece in archive.chunks(1000) {
+        w.write_all(piece).unwrap();
+    }
+    assert_eq!(w.finish().unwrap(), vec![tag.clone()]);
+    assert_eq!(suite.image_id(&tag), id);
+    suite.rmi(&tag);
+
+    // Without its two end blocks the archive still loads when the body ends
+    // cleanly (Docker takes EOF at a header for the end) ...
+    let cut = &archive[..archive.len() - 1024];
+    let clean = format!("hoist-test/{}:latest", unique_name("cut"));
+    let cut_clean = retagged_app(&daemon, &clean, scratch.path());
+    let mut w = daemon.load_writer().unwrap();
+    w.write_all(&cut_clean[..cut_clean.len() - 1024]).unwrap();
+    assert_eq!(w.finish().unwrap(), vec![clean.clone()]);
+    assert_eq!(suite.image_id(&clean), id);
+    suite.rmi(&clean);
+
+    // ... so a writer dropped there must abort the request, not end it.
+    let mut w = daemon.load_writer().unwrap();
+    w.write_all(cut).unwrap();
+    w.flush().unwrap();
+    drop(w);
+    // The daemon answers an aborted request at once; give it a moment to
+    // have (not) registered the image.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        !suite.has_image(&tag),
+        "an abandoned load left {tag} in the daemon"
+    );
 }
 
 #[test]
