@@ -234,6 +234,71 @@ fn images_of_a_stopped_overlay2_docker_come_out_with_dockers_ids_and_run() {
     suite.rmi(&tag);
 }
 
+/// The app image's Dockerfile from scripts/test.sh: a whiteout, an opaque
+/// directory, a symlink and a hardlink, and a command that checks them.
+const APP_DOCKERFILE: &str = r#"FROM hoist-test/base:latest
+RUN mkdir -p /data/old && echo gone > /data/gone && echo keep > /data/keep && echo old > /data/old/f
+RUN rm /data/gone && rm -rf /data/old && mkdir /data/old && echo new > /data/old/g \
+ && ln -s keep /data/link && ln /data/keep /data/hard
+CMD ["/bin/sh", "-c", "test ! -e /data/gone && test ! -e /data/old/f && test \"$(cat /data/old/g)\" = new && test \"$(readlink /data/link)\" = keep && test \"$(cat /data/hard)\" = keep && echo hoist-test-ok || { echo hoist-test-broken-layers >&2; exit 1; }"]
+"#;
+
+#[test]
+fn layers_docker_committed_from_containers_rebuild_to_their_diff_ids_and_run() {
+    // Loaded layers keep the tar they came in; built ones are Docker's own
+    // diff of a container (whiteouts as 0/0 devices, opaque directories as
+    // xattrs in the diff directory).
+    let suite = docker();
+    let scratch = scratch_dir();
+    let archive = scratch.path().join("base.tar");
+    suite.save(BASE_IMAGE, &archive);
+
+    let dir = tempfile::Builder::new()
+        .prefix("hx-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let mut second = SecondDockerd::start(dir.path(), suite.cli());
+    second.client.load(&archive);
+    let ctx = scratch.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), APP_DOCKERFILE).unwrap();
+    let built = format!("hoist-test/{}:latest", unique_name("built"));
+    second.client.run_ok([
+        "build".as_ref(),
+        "-q".as_ref(),
+        "--network".as_ref(),
+        "none".as_ref(),
+        "-t".as_ref(),
+        built.as_ref(),
+        ctx.as_os_str(),
+    ]);
+    let inspect = second.client.inspect(&built);
+    second.stop();
+
+    let root = DockerRoot::open(second.data_root()).unwrap();
+    let id = root.resolve(&built).unwrap();
+    assert_eq!(serde_json::json!(id.to_string()), inspect["Id"]);
+    let layers = root.layers(&id).unwrap();
+    let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
+    assert_eq!(serde_json::json!(diff_ids), inspect["RootFS"]["Layers"]);
+    for l in &layers {
+        let tar = read_layer(&root, &l.chain_id);
+        assert_eq!(
+            Digest::sha256(&tar),
+            l.diff_id,
+            "layer {}: rebuilt tar",
+            l.chain_id
+        );
+    }
+
+    let saved = scratch.path().join("built.tar");
+    write_docker_save(&root, &id, &built, &saved);
+    suite.load(&saved);
+    assert_eq!(serde_json::json!(suite.image_id(&built)), inspect["Id"]);
+    suite.assert_runs_app(&built);
+    suite.rmi(&built);
+}
+
 #[test]
 fn a_file_changed_in_a_stopped_dockers_layer_is_refused_by_name() {
     let suite = docker();
