@@ -7,7 +7,8 @@
 //! dial a unix socket), driven by a one-worker runtime the client owns. The
 //! rest of the transport code is blocking, so bodies cross over through
 //! bounded channels: an export is a plain `Read`, a load takes one, and
-//! memory stays bounded whatever the image size.
+//! memory stays bounded whatever the image size. Being blocking, the client
+//! is called from plain threads, never from inside an async runtime.
 
 use bytes::Bytes;
 use hoist_oci::Digest;

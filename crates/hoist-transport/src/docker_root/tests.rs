@@ -463,3 +463,40 @@ fn layers_stream_on_other_threads() {
     send_sync::<DockerRoot>();
     send::<LayerTar>();
 }
+
+#[test]
+fn a_fifo_in_place_of_a_file_is_refused_without_blocking() {
+    let f = fixture();
+    let path = f.diff(0).join("etc/passwd");
+    std::fs::remove_file(&path).unwrap();
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let root = DockerRoot::open(f.root()).unwrap();
+    let msg = err_of(read_all(&mut root.layer_tar(&f.chains[0]).unwrap()));
+    assert!(
+        msg.contains("\"etc/passwd\"") && msg.contains("not a regular file"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_tar_split_that_is_not_one_is_refused_naming_the_layer() {
+    let f = fixture();
+    let path = f
+        .root()
+        .join("image/overlay2/layerdb/sha256")
+        .join(f.chains[0].hex())
+        .join("tar-split.json.gz");
+    std::fs::write(&path, b"not gzip at all").unwrap();
+    let root = DockerRoot::open(f.root()).unwrap();
+    let msg = root.layers(&f.id).unwrap_err().to_string();
+    assert!(
+        msg.contains(&f.chains[0].to_string()) && msg.contains("tar-split"),
+        "{msg}"
+    );
+
+    write_tar_split(f.root(), &f.chains[1], b"{\"type\":7,\"position\":0}\n");
+    let msg = err_of(read_all(&mut root.layer_tar(&f.chains[1]).unwrap()));
+    assert!(msg.contains("unknown entry type 7"), "{msg}");
+}
