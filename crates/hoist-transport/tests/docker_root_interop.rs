@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A second dockerd on overlay2, stopped (and its mounts undone) on drop.
+/// A second dockerd, stopped (and its mounts undone) on drop.
 struct SecondDockerd {
     dir: PathBuf,
     child: Option<Child>,
@@ -19,8 +19,13 @@ struct SecondDockerd {
 }
 
 impl SecondDockerd {
-    /// Starts it under `dir` (a short path: containerd's socket paths are limited).
+    /// Starts it on overlay2 under `dir` (a short path: containerd's socket paths are limited).
     fn start(dir: &Path, cli: &Path) -> SecondDockerd {
+        Self::start_with(dir, cli, "overlay2")
+    }
+
+    /// Starts it with storage driver `driver`.
+    fn start_with(dir: &Path, cli: &Path, driver: &str) -> SecondDockerd {
         std::fs::write(dir.join("daemon.json"), "{}").unwrap();
         let ns = unique_name("dockerx");
         let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
@@ -38,7 +43,7 @@ impl SecondDockerd {
             .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
             .args(["--containerd-namespace", &ns])
             .args(["--containerd-plugins-namespace", &format!("{ns}-plugins")])
-            .args(["--storage-driver", "overlay2"])
+            .args(["--storage-driver", driver])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -64,12 +69,8 @@ impl SecondDockerd {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let driver = d.client.run_ok(["info", "--format", "{{.Driver}}"]);
-        assert_eq!(
-            driver.trim(),
-            "overlay2",
-            "the second dockerd must use overlay2"
-        );
+        let actual = d.client.run_ok(["info", "--format", "{{.Driver}}"]);
+        assert_eq!(actual.trim(), driver, "the second dockerd's storage driver");
         d
     }
 
@@ -343,4 +344,25 @@ fn a_file_changed_in_a_stopped_dockers_layer_is_refused_by_name() {
         msg.contains("data/old/g") && msg.contains("CRC-64"),
         "{msg}"
     );
+}
+
+#[test]
+fn a_vfs_data_root_is_refused_by_name() {
+    let suite = docker();
+    let scratch = scratch_dir();
+    let archive = scratch.path().join("base.tar");
+    suite.save(BASE_IMAGE, &archive);
+    let dir = tempfile::Builder::new()
+        .prefix("hx-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let mut second = SecondDockerd::start_with(dir.path(), suite.cli(), "vfs");
+    second.client.load(&archive);
+    second.stop();
+    let err = DockerRoot::open(second.data_root()).unwrap_err();
+    assert!(
+        matches!(err, DockerRootError::UnsupportedDriver { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("vfs storage driver"), "{err}");
 }
