@@ -143,6 +143,15 @@ pub fn docker() -> Docker {
     Docker { cli, host }
 }
 
+/// A client for another dockerd that a test started itself (`host` is
+/// `unix:///…/docker.sock`), with the client binary `cli`.
+pub fn docker_at(cli: &Path, host: &str) -> Docker {
+    Docker {
+        cli: cli.to_path_buf(),
+        host: host.to_owned(),
+    }
+}
+
 impl Docker {
     /// Path of the docker client.
     pub fn cli(&self) -> &Path {

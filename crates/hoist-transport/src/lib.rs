@@ -4,6 +4,8 @@
 //! other way round.
 
 mod archive;
+pub mod docker_daemon;
+pub mod docker_root;
 mod error;
 mod import;
 mod load;
