@@ -9,38 +9,6 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS images(
-  id TEXT PRIMARY KEY,
-  manifest TEXT NOT NULL,
-  manifest_media_type TEXT NOT NULL,
-  config_size INTEGER NOT NULL,
-  created TEXT,
-  added INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS layers(
-  chain_id TEXT PRIMARY KEY,
-  diff_id TEXT NOT NULL,
-  parent TEXT,
-  size INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS image_layers(
-  image TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
-  position INTEGER NOT NULL,
-  chain_id TEXT NOT NULL REFERENCES layers(chain_id),
-  blob TEXT NOT NULL,
-  media_type TEXT NOT NULL,
-  blob_size INTEGER NOT NULL,
-  PRIMARY KEY(image, position)
-);
-CREATE INDEX IF NOT EXISTS image_layers_chain ON image_layers(chain_id);
-CREATE TABLE IF NOT EXISTS tags(
-  name TEXT PRIMARY KEY,
-  image TEXT NOT NULL REFERENCES images(id),
-  updated INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tags_image ON tags(image);
-";
 
 /// The index database.
 pub struct Db {
@@ -159,7 +127,7 @@ impl Db {
             path: path.to_owned(),
             source,
         };
-        let conn = Connection::open(path).map_err(err)?;
+        let mut conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(120)).map_err(err)?;
         // Turning a new database to WAL needs it alone and fails at once with
         // SQLITE_BUSY, busy timeout or not, while another process opens it
@@ -181,7 +149,7 @@ impl Db {
             .map_err(err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+        crate::schema::migrate(&mut conn, path)?;
         Ok(Db {
             conn,
             path: path.to_owned(),

@@ -7,6 +7,7 @@ mod error;
 mod fsck;
 mod index;
 mod lock;
+mod schema;
 mod usage;
 
 pub use blobs::{BlobWriter, ChunkBuf, Ingest, StagedBlob};
@@ -14,6 +15,7 @@ pub use error::StoreError;
 pub use fsck::{FsckReport, Problem, ProblemKind, RepairReport};
 pub use index::{ImageRecord, LayerRecord, NewImage, NewLayer, RemovedImage, TagRecord};
 pub use lock::{GcLock, LockMode};
+pub use schema::SCHEMA_VERSION;
 pub use usage::{ImageUsage, LayerUsage, Usage, UsageSummary};
 
 use std::path::{Path, PathBuf};
