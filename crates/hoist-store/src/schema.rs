@@ -84,8 +84,13 @@ pub(crate) fn version(conn: &Connection, path: &Path) -> Result<u32, StoreError>
 /// index written by a newer hoist.
 pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let err = db_err(path);
-    // Cheap check first: an up-to-date index needs no write lock.
-    if version(conn, path)? == SCHEMA_VERSION {
+    // Cheap check first: an up-to-date index needs no write lock. (A
+    // pre-version store is stamped with its version even when nothing else
+    // changes.)
+    let stamped: u32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(&err)?;
+    if stamped == SCHEMA_VERSION {
         return Ok(());
     }
     let tx = conn
