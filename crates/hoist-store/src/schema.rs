@@ -46,8 +46,65 @@ CREATE TABLE IF NOT EXISTS tags(
 CREATE INDEX IF NOT EXISTS tags_image ON tags(image);
 ";
 
+/// Version 2: manifests and indexes as themselves. An image (config) can
+/// have several manifests (the same config with gzip or zstd layers), each
+/// with its own layer blobs; an index lists its children and the platforms
+/// they are for; a tag names a manifest or an index. `images.manifest` and
+/// `image_layers`' blob columns stay: they are the image's first manifest,
+/// what `save` writes when nothing else is asked for.
+const V2: &str = "
+CREATE TABLE manifests(
+  digest TEXT PRIMARY KEY,
+  media_type TEXT NOT NULL,
+  image TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+  platform TEXT,
+  added INTEGER NOT NULL
+);
+CREATE INDEX manifests_image ON manifests(image);
+CREATE TABLE manifest_layers(
+  manifest TEXT NOT NULL REFERENCES manifests(digest) ON DELETE CASCADE,
+  position INTEGER NOT NULL,
+  blob TEXT NOT NULL,
+  media_type TEXT NOT NULL,
+  blob_size INTEGER NOT NULL,
+  PRIMARY KEY(manifest, position)
+);
+CREATE INDEX manifest_layers_blob ON manifest_layers(blob);
+CREATE TABLE indexes(
+  digest TEXT PRIMARY KEY,
+  media_type TEXT NOT NULL,
+  added INTEGER NOT NULL
+);
+CREATE TABLE index_children(
+  idx TEXT NOT NULL REFERENCES indexes(digest) ON DELETE CASCADE,
+  position INTEGER NOT NULL,
+  digest TEXT NOT NULL,
+  media_type TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  platform TEXT,
+  PRIMARY KEY(idx, position)
+);
+CREATE INDEX index_children_digest ON index_children(digest);
+INSERT INTO manifests(digest, media_type, image, platform, added)
+  SELECT manifest, manifest_media_type, id, NULL, added FROM images;
+INSERT INTO manifest_layers(manifest, position, blob, media_type, blob_size)
+  SELECT i.manifest, il.position, il.blob, il.media_type, il.blob_size
+  FROM image_layers il JOIN images i ON i.id = il.image;
+CREATE TABLE tags_v2(
+  name TEXT PRIMARY KEY,
+  target TEXT NOT NULL,
+  updated INTEGER NOT NULL
+);
+INSERT INTO tags_v2(name, target, updated)
+  SELECT t.name, COALESCE(i.manifest, t.image), t.updated
+  FROM tags t LEFT JOIN images i ON i.id = t.image;
+DROP TABLE tags;
+ALTER TABLE tags_v2 RENAME TO tags;
+CREATE INDEX tags_target ON tags(target);
+";
+
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this program writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

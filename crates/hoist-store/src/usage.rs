@@ -66,11 +66,15 @@ pub struct Usage {
     pub unreferenced_summary: UsageSummary,
 }
 
-/// The blobs an image refers to: config, manifest, layers.
+/// The blobs an image refers to: config, every manifest and its layers.
 fn image_blobs(img: &ImageRecord) -> BTreeSet<&Digest> {
     let mut s: BTreeSet<&Digest> = img.layers.iter().map(|l| &l.blob).collect();
     s.insert(&img.id);
     s.insert(&img.manifest);
+    for m in &img.manifests {
+        s.insert(&m.digest);
+        s.extend(m.layers.iter().map(|l| &l.blob));
+    }
     s
 }
 

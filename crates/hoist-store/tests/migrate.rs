@@ -7,7 +7,7 @@
 //! it and prove nothing.
 
 use hoist_oci::{chain_ids, Digest};
-use hoist_store::{Store, SCHEMA_VERSION};
+use hoist_store::{Store, TagTarget, SCHEMA_VERSION};
 use std::path::Path;
 
 /// `index.rs`'s `SCHEMA` as hoist shipped it before schema versions.
@@ -170,7 +170,16 @@ fn store_written_before_schema_versions_opens_and_keeps_everything() {
         assert_eq!(img.tags, tags);
         for t in &f.tags {
             assert_eq!(store.index().tag(t).unwrap(), Some(f.id.clone()));
+            assert_eq!(
+                store.index().tag_target(t).unwrap(),
+                Some(TagTarget::Manifest {
+                    digest: f.manifest.clone(),
+                    image: f.id.clone()
+                })
+            );
         }
+        assert_eq!(img.manifests.len(), 1);
+        assert_eq!(img.manifests[0].layers, img.layers);
         for c in chain_ids(&f.layers) {
             assert!(store.index().layer(&c).unwrap().is_some(), "layer {c} kept");
         }
