@@ -203,6 +203,14 @@ impl StagedBlob {
         &self.path
     }
 
+    /// Renames the staged bytes to `dest` unless a blob is already there.
+    pub(crate) fn commit_to(self, dest: &Path) -> Result<(), StoreError> {
+        if !dest.exists() {
+            std::fs::rename(&self.path, dest).map_err(|e| StoreError::io(dest, e))?;
+        }
+        Ok(())
+    }
+
     /// Checks the staged bytes against an announced digest and size.
     pub fn verify(
         &self,
@@ -332,6 +340,11 @@ impl BlobWriter {
         }
     }
 
+    /// Where the bytes are being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Bytes written so far.
     pub fn size(&self) -> u64 {
         self.size
@@ -455,10 +468,9 @@ impl Store {
     /// once after a batch so the renames are durable.
     pub fn commit_blob(&self, staged: StagedBlob) -> Result<Digest, StoreError> {
         let dest = self.blob_path(&staged.digest);
-        if !dest.exists() {
-            std::fs::rename(&staged.path, &dest).map_err(|e| StoreError::io(&dest, e))?;
-        }
-        Ok(staged.digest.clone())
+        let digest = staged.digest.clone();
+        staged.commit_to(&dest)?;
+        Ok(digest)
     }
 
     /// fsyncs the blob directories so committed renames survive a crash.

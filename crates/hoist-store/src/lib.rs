@@ -9,6 +9,7 @@ mod index;
 mod lock;
 mod schema;
 mod usage;
+mod writer;
 
 pub use blobs::{BlobWriter, ChunkBuf, Ingest, StagedBlob};
 pub use error::StoreError;
@@ -20,6 +21,7 @@ pub use index::{
 pub use lock::{GcLock, LockMode};
 pub use schema::SCHEMA_VERSION;
 pub use usage::{ImageUsage, LayerUsage, Usage, UsageSummary};
+pub use writer::StoreWriter;
 
 use std::path::{Path, PathBuf};
 
