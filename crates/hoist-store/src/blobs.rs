@@ -2,6 +2,7 @@
 //! flows, fsync'd, and renamed to `blobs/<alg>/<hex>` only once its digest is
 //! known and (when announced) matched.
 
+use crate::resume::{PartialBlob, ResumableBlob};
 use crate::{Store, StoreError};
 use hoist_oci::{Algorithm, Digest, Digester};
 use std::fs::File;
@@ -185,9 +186,21 @@ pub struct StagedBlob {
     path: PathBuf,
     digest: Digest,
     size: u64,
+    /// The writer's locked descriptor: the file is live until committed or dropped.
+    _lock: Option<File>,
 }
 
 impl StagedBlob {
+    pub(crate) fn new(path: PathBuf, digest: Digest, size: u64, lock: Option<File>) -> Self {
+        crate::live::register(&path);
+        StagedBlob {
+            path,
+            digest,
+            size,
+            _lock: lock,
+        }
+    }
+
     /// The digest of the staged bytes.
     pub fn digest(&self) -> &Digest {
         &self.digest
@@ -207,6 +220,7 @@ impl StagedBlob {
     pub(crate) fn commit_to(self, dest: &Path) -> Result<(), StoreError> {
         if !dest.exists() {
             std::fs::rename(&self.path, dest).map_err(|e| StoreError::io(dest, e))?;
+            crate::live::unregister(&self.path);
         }
         Ok(())
     }
@@ -240,6 +254,7 @@ impl Drop for StagedBlob {
     fn drop(&mut self) {
         // An uncommitted staged blob is garbage; committing renames it away first.
         let _ = std::fs::remove_file(&self.path);
+        crate::live::unregister(&self.path);
     }
 }
 
@@ -359,14 +374,14 @@ impl BlobWriter {
         // fdatasync is per inode: it covers what the O_DIRECT descriptor wrote too.
         file.sync_data()
             .map_err(|e| StoreError::io(&self.path, e))?;
-        drop(file);
         self.direct = Direct::Unavailable;
         let digest = std::mem::replace(&mut self.hasher, Hasher::Done).finish()?;
-        Ok(StagedBlob {
-            path: std::mem::take(&mut self.path),
+        Ok(StagedBlob::new(
+            std::mem::take(&mut self.path),
             digest,
-            size: self.size,
-        })
+            self.size,
+            Some(file),
+        ))
     }
 }
 
@@ -374,13 +389,14 @@ impl Drop for BlobWriter {
     fn drop(&mut self) {
         if !self.path.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.path);
+            crate::live::unregister(&self.path);
         }
     }
 }
 
 /// Bytes hashed per read; large enough to amortise syscalls, small enough for cache.
 const HASH_CHUNK: usize = 4 << 20;
-fn random_name() -> String {
+pub(crate) fn random_name() -> String {
     format!(
         "{:016x}{:016x}",
         rand::random::<u64>(),
@@ -556,6 +572,9 @@ impl Ingest {
             .create_new(true)
             .open(&path)
             .map_err(|e| StoreError::io(&path, e))?;
+        crate::live::register(&path);
+        // A new file: nobody else can hold its lock.
+        crate::live::try_lock(&file).map_err(|e| StoreError::io(&path, e))?;
         Ok(BlobWriter {
             file: Some(file),
             path,
@@ -563,6 +582,22 @@ impl Ingest {
             size: 0,
             direct: Direct::Untried,
         })
+    }
+
+    /// Opens the resumable partial blob for `expected` (sha256), starting
+    /// where an earlier attempt checkpointed; see [`ResumableBlob`].
+    pub fn resume(&self, expected: &Digest) -> Result<ResumableBlob, StoreError> {
+        ResumableBlob::open(&self.dir, expected)
+    }
+
+    /// Partial blobs kept to resume, with how far each got.
+    pub fn partials(&self) -> Result<Vec<PartialBlob>, StoreError> {
+        crate::resume::list(&self.dir)
+    }
+
+    /// Removes files whose writer died (not partial blobs kept to resume).
+    pub fn clean_dead(&self) -> usize {
+        crate::live::clean_dead(&self.dir)
     }
 
     /// Writes small bytes as a staged blob, checking them against `expected` if given.
@@ -629,12 +664,7 @@ impl Ingest {
         copied.map_err(|e| StoreError::io(&path, e))?;
         let digest = hashed.map_err(|e| StoreError::io(&path, e))?;
         dst.sync_data().map_err(|e| StoreError::io(&path, e))?;
-        drop(dst);
         w.path = PathBuf::new();
-        Ok(StagedBlob {
-            path,
-            digest,
-            size: len,
-        })
+        Ok(StagedBlob::new(path, digest, len, Some(dst)))
     }
 }

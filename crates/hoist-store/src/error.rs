@@ -64,6 +64,9 @@ pub enum StoreError {
         /// The newest version this program knows.
         supported: u32,
     },
+    /// Another live process holds what this one needs.
+    #[error("{0}")]
+    Busy(String),
     /// The index holds something that is not valid (hand-edited or corrupt).
     #[error("store index is corrupt: {0}; run `hoist fsck --repair`")]
     Corrupt(String),

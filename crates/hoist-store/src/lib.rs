@@ -6,7 +6,9 @@ mod blobs;
 mod error;
 mod fsck;
 mod index;
+mod live;
 mod lock;
+mod resume;
 mod schema;
 mod usage;
 mod writer;
@@ -18,7 +20,9 @@ pub use index::{
     ImageRecord, IndexChild, IndexRecord, LayerRecord, ManifestRecord, NewImage, NewIndex,
     NewLayer, RemovedImage, TagRecord, TagTarget,
 };
+pub use live::remove_own_temporary_files;
 pub use lock::{GcLock, LockMode};
+pub use resume::{PartialBlob, ResumableBlob};
 pub use schema::SCHEMA_VERSION;
 pub use usage::{ImageUsage, LayerUsage, Usage, UsageSummary};
 pub use writer::StoreWriter;
@@ -58,9 +62,14 @@ impl Store {
         &mut self.db
     }
 
-    /// Takes the store-wide lock that keeps deletions away from writers.
+    /// Takes the store-wide lock that keeps deletions away from writers. A
+    /// writer (shared) first removes what dead writers left in `ingest/`.
     pub fn lock(&self, mode: LockMode) -> Result<GcLock, StoreError> {
-        GcLock::acquire(&self.root.join("gc.lock"), mode)
+        let lock = GcLock::acquire(&self.root.join("gc.lock"), mode)?;
+        if mode == LockMode::Shared {
+            self.ingest().clean_dead();
+        }
+        Ok(lock)
     }
 }
 

@@ -64,6 +64,8 @@ pub struct Usage {
     pub layers_summary: UsageSummary,
     /// Blobs no image refers to and `ingest/` leftovers, all reclaimable.
     pub unreferenced_summary: UsageSummary,
+    /// Partial pulls kept in `ingest/` to resume (counted in `unreferenced_summary` too).
+    pub partials: Vec<crate::PartialBlob>,
 }
 
 /// The blobs an image refers to: config, every manifest and its layers.
@@ -191,6 +193,7 @@ impl Store {
             out.unreferenced_summary.size += std::fs::metadata(&p).map_or(0, |m| m.len());
         }
         out.unreferenced_summary.reclaimable = out.unreferenced_summary.size;
+        out.partials = self.ingest().partials()?;
         Ok(out)
     }
 }

@@ -23,7 +23,9 @@
 //! blobs side by side.
 
 use crate::index::{Batch, Db};
-use crate::{GcLock, Ingest, LockMode, NewImage, NewIndex, StagedBlob, Store, StoreError};
+use crate::{
+    GcLock, Ingest, LockMode, NewImage, NewIndex, ResumableBlob, StagedBlob, Store, StoreError,
+};
 use hoist_oci::Digest;
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -146,6 +148,12 @@ impl StoreWriter {
         }
         let staged = self.ingest.stage_range(file, offset, size, progress)?;
         self.add_staged(staged, expected, Some(size))
+    }
+
+    /// Opens the resumable partial blob for `expected`; when it is
+    /// complete, [`ResumableBlob::finish`] and [`StoreWriter::add_staged`] it.
+    pub fn resume_blob(&self, expected: &Digest) -> Result<ResumableBlob, StoreError> {
+        self.ingest.resume(expected)
     }
 
     /// Stages small bytes (a manifest, an index, a config) and queues them;
