@@ -366,7 +366,8 @@ impl Store {
     /// Checks the whole store under the shared lock (writers may go on;
     /// deleters wait). Read-only.
     pub fn fsck(&self) -> Result<FsckReport, StoreError> {
-        let _lock = self.lock(LockMode::Shared)?;
+        // The bare lock: a check leaves even dead writers' files alone.
+        let _lock = crate::GcLock::acquire(&self.root().join("gc.lock"), LockMode::Shared)?;
         self.fsck_unlocked()
     }
 

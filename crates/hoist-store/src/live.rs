@@ -16,8 +16,8 @@ use std::time::Duration;
 /// This process's temporary files in `ingest/` (not the partial blobs kept on purpose).
 static OWN: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
-/// A file younger than this is never taken for abandoned: it covers the
-/// moment between a writer creating its file and locking it.
+/// An empty file younger than this is never taken for abandoned: it covers
+/// the moment between a writer creating its file and locking it.
 const GRACE: Duration = Duration::from_secs(2);
 
 /// Takes an exclusive lock on `file` without waiting; false when another
@@ -64,8 +64,8 @@ pub fn remove_own_temporary_files() -> usize {
         .count()
 }
 
-/// Removes files in `dir` whose writer died: unlocked, older than a
-/// moment, and not a partial blob kept to resume. Returns how many went.
+/// Removes files in `dir` whose writer died: unlocked, not empty and new,
+/// and not a partial blob kept to resume. Returns how many went.
 pub(crate) fn clean_dead(dir: &Path) -> usize {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;
@@ -77,13 +77,17 @@ pub(crate) fn clean_dead(dir: &Path) -> usize {
         if name.starts_with(crate::resume::PARTIAL_PREFIX) {
             continue;
         }
-        let young = ent
-            .metadata()
-            .and_then(|m| m.modified())
+        // Writers lock before their first byte: an empty young file may be
+        // one about to be locked.
+        let Ok(meta) = ent.metadata() else {
+            continue;
+        };
+        let young = meta
+            .modified()
             .ok()
             .and_then(|t| t.elapsed().ok())
             .is_none_or(|age| age < GRACE);
-        if young {
+        if young && meta.len() == 0 {
             continue;
         }
         let path = ent.path();
