@@ -516,7 +516,12 @@ impl Store {
         let mut bad = Vec::new();
         for alg in [Algorithm::Sha256, Algorithm::Sha512] {
             let dir = self.root.join("blobs").join(alg.as_str());
-            let rd = std::fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;
+            let rd = match std::fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                // A store that was never written (read-only open) has none.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::io(&dir, e)),
+            };
             for ent in rd {
                 let ent = ent.map_err(|e| StoreError::io(&dir, e))?;
                 let name = ent.file_name();

@@ -367,7 +367,12 @@ impl Store {
     /// deleters wait). Read-only.
     pub fn fsck(&self) -> Result<FsckReport, StoreError> {
         // The bare lock: a check leaves even dead writers' files alone.
-        let _lock = crate::GcLock::acquire(&self.root().join("gc.lock"), LockMode::Shared)?;
+        let path = self.root().join("gc.lock");
+        let _lock = if self.is_read_only() {
+            crate::GcLock::acquire_existing(&path, LockMode::Shared)?
+        } else {
+            crate::GcLock::acquire(&path, LockMode::Shared)?
+        };
         self.fsck_unlocked()
     }
 
@@ -610,8 +615,12 @@ impl Store {
         }
 
         let ingest = self.root().join("ingest");
-        let rd = std::fs::read_dir(&ingest).map_err(|e| StoreError::io(&ingest, e))?;
-        for ent in rd.flatten() {
+        let rd = match std::fs::read_dir(&ingest) {
+            Ok(rd) => rd.flatten().collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(StoreError::io(&ingest, e)),
+        };
+        for ent in rd {
             let size = ent.metadata().map_or(0, |m| m.len());
             report.ingest_leftovers.push((ent.path(), size));
         }

@@ -5,7 +5,7 @@
 
 use crate::StoreError;
 use hoist_oci::Digest;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -202,10 +202,7 @@ fn parse_digest(s: String) -> Result<Digest, StoreError> {
 impl Db {
     /// Opens or creates the index.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let err = |source| StoreError::Db {
-            path: path.to_owned(),
-            source,
-        };
+        let err = |source| StoreError::db(path, source);
         let mut conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(120)).map_err(err)?;
         // Turning a new database to WAL needs it alone and fails at once with
@@ -235,11 +232,82 @@ impl Db {
         })
     }
 
-    fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Db {
-            path: self.path.clone(),
-            source,
+    /// Opens an existing index without writing to it or beside it. The
+    /// file is opened read-only (`mode=ro`), or as immutable when SQLite
+    /// cannot share its WAL index with writers (a directory this user cannot
+    /// write). An index with an older schema is copied into memory and
+    /// upgraded there: readers see it as this program would, and the file
+    /// is left for the next writable open to upgrade.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let uri = file_uri(path);
+        let open = |query: &str| -> rusqlite::Result<Connection> {
+            let c = Connection::open_with_flags(
+                format!("{uri}?{query}"),
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_URI
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            c.busy_timeout(Duration::from_secs(120))?;
+            c.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })?;
+            Ok(c)
+        };
+        let (conn, query) = match open("mode=ro") {
+            Ok(c) => (c, "mode=ro"),
+            Err(first) => match open("immutable=1") {
+                Ok(c) => (c, "immutable=1"),
+                Err(_) => return Err(StoreError::db(path, first)),
+            },
+        };
+        let version = crate::schema::version(&conn, path)?;
+        if version > crate::schema::SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: path.to_owned(),
+                found: version,
+                supported: crate::schema::SCHEMA_VERSION,
+            });
         }
+        if version == crate::schema::SCHEMA_VERSION {
+            return Ok(Db {
+                conn,
+                path: path.to_owned(),
+            });
+        }
+        drop(conn);
+        let err = |source| StoreError::db(path, source);
+        let mut mem = Connection::open_with_flags(
+            ":memory:",
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(err)?;
+        copy_schema_and_rows(&mem, &format!("{uri}?{query}")).map_err(err)?;
+        crate::schema::migrate(&mut mem, path)?;
+        mem.pragma_update(None, "query_only", true).map_err(err)?;
+        Ok(Db {
+            conn: mem,
+            path: path.to_owned(),
+        })
+    }
+
+    /// An empty index in memory: what a store that does not exist reads as.
+    pub fn empty() -> Result<Self, StoreError> {
+        let path = Path::new(":memory:");
+        let mut conn = Connection::open_in_memory().map_err(|e| StoreError::db(path, e))?;
+        crate::schema::migrate(&mut conn, path)?;
+        conn.pragma_update(None, "query_only", true)
+            .map_err(|e| StoreError::db(path, e))?;
+        Ok(Db {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::db(&self.path, source)
     }
 
     /// The first column of every row `sql` gives, as text.
@@ -366,10 +434,7 @@ impl Db {
     /// it pointed to before.
     pub(crate) fn apply(&mut self, batch: &Batch) -> Result<Vec<(String, Digest)>, StoreError> {
         let path = self.path.clone();
-        let err = |source| StoreError::Db {
-            path: path.clone(),
-            source,
-        };
+        let err = |source| StoreError::db(&path, source);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -759,10 +824,7 @@ impl Db {
         delete_if_untagged: bool,
     ) -> Result<RemovedImage, StoreError> {
         let path = self.path.clone();
-        let err = |source| StoreError::Db {
-            path: path.clone(),
-            source,
-        };
+        let err = |source| StoreError::db(&path, source);
         let id = image.to_string();
         let tx = self
             .conn
@@ -1059,4 +1121,45 @@ fn delete_image(
         }
     }
     Ok(n > 0)
+}
+
+/// `path` as an SQLite URI filename (`file:` with `%`, `?` and `#` escaped).
+fn file_uri(path: &Path) -> String {
+    let mut out = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Copies every table (schema and rows), index and the `user_version` of the
+/// database at `uri` into `mem`.
+fn copy_schema_and_rows(mem: &Connection, uri: &str) -> rusqlite::Result<()> {
+    mem.execute("ATTACH DATABASE ?1 AS old", params![uri])?;
+    let objects: Vec<(String, String, String)> = {
+        let mut st = mem.prepare(
+            "SELECT type, name, sql FROM old.sqlite_master
+             WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%'
+             ORDER BY type = 'table' DESC",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (kind, name, sql) in objects {
+        mem.execute_batch(&sql)?;
+        if kind == "table" {
+            let quoted = name.replace('"', "\"\"");
+            mem.execute_batch(&format!(
+                "INSERT INTO main.\"{quoted}\" SELECT * FROM old.\"{quoted}\""
+            ))?;
+        }
+    }
+    let version: i64 = mem.query_row("PRAGMA old.user_version", [], |r| r.get(0))?;
+    mem.pragma_update(None, "user_version", version)?;
+    mem.execute_batch("DETACH DATABASE old")
 }

@@ -33,18 +33,82 @@ use std::path::{Path, PathBuf};
 pub struct Store {
     root: PathBuf,
     db: index::Db,
+    read_only: bool,
+}
+
+/// Refuses a directory holding a registry's storage (`docker/registry/v2`).
+fn refuse_registry_layout(root: &Path) -> Result<(), StoreError> {
+    if root.join("docker/registry/v2").is_dir() {
+        return Err(StoreError::RegistryLayout {
+            path: root.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// True when this user may write `path` (an existing file or directory).
+fn writable(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: access(2) on a NUL-terminated path we own.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `root`.
+    /// Opens (creating if needed) the store at `root` for reading and
+    /// writing, upgrading its index schema if it is older. A store this
+    /// user cannot write gives [`StoreError::ReadOnly`].
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
+        refuse_registry_layout(&root)?;
+        let read_only = |e: &StoreError| e.is_read_only();
         for d in ["blobs/sha256", "blobs/sha512", "ingest"] {
             let p = root.join(d);
-            std::fs::create_dir_all(&p).map_err(|e| StoreError::io(&p, e))?;
+            if let Err(e) = std::fs::create_dir_all(&p).map_err(|e| StoreError::io(&p, e)) {
+                return Err(if read_only(&e) {
+                    StoreError::ReadOnly { path: root }
+                } else {
+                    e
+                });
+            }
         }
-        let db = index::Db::open(&root.join("index.db"))?;
-        Ok(Store { root, db })
+        let index = root.join("index.db");
+        if !writable(&root) || (index.exists() && !writable(&index)) {
+            return Err(StoreError::ReadOnly { path: root });
+        }
+        let db = index::Db::open(&index)?;
+        Ok(Store {
+            root,
+            db,
+            read_only: false,
+        })
+    }
+
+    /// Opens the store at `root` for reading only: nothing is created or
+    /// written, so it works on a store this user cannot write. A store that
+    /// does not exist reads as empty; an index with an older schema is read
+    /// through an upgraded copy in memory.
+    pub fn open_read_only(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        refuse_registry_layout(&root)?;
+        let index = root.join("index.db");
+        let db = if index.exists() {
+            index::Db::open_read_only(&index)?
+        } else {
+            index::Db::empty()?
+        };
+        Ok(Store {
+            root,
+            db,
+            read_only: true,
+        })
+    }
+
+    /// True when opened with [`Store::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// The store's root directory.
@@ -65,8 +129,13 @@ impl Store {
     /// Takes the store-wide lock that keeps deletions away from writers. A
     /// writer (shared) first removes what dead writers left in `ingest/`.
     pub fn lock(&self, mode: LockMode) -> Result<GcLock, StoreError> {
+        if self.read_only && mode == LockMode::Exclusive {
+            return Err(StoreError::ReadOnly {
+                path: self.root.clone(),
+            });
+        }
         let lock = GcLock::acquire(&self.root.join("gc.lock"), mode)?;
-        if mode == LockMode::Shared {
+        if mode == LockMode::Shared && !self.read_only {
             self.ingest().clean_dead();
         }
         Ok(lock)

@@ -110,10 +110,7 @@ const MIGRATIONS: &[&str] = &[V1, V2];
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |source| StoreError::Db {
-        path: path.to_owned(),
-        source,
-    }
+    move |source| StoreError::db(path, source)
 }
 
 /// The schema version of an open index: `user_version`, or 1 for a

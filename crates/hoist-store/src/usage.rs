@@ -184,10 +184,11 @@ impl Store {
             out.unreferenced_summary.size += size_of(d);
         }
         let ingest = self.root().join("ingest");
-        let leftovers = std::fs::read_dir(&ingest)
-            .map_err(|e| StoreError::io(&ingest, e))?
-            .flatten()
-            .map(|e| e.path());
+        let leftovers = match std::fs::read_dir(&ingest) {
+            Ok(rd) => rd.flatten().map(|e| e.path()).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(StoreError::io(&ingest, e)),
+        };
         for p in leftovers {
             out.unreferenced_summary.total += 1;
             out.unreferenced_summary.size += std::fs::metadata(&p).map_or(0, |m| m.len());

@@ -6,6 +6,9 @@
 //! store's own code: a fixture made by the code under test would change with
 //! it and prove nothing.
 
+#[path = "common/romount.rs"]
+mod romount;
+
 use hoist_oci::{chain_ids, Digest};
 use hoist_store::{Store, TagTarget, SCHEMA_VERSION};
 use std::path::Path;
@@ -209,4 +212,32 @@ fn index_from_a_newer_hoist_is_refused_by_name() {
     drop(conn);
     let err = Store::open(dir.path()).err().expect("refused");
     assert!(err.to_string().contains("upgrade hoist"), "{err}");
+}
+
+#[test]
+fn an_old_store_that_cannot_be_written_is_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("store");
+    let fixtures = v1_store(&src);
+    let Some(ro) = romount::RoMount::new(&src, &dir.path().join("ro")) else {
+        return;
+    };
+    let store = Store::open_read_only(&ro.path).unwrap();
+    assert_eq!(store.index().images().unwrap().len(), fixtures.len());
+    for f in &fixtures {
+        for t in &f.tags {
+            assert_eq!(store.index().tag(t).unwrap(), Some(f.id.clone()));
+        }
+    }
+    let report = store.fsck().unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    // The file itself is untouched: still the old schema.
+    let version: u32 = rusqlite::Connection::open_with_flags(
+        src.join("index.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap()
+    .pragma_query_value(None, "user_version", |r| r.get(0))
+    .unwrap();
+    assert_eq!(version, 0);
 }
