@@ -49,7 +49,7 @@ fn image_rows(u: &ImageUsage) -> Vec<(String, String)> {
 
 /// Runs `hoist system df`.
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
-    let store = ctx.store()?;
+    let store = ctx.store_read()?;
     let usage = store.usage()?;
     let summaries = [
         ("Images", &usage.images_summary),

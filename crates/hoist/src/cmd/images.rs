@@ -63,7 +63,7 @@ fn glob(pattern: &str, s: &str) -> bool {
 
 /// Runs `hoist images`.
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
-    let store = ctx.store()?;
+    let store = ctx.store_read()?;
     let images = store.index().images()?;
     let mut rows: Vec<Row> = Vec::new();
     for img in &images {

@@ -18,7 +18,7 @@ pub struct Args {
 
 /// Runs `hoist inspect`.
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
-    let store = ctx.store()?;
+    let store = ctx.store_read()?;
     let mut out = Vec::new();
     let mut failed = false;
     for name in &args.images {

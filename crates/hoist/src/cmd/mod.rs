@@ -48,6 +48,13 @@ impl Context {
         remove_temporaries_on_signal();
         Ok(Store::open(&self.root)?)
     }
+
+    /// Opens the store for a command that only reads it: works on a store
+    /// this user cannot write, and creates nothing (a missing store reads
+    /// as empty).
+    pub fn store_read(&self) -> Result<Store, Error> {
+        Ok(Store::open_read_only(&self.root)?)
+    }
 }
 
 /// Blocks SIGINT and SIGTERM in this thread (and so in every thread it
