@@ -79,3 +79,45 @@ fn the_next_load_removes_what_a_killed_load_left() {
     assert!(fx.ingest().is_empty(), "ingest/ left: {:?}", fx.ingest());
     fx.fsck_clean("after the next load");
 }
+
+#[test]
+fn a_partial_pull_is_listed_by_system_df_and_removed_by_image_prune() {
+    let fx = Fixture::new();
+    let first = Image::new(
+        Some("hoist-test/first:1"),
+        vec![Layer::random(11, 1 << 12, false)],
+    );
+    fx.load_ok(
+        &fx.archive("first.tar", &docker_members(&[first])),
+        Via::File,
+    );
+    let whole = b"a blob that a pull was receiving";
+    let digest = sha256(whole);
+    let data = fx
+        .root
+        .join(format!("ingest/partial-sha256-{}", hex(&digest)));
+    std::fs::write(&data, &whole[..10]).unwrap();
+    let mut state = hoist_archive::hashstate::Sha256State::new();
+    state.update(&whole[..10]);
+    let mut saved = 10u64.to_be_bytes().to_vec();
+    saved.extend(state.marshal());
+    std::fs::write(data.with_extension("state"), saved).unwrap();
+
+    let df = fx.hoist_ok(&["system", "df", "-v"]);
+    assert!(
+        df.contains(&format!("Partial pull kept to resume: {digest}")),
+        "{df}"
+    );
+    // A load (a writer) keeps it: it is kept on purpose.
+    let small = Image::new(
+        Some("hoist-test/keep:1"),
+        vec![Layer::random(10, 1 << 12, false)],
+    );
+    fx.load_ok(
+        &fx.archive("keep.tar", &docker_members(&[small])),
+        Via::File,
+    );
+    assert!(data.exists());
+    fx.hoist_ok(&["image", "prune", "-f"]);
+    assert!(fx.ingest().is_empty(), "ingest/ left: {:?}", fx.ingest());
+}

@@ -108,6 +108,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
                 "Images": images,
                 "Layers": layers,
                 "Unreferenced": {"Count": s.total, "SizeBytes": s.size},
+                "PartialPulls": usage.partials.iter().map(|p| serde_json::json!({
+                    "Digest": p.digest.to_string(), "Offset": p.offset, "SizeBytes": p.size,
+                })).collect::<Vec<_>>(),
             });
             println!("{v}");
         }
@@ -174,6 +177,13 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
                     "\nUnreferenced blobs and leftovers: {} ({}); `hoist image prune` removes them",
                     s.total,
                     human_size(s.size)
+                );
+            }
+            for p in &usage.partials {
+                println!(
+                    "Partial pull kept to resume: {} ({} received); `hoist image prune` removes it",
+                    p.digest,
+                    human_size(p.offset)
                 );
             }
         }
