@@ -924,6 +924,27 @@ impl Db {
         self.remove(image, &tags, true)
     }
 
+    /// Deletes an index and the tags naming it (fsck --repair of an index
+    /// whose bytes are gone); its platforms' images stay. Returns the tags.
+    pub fn purge_index(&mut self, digest: &Digest) -> Result<Vec<String>, StoreError> {
+        let d = digest.to_string();
+        let tags = self.column(
+            "SELECT name FROM tags WHERE target = ?1 ORDER BY name",
+            params![d],
+        )?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| StoreError::db(&self.path, e))?;
+        let err = |e| StoreError::db(&self.path, e);
+        tx.execute("DELETE FROM tags WHERE target = ?1", params![d])
+            .map_err(err)?;
+        tx.execute("DELETE FROM indexes WHERE digest = ?1", params![d])
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(tags)
+    }
+
     /// Deletes a tag by name, whatever it names (fsck --repair of a tag
     /// naming nothing). True when it existed.
     pub fn drop_tag(&mut self, name: &str) -> Result<bool, StoreError> {
