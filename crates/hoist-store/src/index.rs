@@ -507,6 +507,15 @@ impl Db {
             .transpose()
     }
 
+    /// The image a manifest or index digest names (for an index, the host's
+    /// platform, else its first fetched child).
+    pub fn resolve(&self, target: &Digest) -> Result<Option<Digest>, StoreError> {
+        resolve_image(&self.conn, &target.to_string())
+            .map_err(|e| self.err(e))?
+            .map(parse_digest)
+            .transpose()
+    }
+
     /// What a tag names: a manifest (and its image) or an index.
     pub fn tag_target(&self, name: &str) -> Result<Option<TagTarget>, StoreError> {
         let Some(target) = self

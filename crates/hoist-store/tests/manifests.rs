@@ -185,6 +185,12 @@ fn a_tag_names_an_index_that_keeps_its_bytes_and_fetched_platforms() {
     assert_eq!(arm_rec.platform.as_deref(), Some("linux/arm64/v8"));
     let resolved = store.index().tag(tag).unwrap().unwrap();
     assert!(resolved == amd.id || resolved == arm.id);
+    assert_eq!(store.index().resolve(&index).unwrap(), Some(resolved));
+    assert_eq!(
+        store.index().resolve(&arm.manifest).unwrap(),
+        Some(arm.id.clone())
+    );
+    assert_eq!(store.index().resolve(&arm.id).unwrap(), None);
     let (swept, _) = store.sweep().unwrap();
     assert!(swept.is_empty(), "{swept:?}");
 }
