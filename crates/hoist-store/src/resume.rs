@@ -119,6 +119,52 @@ impl ResumableBlob {
         &self.expected
     }
 
+    /// Writes a range fetched out of order at its offset (at or past
+    /// [`ResumableBlob::offset`]); takes `&self`, so threads fetching
+    /// several ranges at once can share the blob. The hash (and the resume
+    /// point) follow only when [`ResumableBlob::hash_through`] reaches it.
+    pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), StoreError> {
+        if offset < self.hash.len() {
+            return Err(StoreError::Corrupt(format!(
+                "blob {}: a range at {offset} rewrites bytes already hashed (up to {})",
+                self.expected,
+                self.hash.len()
+            )));
+        }
+        self.file
+            .write_all_at(data, offset)
+            .map_err(|e| StoreError::io(&self.path, e))
+    }
+
+    /// Hashes the bytes written with [`ResumableBlob::write_at`] from the
+    /// current offset up to `end` (the contiguous prefix that is complete),
+    /// reading them back from the page cache, and moves the offset there.
+    pub fn hash_through(&mut self, end: u64) -> Result<(), StoreError> {
+        let mut buf = vec![0u8; (1 << 20).min(end.saturating_sub(self.hash.len())) as usize];
+        while self.hash.len() < end {
+            let want = buf.len().min((end - self.hash.len()) as usize);
+            let n = self
+                .file
+                .read_at(&mut buf[..want], self.hash.len())
+                .map_err(|e| StoreError::io(&self.path, e))?;
+            if n == 0 {
+                return Err(StoreError::io(
+                    &self.path,
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("only {} of {end} bytes were written", self.hash.len()),
+                    ),
+                ));
+            }
+            self.hash.update(&buf[..n]);
+            self.since_checkpoint += n as u64;
+        }
+        if self.since_checkpoint >= CHECKPOINT_EVERY {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
     /// Makes what was written so far durable and records it as the resume point.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
         self.file

@@ -140,3 +140,34 @@ fn partials_are_listed_by_usage_and_removed_by_prune() {
     assert!(store.ingest().partials().unwrap().is_empty());
     assert!(names(dir.path()).is_empty());
 }
+
+#[test]
+fn ranges_written_out_of_order_are_hashed_as_their_prefix_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let bytes = data(3 << 20);
+    let want = Digest::sha256(&bytes);
+    const R: usize = 1 << 20;
+    {
+        let mut part = store.ingest().resume(&want).unwrap();
+        part.write_at(2 * R as u64, &bytes[2 * R..]).unwrap();
+        part.write_at(0, &bytes[..R]).unwrap();
+        part.hash_through(R as u64).unwrap();
+        assert_eq!(part.offset(), R as u64);
+        assert!(part.write_at(10, b"x").is_err(), "hashed bytes are final");
+        // Killed before the middle range arrived: the resume point is the prefix.
+    }
+    let mut part = store.ingest().resume(&want).unwrap();
+    assert_eq!(part.offset(), R as u64);
+    assert!(
+        part.hash_through(2 * R as u64).is_err(),
+        "nothing past the prefix survived"
+    );
+    drop(part);
+    let mut part = store.ingest().resume(&want).unwrap();
+    part.write_at(2 * R as u64, &bytes[2 * R..]).unwrap();
+    part.write_at(R as u64, &bytes[R..2 * R]).unwrap();
+    part.hash_through(bytes.len() as u64).unwrap();
+    let staged = part.finish(Some(bytes.len() as u64)).unwrap();
+    assert_eq!(staged.digest(), &want);
+}
