@@ -3,15 +3,25 @@
 //! visible together.
 //!
 //! ```text
-//! let w = store.begin()?;                         // shared GC lock: no prune can race us
-//! w.put_blob(&layer_digest, Some(size), &mut reader, &|n| progress(n))?; // verified into ingest/
-//! w.put_file_range(&d, size, &file, offset, &|n| ..)?;  // same, copied in the kernel
-//! w.put_bytes(&manifest_bytes, Some(&manifest_digest))?; // manifests, indexes, configs
-//! w.add_image(new_image, Some("linux/arm64/v8".into())); // records to index
-//! w.add_index(new_index);
-//! w.tag("docker.io/library/x:latest", &index_digest);
-//! let moved = w.commit()?;                        // renames, one fsync, one transaction
+//! let w = store.begin()?;                           // shared GC lock: no prune can race us
+//! if !w.has_blob(&d)? {
+//!     w.put_blob(&d, Some(size), &mut reader, &|n| progress(n))?; // verified into ingest/
+//!     // or w.put_file_range(&d, size, &file, offset, &|n| ..)?   // copied in the kernel
+//!     // or w.resume_blob(&d)? … finish() → w.add_staged(…)       // resumable pull
+//!     w.set_layer(&d, &diff_id, uncompressed_size)?;               // if hashed on the way
+//! }
+//! w.put_bytes(&config_bytes, Some(&config_digest))?;
+//! w.put_manifest(&bytes, media_type, Some(&digest), Some("linux/arm64/v8".into()))?;
+//! w.put_manifest(&index_bytes, index_media_type, Some(&index_digest), None)?;
+//! w.tag("docker.io/library/x:latest", &index_digest)?;
+//! let moved = w.commit()?;                          // renames, one fsync, one transaction
 //! ```
+//!
+//! `put_manifest` keeps the bytes as received and, at commit, indexes an
+//! image manifest as an image from its config (diffIDs checked against what
+//! `set_layer` told, else taken from the index's layers, else measured by
+//! decompressing the blob once). [`StoreWriter::add_image`] and
+//! [`StoreWriter::add_index`] take ready-made records instead.
 //!
 //! Every `put_*` hashes and size-checks the bytes as they are written under
 //! `ingest/` and refuses a mismatch at once; nothing is renamed into `blobs/`
@@ -24,10 +34,11 @@
 
 use crate::index::{Batch, Db};
 use crate::{
-    GcLock, Ingest, LockMode, NewImage, NewIndex, ResumableBlob, StagedBlob, Store, StoreError,
+    GcLock, IndexChild, Ingest, LayerRecord, LockMode, NewImage, NewIndex, NewLayer, ResumableBlob,
+    StagedBlob, Store, StoreError,
 };
-use hoist_oci::Digest;
-use std::collections::BTreeSet;
+use hoist_oci::{chain_ids, Algorithm, Config, Digest, Digester, Document, Manifest};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -39,8 +50,23 @@ pub struct StoreWriter {
     ingest: Ingest,
     staged: Mutex<Vec<StagedBlob>>,
     batch: Mutex<Batch>,
+    /// Image manifests put as bytes, indexed at commit from their config.
+    manifests: Mutex<Vec<PendingManifest>>,
+    /// Layer blob → (diffID, uncompressed size), as learnt while copying.
+    layers: Mutex<BTreeMap<Digest, (Digest, u64)>>,
     _lock: GcLock,
 }
+
+/// An image manifest to index at commit.
+struct PendingManifest {
+    digest: Digest,
+    media_type: String,
+    manifest: Manifest,
+    platform: Option<String>,
+}
+
+/// Largest config a manifest may name (as fsck's limit).
+const MAX_CONFIG: u64 = 16 << 20;
 
 /// Read buffer for streamed blobs.
 const CHUNK: usize = 1 << 20;
@@ -54,6 +80,8 @@ impl Store {
             ingest: self.ingest(),
             staged: Mutex::new(Vec::new()),
             batch: Mutex::new(Batch::default()),
+            manifests: Mutex::new(Vec::new()),
+            layers: Mutex::new(BTreeMap::new()),
             _lock: lock,
         })
     }
@@ -165,6 +193,62 @@ impl StoreWriter {
         Ok(d)
     }
 
+    /// Stages a manifest or an index exactly as received (checked against
+    /// `expected` when given) and indexes it at commit: an image manifest
+    /// becomes an image (its config must be put too, or be in the store),
+    /// listed for `platform` when an index named one; an index keeps its
+    /// entries and their platforms. Returns the digest.
+    pub fn put_manifest(
+        &self,
+        bytes: &[u8],
+        media_type: &str,
+        expected: Option<&Digest>,
+        platform: Option<String>,
+    ) -> Result<Digest, StoreError> {
+        let doc = Document::parse(bytes, Some(media_type))
+            .map_err(|e| StoreError::Corrupt(format!("manifest: {e}")))?;
+        let digest = self.put_bytes(bytes, expected)?;
+        match doc {
+            Document::Manifest(m) => {
+                self.manifests
+                    .lock()
+                    .map_err(|_| poisoned())?
+                    .push(PendingManifest {
+                        digest: digest.clone(),
+                        media_type: media_type.to_owned(),
+                        manifest: *m,
+                        platform,
+                    })
+            }
+            Document::Index(i) => self.add_index(NewIndex {
+                digest: digest.clone(),
+                media_type: media_type.to_owned(),
+                children: i
+                    .manifests
+                    .iter()
+                    .map(|d| IndexChild {
+                        digest: d.digest.clone(),
+                        media_type: d.media_type.clone(),
+                        size: d.size,
+                        platform: d.platform.as_ref().map(|p| p.to_string()),
+                    })
+                    .collect(),
+            })?,
+        }
+        Ok(digest)
+    }
+
+    /// Tells the writer a layer blob's diffID and uncompressed size (learnt
+    /// while copying it), so [`StoreWriter::put_manifest`] need not
+    /// decompress it again.
+    pub fn set_layer(&self, blob: &Digest, diff_id: &Digest, size: u64) -> Result<(), StoreError> {
+        self.layers
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(blob.clone(), (diff_id.clone(), size));
+        Ok(())
+    }
+
     /// Records an image and its manifest (listed by an index for `platform`,
     /// `os/arch[/variant]`, if any). `img.tags` are applied too.
     pub fn add_image(&self, img: NewImage, platform: Option<String>) -> Result<(), StoreError> {
@@ -198,7 +282,14 @@ impl StoreWriter {
     /// image it named before.
     pub fn commit(self) -> Result<Vec<(String, Digest)>, StoreError> {
         let staged = self.staged.into_inner().map_err(|_| poisoned())?;
-        let batch = self.batch.into_inner().map_err(|_| poisoned())?;
+        let mut batch = self.batch.into_inner().map_err(|_| poisoned())?;
+        let manifests = self.manifests.into_inner().map_err(|_| poisoned())?;
+        let facts = self.layers.into_inner().map_err(|_| poisoned())?;
+        let mut db = Db::open(&self.root.join("index.db"))?;
+        for m in manifests {
+            let img = image_of(&self.root, &staged, &db, &facts, &m)?;
+            batch.images.push((img, m.platform));
+        }
         for s in staged {
             let dest = blob_path(&self.root, s.digest());
             s.commit_to(&dest)?;
@@ -226,9 +317,120 @@ impl StoreWriter {
         if batch.images.is_empty() && batch.indexes.is_empty() && batch.tags.is_empty() {
             return Ok(Vec::new());
         }
-        let mut db = Db::open(&self.root.join("index.db"))?;
         db.apply(&batch)
     }
+}
+
+/// Opens a blob staged by this writer or already in the store.
+fn open_blob(root: &Path, staged: &[StagedBlob], d: &Digest) -> Result<File, StoreError> {
+    let path = staged
+        .iter()
+        .find(|s| s.digest() == d)
+        .map_or_else(|| blob_path(root, d), |s| s.path().to_owned());
+    File::open(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            StoreError::MissingBlob(d.clone())
+        } else {
+            StoreError::io(&path, e)
+        }
+    })
+}
+
+/// The diffID and uncompressed size of a layer blob, by reading it.
+fn measure_layer(
+    root: &Path,
+    staged: &[StagedBlob],
+    blob: &Digest,
+) -> Result<(Digest, u64), StoreError> {
+    let file = open_blob(root, staged, blob)?;
+    let what = |e| StoreError::io(&blob_path(root, blob), e);
+    let (_, mut plain) =
+        hoist_archive::decompress_auto(std::io::BufReader::new(file)).map_err(what)?;
+    let mut d = Digester::new(Algorithm::Sha256);
+    let mut buf = vec![0u8; CHUNK];
+    let mut n = 0u64;
+    loop {
+        let k = match plain.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(what(e)),
+        };
+        d.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((d.finish(), n))
+}
+
+/// The image record an image manifest describes, from its config and what
+/// is known of its layers (told, indexed, or measured).
+fn image_of(
+    root: &Path,
+    staged: &[StagedBlob],
+    db: &Db,
+    facts: &BTreeMap<Digest, (Digest, u64)>,
+    m: &PendingManifest,
+) -> Result<NewImage, StoreError> {
+    let cfg = &m.manifest.config;
+    let mut bytes = Vec::new();
+    open_blob(root, staged, &cfg.digest)?
+        .take(MAX_CONFIG + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| StoreError::io(&blob_path(root, &cfg.digest), e))?;
+    let config = Config::parse(&bytes).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "config {} of manifest {}: {e}",
+            cfg.digest, m.digest
+        ))
+    })?;
+    let diff_ids = &config.rootfs.diff_ids;
+    if diff_ids.len() != m.manifest.layers.len() {
+        return Err(StoreError::Corrupt(format!(
+            "manifest {} lists {} layers but its config {} has {} diffIDs",
+            m.digest,
+            m.manifest.layers.len(),
+            cfg.digest,
+            diff_ids.len()
+        )));
+    }
+    let chains = chain_ids(diff_ids);
+    let mut layers = Vec::with_capacity(diff_ids.len());
+    for (i, desc) in m.manifest.layers.iter().enumerate() {
+        let (diff_id, size) = match facts.get(&desc.digest) {
+            Some(f) => f.clone(),
+            None => match db.layer(&chains[i])? {
+                Some(l) => (l.diff_id, l.size),
+                None => measure_layer(root, staged, &desc.digest)?,
+            },
+        };
+        if diff_id != diff_ids[i] {
+            return Err(StoreError::DigestMismatch {
+                what: format!("the uncompressed content (diffID) of layer {}", desc.digest),
+                expected: diff_ids[i].clone(),
+                actual: diff_id,
+            });
+        }
+        layers.push(NewLayer {
+            layer: LayerRecord {
+                chain_id: chains[i].clone(),
+                diff_id,
+                parent: i.checked_sub(1).map(|p| chains[p].clone()),
+                size,
+            },
+            blob: desc.digest.clone(),
+            media_type: desc.media_type.clone(),
+            blob_size: desc.size,
+        });
+    }
+    Ok(NewImage {
+        id: cfg.digest.clone(),
+        config_size: cfg.size,
+        manifest: m.digest.clone(),
+        manifest_media_type: m.media_type.clone(),
+        created: config.created.clone(),
+        layers,
+        tags: Vec::new(),
+    })
 }
 
 fn blob_path(root: &Path, digest: &Digest) -> PathBuf {

@@ -202,3 +202,122 @@ fn threads_put_blobs_side_by_side_and_an_index_commits_with_its_platforms() {
     let (swept, _) = store.sweep().unwrap();
     assert!(swept.is_empty(), "{swept:?}");
 }
+
+/// A manifest over `layers` (plain tars) and its config, as JSON bytes.
+fn documents(layers: &[&[u8]], arch: &str) -> (Vec<u8>, Vec<u8>) {
+    let diffs: Vec<String> = layers
+        .iter()
+        .map(|l| Digest::sha256(l).to_string())
+        .collect();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": arch, "os": "linux", "created": "2025-01-01T00:00:00Z",
+        "rootfs": {"type": "layers", "diff_ids": diffs},
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": hoist_oci::media_type::OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": Digest::sha256(&config).to_string(), "size": config.len()},
+        "layers": layers.iter().map(|l| serde_json::json!({"mediaType": hoist_oci::media_type::OCI_LAYER_TAR, "digest": Digest::sha256(l).to_string(), "size": l.len()})).collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    (config, manifest)
+}
+
+#[test]
+fn manifests_and_an_index_put_as_bytes_become_images_at_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (base, amd_top, arm_top): (&[u8], &[u8], &[u8]) = (b"base tar", b"amd tar", b"arm tar");
+    let (amd_cfg, amd_m) = documents(&[base, amd_top], "amd64");
+    let (arm_cfg, arm_m) = documents(&[base, arm_top], "arm64");
+    let child = |m: &[u8], arch: &str| {
+        serde_json::json!({
+        "mediaType": hoist_oci::media_type::OCI_MANIFEST, "digest": Digest::sha256(m).to_string(),
+        "size": m.len(), "platform": {"os": "linux", "architecture": arch}})
+    };
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": hoist_oci::media_type::OCI_INDEX,
+        "manifests": [child(&amd_m, "amd64"), child(&arm_m, "arm64")],
+    }))
+    .unwrap();
+
+    let w = store.begin().unwrap();
+    for l in [base, amd_top, arm_top] {
+        w.put_blob(
+            &Digest::sha256(l),
+            Some(l.len() as u64),
+            &mut &l[..],
+            &|_| {},
+        )
+        .unwrap();
+    }
+    // Told for one layer; the others are measured.
+    w.set_layer(
+        &Digest::sha256(base),
+        &Digest::sha256(base),
+        base.len() as u64,
+    )
+    .unwrap();
+    w.put_bytes(&amd_cfg, None).unwrap();
+    w.put_bytes(&arm_cfg, None).unwrap();
+    let amd = w
+        .put_manifest(
+            &amd_m,
+            hoist_oci::media_type::OCI_MANIFEST,
+            None,
+            Some("linux/amd64".into()),
+        )
+        .unwrap();
+    w.put_manifest(
+        &arm_m,
+        hoist_oci::media_type::OCI_MANIFEST,
+        None,
+        Some("linux/arm64".into()),
+    )
+    .unwrap();
+    let idx = w
+        .put_manifest(
+            &index,
+            hoist_oci::media_type::OCI_INDEX,
+            Some(&Digest::sha256(&index)),
+            None,
+        )
+        .unwrap();
+    w.tag("docker.io/library/multi:1", &idx).unwrap();
+    w.commit().unwrap();
+
+    let rec = store.index().index(&idx).unwrap().unwrap();
+    assert_eq!(rec.fetched.len(), 2);
+    assert_eq!(rec.children[1].platform.as_deref(), Some("linux/arm64"));
+    let img = store.index().manifest(&amd).unwrap().unwrap();
+    assert_eq!(img.image, Digest::sha256(&amd_cfg));
+    assert_eq!(img.layers[1].layer.size, amd_top.len() as u64);
+    assert_eq!(store.read_blob(&idx, 1 << 20).unwrap(), index);
+    let report = store.fsck().unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+}
+
+#[test]
+fn a_layer_whose_diff_id_contradicts_the_config_is_not_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let layer: &[u8] = b"layer tar";
+    let (cfg, m) = documents(&[layer], "amd64");
+    let w = store.begin().unwrap();
+    w.put_blob(&Digest::sha256(layer), None, &mut &layer[..], &|_| {})
+        .unwrap();
+    w.set_layer(
+        &Digest::sha256(layer),
+        &Digest::sha256(b"something else"),
+        9,
+    )
+    .unwrap();
+    w.put_bytes(&cfg, None).unwrap();
+    w.put_manifest(&m, hoist_oci::media_type::OCI_MANIFEST, None, None)
+        .unwrap();
+    let e = w.commit().unwrap_err();
+    assert!(matches!(e, StoreError::DigestMismatch { .. }), "{e}");
+    assert!(store.index().images().unwrap().is_empty());
+    assert!(!store.has_blob(&Digest::sha256(&m)));
+}
