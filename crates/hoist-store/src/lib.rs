@@ -1,6 +1,12 @@
 //! The local content-addressed image store: verified blobs under
 //! `blobs/<alg>/<hex>`, partial writes under `ingest/`, and the transactional
-//! index (`index.db`) of images, tags and layers by chainID.
+//! index (`index.db`, schema-versioned and migrated on open) of images, their
+//! manifests, indexes, tags (naming a manifest or an index) and layers by
+//! chainID.
+//!
+//! Writers go through [`Store::begin`] ([`StoreWriter`]), which owns the
+//! commit protocol; readers that must work on a store they cannot write, or
+//! one that does not exist, use [`Store::open_read_only`].
 
 mod blobs;
 mod error;
