@@ -241,3 +241,22 @@ fn an_old_store_that_cannot_be_written_is_still_read() {
     .unwrap();
     assert_eq!(version, 0);
 }
+
+#[test]
+fn several_connections_opening_an_old_store_at_once_upgrade_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = v1_store(dir.path());
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| Store::open(dir.path()).map(|st| st.index().images().unwrap().len()))
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap().unwrap(), fixtures.len());
+        }
+    });
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.index().tags().unwrap().len(), 3);
+    assert!(store.fsck().unwrap().is_clean());
+}
