@@ -130,3 +130,22 @@ fn another_user_reads_a_root_owned_store_and_is_told_why_it_cannot_write() {
     }
     assert_eq!(tree(&fx.root, None), before, "the store changed");
 }
+
+#[test]
+fn a_registry_directory_is_refused_as_an_image_store() {
+    let fx = Fixture::new();
+    let registry = fx.scratch.path().join("registry");
+    std::fs::create_dir_all(registry.join("docker/registry/v2/repositories")).unwrap();
+    for args in [&["images"][..], &["tag", "a", "b"]] {
+        let o = hoist_testkit::hoist_command(&hoist_bin(), &registry)
+            .args(args)
+            .output()
+            .expect("run hoist");
+        assert!(
+            !o.status.success(),
+            "hoist {args:?} on a registry directory"
+        );
+        assert!(stderr(&o).contains("docker/registry/v2"), "{}", stderr(&o));
+    }
+    assert!(!registry.join("index.db").exists() && !registry.join("blobs").exists());
+}
