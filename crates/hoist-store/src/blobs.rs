@@ -535,7 +535,8 @@ impl Store {
         Ok((good, bad))
     }
 
-    /// Removes leftovers in `ingest/` (from killed processes) older than `min_age`.
+    /// Removes leftovers in `ingest/` older than `min_age`: files no live
+    /// writer holds (from killed processes) and partial pulls kept to resume.
     pub fn clean_ingest(&self, min_age: std::time::Duration) -> Result<usize, StoreError> {
         let dir = self.root.join("ingest");
         let mut n = 0;
@@ -547,7 +548,16 @@ impl Store {
                 .ok()
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|age| age >= min_age);
-            if old && std::fs::remove_file(ent.path()).is_ok() {
+            if !old {
+                continue;
+            }
+            // A file a live writer holds is never garbage, whatever its age;
+            // the lock is held while it goes.
+            let held = File::open(ent.path()).ok();
+            let free = held
+                .as_ref()
+                .is_none_or(|f| crate::live::try_lock(f).unwrap_or(true));
+            if free && std::fs::remove_file(ent.path()).is_ok() {
                 n += 1;
             }
         }

@@ -222,7 +222,8 @@ impl Store {
                 }
             }
         }
-        // Under the exclusive lock no writer is running: all of ingest/ is garbage.
+        // Under the exclusive lock no writer that takes it is running; files a
+        // writer still holds (one that did not take it) stay.
         self.clean_ingest(std::time::Duration::ZERO)?;
         Ok((removed, freed))
     }

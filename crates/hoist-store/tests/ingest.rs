@@ -171,3 +171,24 @@ fn ranges_written_out_of_order_are_hashed_as_their_prefix_completes() {
     let staged = part.finish(Some(bytes.len() as u64)).unwrap();
     assert_eq!(staged.digest(), &want);
 }
+
+#[test]
+fn prune_leaves_a_file_a_live_writer_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let mut w = store.blob_writer().unwrap();
+    w.write_all(b"being written").unwrap();
+    std::fs::write(
+        dir.path().join("ingest/0123456789abcdef0123456789abcdef"),
+        b"dead",
+    )
+    .unwrap();
+    store.sweep().unwrap();
+    assert_eq!(
+        names(dir.path()).len(),
+        1,
+        "only the live writer's file is left"
+    );
+    let staged = w.finish().unwrap();
+    assert_eq!(staged.digest(), &Digest::sha256(b"being written"));
+}
