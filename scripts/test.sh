@@ -2,9 +2,10 @@
 # The test command of hoist: installs the real peers that the interop tests
 # drive, starts ONE private dockerd for the whole run, builds the test images
 # without any network, then runs `cargo build --workspace` and
-# `cargo test --workspace`. Exits with cargo test's status.
+# `cargo test --workspace`. Exits with cargo test's status, or 1 when a crate
+# declares a dependency it does not use (cargo machete).
 #
-#   bash scripts/test.sh                 # everything
+#   bash scripts/test.sh                 # everything (and no unused dependency)
 #   bash scripts/test.sh -p hoist        # extra arguments go to `cargo test`
 #   bash scripts/test.sh -- interop      # ... including a test-name filter
 #   bash scripts/test.sh --exec CMD...   # same setup, then run CMD instead of
@@ -20,7 +21,9 @@
 #   HOIST_TEST_DOCKER_CLI=<docker client that works with that daemon>,
 #   HOIST_TEST_DOCKER_DRIVER=overlay2|vfs, HOIST_TEST_ROOTFS_TAR=<busybox rootfs tar>,
 #   HOIST_TEST_BASE_IMAGE=hoist-test/base:latest, HOIST_TEST_APP_IMAGE=hoist-test/app:latest,
-#   HOIST_TEST_APP_OUTPUT=hoist-test-ok, HOIST_TEST_S3S_FS=<s3s-fs binary>
+#   HOIST_TEST_APP_OUTPUT=hoist-test-ok, HOIST_TEST_S3S_FS=<s3s-fs binary>,
+#   HOIST_TEST_CONFORMANCE=<OCI conformance suite binary>,
+#   HOIST_TEST_CONFORMANCE_REPORT=<dir for its junit.xml and summary.txt>
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -103,6 +106,25 @@ else
   echo "installed in $(elapsed "$T_S3") s"
 fi
 export HOIST_TEST_S3S_FS="$S3S_FS_ROOT/bin/s3s-fs"
+
+# ---------------------------------------------------------------- conformance
+# The OCI distribution-spec conformance suite, built offline from
+# scripts/conformance (Go from Debian's packages, apt-installed when missing);
+# crates/hoist/tests/conformance.rs runs it against `hoist serve`.
+section "OCI conformance suite"
+T_CONF=$(date +%s.%N)
+CONFORMANCE_OUT="$ROOT_DIR/target/conformance"
+if [ "${HOIST_TEST_NO_APT:-}" = 1 ]; then
+  # build.sh apt-installs what is missing: with apt off, check first.
+  for p in golang-go $(sed -n '/^DEB_MODULES="/,/^"/p' scripts/conformance/build.sh | awk '$2 ~ /^golang-/ { print $2 }'); do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
+      || die "the conformance suite needs the Debian package $p and HOIST_TEST_NO_APT=1"
+  done
+fi
+bash scripts/conformance/build.sh "$CONFORMANCE_OUT" >"$ROOT_DIR/target/conformance-build.log" 2>&1 \
+  || { tail -n 30 "$ROOT_DIR/target/conformance-build.log" >&2; die "building the conformance suite failed"; }
+export HOIST_TEST_CONFORMANCE="$CONFORMANCE_OUT/bin/conformance.test"
+echo "built $HOIST_TEST_CONFORMANCE in $(elapsed "$T_CONF") s"
 
 # ---------------------------------------------------------------- dockerd
 section "private dockerd"
@@ -199,6 +221,8 @@ done
 [ -n "$DRIVER" ] || { tail -n 30 "$TEST_TMP/dockerd.log" >&2; die "could not start dockerd (log above)"; }
 
 export DOCKER_HOST="unix://$SOCK"
+# Where the conformance test writes junit.xml, report.html and summary.txt.
+export HOIST_TEST_CONFORMANCE_REPORT="$TEST_TMP/conformance"
 export HOIST_TEST_DOCKER=1
 export HOIST_TEST_DOCKER_DRIVER=$DRIVER
 
@@ -270,6 +294,14 @@ echo "$HOIST_TEST_APP_IMAGE  $(docker image inspect --format '{{.Id}}' "$HOIST_T
 echo "docker run --rm $HOIST_TEST_APP_IMAGE -> $out"
 echo "images built and checked in $(elapsed "$T_IMAGES") s"
 
+# The conformance counts, when its test ran (it fails on any failed spec or
+# a skip its settings do not explain).
+conformance_summary() {
+  if [ -f "$HOIST_TEST_CONFORMANCE_REPORT/summary.txt" ]; then
+    cat "$HOIST_TEST_CONFORMANCE_REPORT/summary.txt"
+  fi
+}
+
 # ---------------------------------------------------------------- cargo
 if [ "${1:-}" = "--exec" ]; then
   shift
@@ -280,9 +312,26 @@ if [ "${1:-}" = "--exec" ]; then
   status=$?
   set -e
   section "done"
+  conformance_summary
   echo "exit status $status; total $(elapsed "$T0") s"
   exit $status
 fi
+
+# ---------------------------------------------------------------- unused deps
+# Dependencies a crate declares but never uses: cargo-machete from crates.io
+# (`cargo udeps` needs a nightly toolchain), built once into target/. Any
+# finding fails the run, after the tests have run. A false positive goes
+# under `[package.metadata.cargo-machete] ignored` in that crate, with why.
+section "unused dependencies (cargo machete)"
+MACHETE_VERSION=0.9.2
+MACHETE_ROOT="$ROOT_DIR/target/cargo-machete"
+if [ -x "$MACHETE_ROOT/bin/cargo-machete" ] && "$MACHETE_ROOT/bin/cargo-machete" --version 2>/dev/null | grep -qx "$MACHETE_VERSION"; then
+  echo "present: cargo-machete $MACHETE_VERSION"
+else
+  cargo install --locked cargo-machete --version "$MACHETE_VERSION" --root "$MACHETE_ROOT"
+fi
+MACHETE_STATUS=0
+"$MACHETE_ROOT/bin/cargo-machete" "$ROOT_DIR" || MACHETE_STATUS=$?
 
 section "cargo build --workspace"
 T_CARGO=$(date +%s.%N)
@@ -297,5 +346,10 @@ status=$?
 set -e
 
 section "done"
+conformance_summary
 echo "cargo test exit status $status; total $(elapsed "$T0") s"
+if [ "$MACHETE_STATUS" != 0 ]; then
+  echo "scripts/test.sh: error: unused dependencies (see the cargo machete section): remove them from the crates' Cargo.toml" >&2
+  [ "$status" != 0 ] || status=$MACHETE_STATUS
+fi
 exit $status

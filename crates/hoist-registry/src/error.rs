@@ -1,5 +1,5 @@
 //! The storage layer's errors. The HTTP layer maps each to a distribution-spec
-//! error code and status (see `server::ApiError`).
+//! error code and status (see `plumbing::ApiError`).
 
 use crate::names::{NameError, RepoName, UploadId};
 use hoist_oci::{Digest, DigestError};

@@ -15,10 +15,11 @@
 //! collection is either kept, or the referencing request saw it missing and
 //! failed cleanly — it is never referenced and deleted (distribution#3045).
 //!
-//! The same protocol runs on every storage driver: on S3 the "mtime" is the
-//! later of the object's and its claim marker's time, and "moving aside" is
-//! a copy and a delete (see [`crate::driver::s3`]).
+//! The same protocol runs on every storage driver, through
+//! [`crate::claims`]: on S3 the "mtime" is the later of the object's and its
+//! claim marker's time, and "moving aside" is a copy and a delete.
 
+use crate::claims;
 use crate::driver::{Driver, StorageConfig};
 use crate::error::Result;
 use crate::names::{RepoName, Tag, UploadId};
@@ -203,14 +204,14 @@ impl Collector<'_> {
     /// Used at or after the cutoff. A storage that cannot say counts as
     /// recent: better keep than delete on a guess.
     fn recent(&self, path: &Path) -> bool {
-        match self.driver().last_used(path) {
+        match claims::last_used(self.driver(), path) {
             Ok(t) => t.is_some_and(|t| t >= self.cutoff),
             Err(_) => true,
         }
     }
 
     fn aside_recent(&self, path: &Path, aside: &Path) -> bool {
-        match self.driver().aside_last_used(path, aside) {
+        match claims::aside_last_used(self.driver(), path, aside) {
             Ok(t) => t.is_some_and(|t| t >= self.cutoff),
             Err(_) => true,
         }
@@ -325,15 +326,15 @@ impl Collector<'_> {
             return Ok(true);
         }
         let link = self.store.layout().revision_link(name, d);
-        let Some(tomb) = self.driver().set_aside(&link)? else {
+        let Some(tomb) = claims::set_aside(self.driver(), &link)? else {
             return Ok(false);
         };
         let retagged = self.tagged(name)?.contains(d);
         if retagged || self.aside_recent(&link, &tomb) {
-            self.driver().restore(&tomb, &link)?;
+            claims::restore(self.driver(), &tomb, &link)?;
             return Ok(false);
         }
-        self.driver().drop_aside(&tomb, &link)?;
+        claims::drop_aside(self.driver(), &tomb, &link)?;
         if let (Some(dir), Some(stop)) = (link.parent(), link.parent().and_then(Path::parent)) {
             self.driver().prune_empty_dirs(dir, stop);
         }
@@ -366,7 +367,7 @@ impl Collector<'_> {
 
     fn sweep_blob(&mut self, d: &Digest) -> Result<()> {
         let data = self.store.layout().blob_data(d);
-        let Some(size) = self.driver().stat(&data)? else {
+        let Some(size) = self.driver().stat(&data)?.map(|i| i.size) else {
             return Ok(());
         };
         if self.recent(&data) {
@@ -380,15 +381,15 @@ impl Collector<'_> {
         // Move aside, then look again: a request that claimed the blob
         // before the move changed the mtime of this very inode (on S3, its
         // claim marker).
-        let Some(tomb) = self.driver().set_aside(&data)? else {
+        let Some(tomb) = claims::set_aside(self.driver(), &data)? else {
             return Ok(());
         };
         if self.aside_recent(&data, &tomb) {
-            self.driver().restore(&tomb, &data)?;
+            claims::restore(self.driver(), &tomb, &data)?;
             self.report.blobs_kept_recent += 1;
             return Ok(());
         }
-        self.driver().drop_aside(&tomb, &data)?;
+        claims::drop_aside(self.driver(), &tomb, &data)?;
         if let (Some(dir), Some(stop)) = (data.parent(), data.parent().and_then(Path::parent)) {
             self.driver().prune_empty_dirs(dir, stop);
         }
@@ -412,7 +413,7 @@ impl Collector<'_> {
                 if self.store.blob_data_size(&d)?.is_some() || self.recent(&link) {
                     continue;
                 }
-                self.driver().delete(&link)?;
+                claims::delete(self.driver(), &link)?;
                 self.driver().prune_empty_dirs(&dir.join(&hex), &dir);
             }
         }
@@ -444,7 +445,7 @@ impl Collector<'_> {
                     continue;
                 }
                 let dir = uploads.join(&id);
-                let newest = self.driver().upload_last_used(&dir)?;
+                let newest = claims::newest_under(self.driver(), &dir)?;
                 if newest.is_none_or(|t| t >= limit) {
                     continue;
                 }
@@ -462,10 +463,7 @@ impl Collector<'_> {
         if !self.opts.dry_run {
             for (f, _) in self.driver().list(&layout.tmp_dir())? {
                 let p = layout.tmp_dir().join(f);
-                if self
-                    .driver()
-                    .last_used(&p)
-                    .is_ok_and(|t| t.is_some_and(|t| t < limit))
+                if claims::last_used(self.driver(), &p).is_ok_and(|t| t.is_some_and(|t| t < limit))
                 {
                     let _ = self.driver().delete(&p);
                 }

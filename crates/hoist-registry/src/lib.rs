@@ -2,18 +2,24 @@
 //! storage drivers (the filesystem and S3) in the CNCF distribution
 //! registry's exact layout, garbage collection, auth (htpasswd, tokens,
 //! per-repository rights), the pull-through cache, TLS, `/metrics`, the web
-//! page and distribution's config file.
+//! page and distribution's config file. [`RegistryBuilder`] composes a
+//! server from these in a few lines (what `hoist serve` runs).
 
 pub mod auth;
+pub mod builder;
+pub(crate) mod claims;
 pub mod config;
 pub mod driver;
 pub mod error;
 pub(crate) mod fsutil;
 pub mod gc;
+pub(crate) mod handlers;
 pub mod layout;
 pub mod metrics;
 pub mod names;
+pub(crate) mod plumbing;
 pub mod proxy;
+pub(crate) mod routing;
 pub mod server;
 pub mod store;
 pub mod tls;
@@ -22,6 +28,7 @@ pub mod upstream;
 pub mod web;
 
 pub use auth::{Auth, AuthConfig, AuthError, IssueConfig, TokenConfig};
+pub use builder::{BuildError, Registry, RegistryBuilder, DEFAULT_ADDR};
 pub use driver::{S3Config, StorageConfig};
 pub use error::{Error, Result};
 pub use names::{ManifestRef, NameError, RepoName, Tag, UploadId};

@@ -8,7 +8,7 @@
 //! status is a number): never a repository name, tag or path, so the number
 //! of series stays bounded whatever clients send.
 
-use crate::server::{route, Route};
+use crate::routing::{route, Route};
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};

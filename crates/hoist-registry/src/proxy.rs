@@ -31,7 +31,8 @@
 use crate::error::Error;
 use crate::fsutil;
 use crate::names::{ManifestRef, RepoName, Tag, UploadId};
-use crate::server::{blocking, respond, ApiError};
+use crate::plumbing::{blocking, respond, ApiError, ChannelBody};
+use crate::routing::percent_decode;
 use crate::store::{BlobInfo, ManifestData, Store, MAX_MANIFEST_SIZE};
 use crate::upstream::{error_chain, read_small, UpstreamClient, UpstreamError, MANIFEST_ACCEPT};
 use axum::body::{Body, Bytes};
@@ -150,8 +151,8 @@ impl UpstreamConfig {
         let credentials = if u.username().is_empty() {
             None
         } else {
-            let user = crate::server::percent_decode(u.username());
-            let pass = crate::server::percent_decode(u.password().unwrap_or(""));
+            let user = percent_decode(u.username());
+            let pass = percent_decode(u.password().unwrap_or(""));
             Some((user, pass))
         };
         // Infallible for http(s) URLs with a host.
@@ -771,7 +772,7 @@ impl Proxy {
             if let Some(len) = size {
                 b = b.header(header::CONTENT_LENGTH, len);
             }
-            let body = crate::server::ChannelBody {
+            let body = ChannelBody {
                 rx: crx,
                 remaining: size,
             };
@@ -903,7 +904,7 @@ impl Fill {
             let ok = failure.is_none();
             let committed = tokio::task::spawn_blocking(move || {
                 if ok {
-                    s.commit_blob_upload(&dir, &d)?;
+                    s.commit_blob_upload(&dir.join("data"), &d)?;
                     s.link_blob(&name, &d)?;
                 }
                 // Committed or not, the session has served its purpose.
@@ -954,17 +955,23 @@ fn write_fill(
     alg: hoist_oci::Algorithm,
 ) -> crate::Result<(PathBuf, Digest, u64)> {
     let dir = store.layout().upload_dir(name, &UploadId::random());
-    store.driver.upload_create(&dir, &fsutil::rfc3339_now())?;
+    let started = fsutil::rfc3339_now();
+    store
+        .driver
+        .put(&dir.join("startedat"), started.as_bytes())?;
     let res = (|| {
-        let (mut sink, _) = store.driver.upload_append(&dir, 0)?;
+        let mut sink = store.driver.append(&dir.join("data"))?;
         let mut h = Digester::new(alg);
         let mut n = 0u64;
         while let Some(chunk) = rx.blocking_recv() {
-            sink.write(&chunk)?;
+            if let Err(e) = sink.write(&chunk) {
+                let _ = sink.cancel();
+                return Err(e);
+            }
             h.update(&chunk);
             n += chunk.len() as u64;
         }
-        sink.close(true)?;
+        sink.commit(true)?;
         Ok((h.finish(), n))
     })();
     match res {

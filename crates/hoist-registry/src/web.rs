@@ -12,7 +12,7 @@
 
 use crate::error::Error;
 use crate::names::{ManifestRef, RepoName, Tag};
-use crate::server::query_param;
+use crate::routing::query_param;
 use crate::store::Store;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode, Uri};

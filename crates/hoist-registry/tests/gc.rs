@@ -1,61 +1,40 @@
 //! Garbage collection: what it keeps, what it deletes, and that it is safe
-//! while pushes go on.
+//! while pushes go on, on every storage driver (the claims it relies on are
+//! one layer over all of them: file times where the storage can touch, claim
+//! markers on S3).
 
 mod common;
 
+use common::storage::{blob_file, Storage};
 use common::*;
 use hoist_oci::Digest;
-use hoist_registry::gc::{collect, GcOptions};
-use std::path::Path;
+use hoist_registry::gc::GcOptions;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-/// Ages every file under `root` by an hour, as if pushed long ago.
-fn age_everything(root: &Path) {
-    let old = SystemTime::now() - Duration::from_secs(3600);
-    for f in files_under(root) {
-        let f = std::fs::File::open(root.join(f)).unwrap();
-        f.set_modified(old).unwrap();
-    }
-}
-
-fn blob_exists(root: &Path, d: &Digest) -> bool {
-    root.join(format!(
-        "docker/registry/v2/blobs/sha256/{}/{}/data",
-        &d.hex()[..2],
-        d.hex()
-    ))
-    .is_file()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sweeps_unreferenced_blobs_keeps_the_rest() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let s = TestServer::start(root).await;
+async fn sweeps_unreferenced_blobs_keeps_the_rest(st: Storage) {
+    let s = st.start().await;
     let (kept, km) = push_image(&s, "a", "latest", "kept").await;
     let (untagged, _) = push_image(&s, "a", "gone", "untagged").await;
     assert_eq!(s.req("DELETE", "/v2/a/manifests/gone").await.status, 202);
     let lonely = s.push_blob("a", b"nobody references me").await;
     let fresh_before = s.push_blob("a", b"pushed just now").await;
-    age_everything(root);
+    st.age().await;
     let fresh = s.push_blob("a", b"pushed after aging").await;
     // Re-pushing an existing blob refreshes it too.
     s.push_blob("a", b"pushed just now").await;
 
-    let dry = collect(
-        root,
-        &GcOptions {
+    let dry = st
+        .gc(GcOptions {
             dry_run: true,
             ..Default::default()
-        },
-    )
-    .unwrap();
+        })
+        .await;
     assert_eq!(dry.blobs_deleted.len(), 1, "{dry:?}");
     assert_eq!(dry.blobs_deleted[0].0, lonely);
-    assert!(blob_exists(root, &lonely), "dry run deleted");
+    assert!(st.has_blob(&lonely).await, "dry run deleted");
 
-    let rep = collect(root, &GcOptions::default()).unwrap();
+    let rep = st.gc(GcOptions::default()).await;
     assert_eq!(rep.repositories, 1);
     assert_eq!(
         rep.blobs_deleted.iter().map(|b| &b.0).collect::<Vec<_>>(),
@@ -63,11 +42,11 @@ async fn sweeps_unreferenced_blobs_keeps_the_rest() {
     );
     assert_eq!(rep.bytes_freed(), 20);
     assert!(rep.manifests_deleted.is_empty());
-    assert!(!blob_exists(root, &lonely));
-    assert!(blob_exists(root, &fresh));
-    assert!(blob_exists(root, &fresh_before));
+    assert!(!st.has_blob(&lonely).await);
+    assert!(st.has_blob(&fresh).await);
+    assert!(st.has_blob(&fresh_before).await);
     assert!(
-        blob_exists(root, &untagged),
+        st.has_blob(&untagged).await,
         "untagged manifests stay without --delete-untagged"
     );
     assert_eq!(
@@ -84,21 +63,19 @@ async fn sweeps_unreferenced_blobs_keeps_the_rest() {
         s.req("HEAD", &format!("/v2/a/blobs/{lonely}")).await.status,
         404
     );
-    // The dangling layer link went with it.
-    assert!(!root
-        .join(format!(
-            "docker/registry/v2/repositories/a/_layers/sha256/{}",
-            lonely.hex()
-        ))
-        .exists());
+    // The dangling layer link went with it, and nothing set aside is left.
+    let link = format!("repositories/a/_layers/sha256/{}/", lonely.hex());
+    let left = st.all_files().await;
+    assert!(!left.iter().any(|f| f.starts_with(&link)), "{left:?}");
+    assert!(
+        !left.iter().any(|f| f.starts_with("_hoist/tmp")),
+        "{left:?}"
+    );
     let _ = kept;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delete_untagged_keeps_index_children_and_referrers() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let s = TestServer::start(root).await;
+async fn delete_untagged_keeps_index_children_and_referrers(st: Storage) {
+    let s = st.start().await;
     // Children pushed by digest only, then an index tagged.
     let (c1, m1) = push_image(&s, "m", "tmp1", "child1").await;
     let (c2, m2) = push_image(&s, "m", "tmp2", "child2").await;
@@ -142,22 +119,20 @@ async fn delete_untagged_keeps_index_children_and_referrers() {
             .parse::<Digest>()
             .unwrap()
     };
-    age_everything(root);
+    st.age().await;
 
-    let rep = collect(
-        root,
-        &GcOptions {
+    let rep = st
+        .gc(GcOptions {
             delete_untagged: true,
             ..Default::default()
-        },
-    )
-    .unwrap();
+        })
+        .await;
     assert_eq!(rep.manifests_deleted, [("m".to_owned(), orphan.clone())]);
     for d in [&c1, &c2, &sigd, &sigl, &Digest::sha256(&idx)] {
-        assert!(blob_exists(root, d), "{d} deleted");
+        assert!(st.has_blob(d).await, "{d} deleted");
     }
-    assert!(!blob_exists(root, &orphan));
-    assert!(!blob_exists(root, &orphan_layer));
+    assert!(!st.has_blob(&orphan).await);
+    assert!(!st.has_blob(&orphan_layer).await);
     assert_eq!(s.req("GET", "/v2/m/manifests/multi").await.status, 200);
     assert_eq!(
         s.req("GET", &format!("/v2/m/manifests/{c1}")).await.status,
@@ -175,22 +150,18 @@ async fn delete_untagged_keeps_index_children_and_referrers() {
     assert_eq!(r.json()["manifests"].as_array().unwrap().len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn old_uploads_are_purged() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let s = TestServer::start(root).await;
+async fn old_uploads_are_purged(st: Storage) {
+    let s = st.start().await;
     let old = s.req("POST", "/v2/u/blobs/uploads/").await;
-    age_everything(root);
+    st.age().await;
     let new = s.req("POST", "/v2/u/blobs/uploads/").await;
-    let rep = collect(
-        root,
-        &GcOptions {
-            upload_max_age: Duration::from_secs(600),
+    let rep = st
+        .gc(GcOptions {
+            // Past what aging makes old on every storage (see `Storage::age`).
+            upload_max_age: Duration::from_secs(2),
             ..Default::default()
-        },
-    )
-    .unwrap();
+        })
+        .await;
     assert_eq!(rep.uploads_purged, 1);
     assert_eq!(
         s.req("GET", old.header("location").unwrap()).await.status,
@@ -207,37 +178,25 @@ async fn old_uploads_are_purged() {
 /// mount them, or upload them again when the mount finds them gone, and
 /// retry a manifest PUT that finds a blob gone. Every manifest that was
 /// accepted must have all its blobs afterwards.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn collection_during_pushes_never_loses_a_referenced_blob() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    let s = Arc::new(TestServer::start(&root).await);
+async fn collection_during_pushes_never_loses_a_referenced_blob(st: Storage) {
+    let s = Arc::new(st.start().await);
     let base: Vec<Vec<u8>> = (0..12)
         .map(|i| format!("base layer {i}").repeat(50).into_bytes())
         .collect();
     for b in &base {
         s.push_blob("base", b).await;
     }
-    age_everything(&root);
+    st.age().await;
 
-    gc_race(
-        s,
-        hoist_registry::StorageConfig::Filesystem(root),
-        &base,
-        4,
-        6,
-        3,
-    )
-    .await;
+    // S3 is slower: fewer pushes, fewer collections.
+    let (clients, per, runs) = if st.is_s3() { (3, 4, 2) } else { (4, 6, 3) };
+    gc_race(s, st.config(), &base, clients, per, runs).await;
 }
 
 /// A Schema 1 manifest (left by an old docker-registry) cannot be parsed as
 /// Schema 2, but its layers (`fsLayers[].blobSum`) must still be kept.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn schema1_manifests_keep_their_layers() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let s = TestServer::start(root).await;
+async fn schema1_manifests_keep_their_layers(st: Storage) {
+    let s = st.start().await;
     let layer = s.push_blob("old", b"a schema 1 layer").await;
     let lonely = s.push_blob("old", b"unreferenced").await;
     s.stop().await;
@@ -248,36 +207,29 @@ async fn schema1_manifests_keep_their_layers() {
     }))
     .unwrap();
     let md = Digest::sha256(&m);
-    let v2 = root.join("docker/registry/v2");
-    let data = v2.join(format!("blobs/sha256/{}/{}/data", &md.hex()[..2], md.hex()));
-    std::fs::create_dir_all(data.parent().unwrap()).unwrap();
-    std::fs::write(&data, &m).unwrap();
-    let rev = v2.join(format!(
+    st.write(&blob_file(&md), &m).await;
+    let rev = format!(
         "repositories/old/_manifests/revisions/sha256/{}/link",
         md.hex()
-    ));
-    std::fs::create_dir_all(rev.parent().unwrap()).unwrap();
-    std::fs::write(&rev, md.to_string()).unwrap();
-    let cur = v2.join("repositories/old/_manifests/tags/latest/current/link");
-    std::fs::create_dir_all(cur.parent().unwrap()).unwrap();
-    std::fs::write(&cur, md.to_string()).unwrap();
-    age_everything(root);
+    );
+    st.write(&rev, md.to_string().as_bytes()).await;
+    let cur = "repositories/old/_manifests/tags/latest/current/link";
+    st.write(cur, md.to_string().as_bytes()).await;
+    st.age().await;
 
     for delete_untagged in [false, true] {
-        let rep = collect(
-            root,
-            &GcOptions {
+        let rep = st
+            .gc(GcOptions {
                 delete_untagged,
                 ..Default::default()
-            },
-        )
-        .unwrap();
+            })
+            .await;
         assert!(rep.manifests_deleted.is_empty());
-        assert!(blob_exists(root, &layer));
-        assert!(blob_exists(root, &md));
+        assert!(st.has_blob(&layer).await);
+        assert!(st.has_blob(&md).await);
     }
-    assert!(!blob_exists(root, &lonely));
-    let s = TestServer::start(root).await;
+    assert!(!st.has_blob(&lonely).await);
+    let s = st.start().await;
     let r = s.req("GET", "/v2/old/manifests/latest").await;
     assert_eq!(r.status, 200);
     assert_eq!(
@@ -288,14 +240,11 @@ async fn schema1_manifests_keep_their_layers() {
 
 /// A client that HEADs a blob (and so will skip uploading it) refreshes it:
 /// a collection right after keeps it for the manifest still to come.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_blob_checked_with_head_survives_the_next_collection() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let s = TestServer::start(root).await;
+async fn a_blob_checked_with_head_survives_the_next_collection(st: Storage) {
+    let s = st.start().await;
     let seen = s.push_blob("h", b"checked by a pusher").await;
     let unseen = s.push_blob("h", b"nobody asked").await;
-    age_everything(root);
+    st.age().await;
     assert_eq!(
         s.req("HEAD", &format!("/v2/h/blobs/{seen}")).await.status,
         200
@@ -305,7 +254,46 @@ async fn a_blob_checked_with_head_survives_the_next_collection() {
         s.req("GET", &format!("/v2/h/blobs/{unseen}")).await.status,
         200
     );
-    collect(root, &GcOptions::default()).unwrap();
-    assert!(blob_exists(root, &seen));
-    assert!(!blob_exists(root, &unseen));
+    st.gc(GcOptions::default()).await;
+    assert!(st.has_blob(&seen).await);
+    assert!(!st.has_blob(&unseen).await);
 }
+
+/// Makes each behaviour a test on every storage driver.
+macro_rules! on_every_driver {
+    ($($name:ident),* $(,)?) => {
+        mod fs {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Storage::fs()).await
+                }
+            )*
+        }
+        mod s3 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Storage::s3()).await
+                }
+            )*
+        }
+        mod mem {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Storage::mem()).await
+                }
+            )*
+        }
+    };
+}
+
+on_every_driver!(
+    sweeps_unreferenced_blobs_keeps_the_rest,
+    delete_untagged_keeps_index_children_and_referrers,
+    old_uploads_are_purged,
+    collection_during_pushes_never_loses_a_referenced_blob,
+    schema1_manifests_keep_their_layers,
+    a_blob_checked_with_head_survives_the_next_collection,
+);

@@ -82,6 +82,11 @@ impl HoistServe {
         None
     }
 
+    /// Its process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The file it logs to.
     pub fn log_path(&self) -> &Path {
         &self.log

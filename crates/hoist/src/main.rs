@@ -6,7 +6,8 @@ mod output;
 mod progress;
 mod resolve;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -14,7 +15,8 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "hoist", version, about, propagate_version = true)]
 struct Cli {
-    /// The store directory (default /var/lib/hoist as root, else $XDG_DATA_HOME/hoist).
+    /// The store directory (default /var/lib/hoist as root, else $XDG_DATA_HOME/hoist);
+    /// for `serve` and `registry gc`, the registry directory (HOIST_REGISTRY_ROOT).
     #[arg(long, global = true, env = "HOIST_ROOT")]
     root: Option<PathBuf>,
     #[command(subcommand)]
@@ -66,7 +68,11 @@ fn default_root() -> PathBuf {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    // `serve` and `registry gc` take `--root` as typed, never from HOIST_ROOT
+    // (which names the image store, a different layout).
+    let root_typed = matches.value_source("root") == Some(ValueSource::CommandLine);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // HOIST_LOG wins; else `hoist serve --config` may set the level.
     let default_filter = match &cli.command {
         Command::Serve(a) => a.log_filter(),
@@ -82,7 +88,12 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let ctx = cmd::Context {
-        root_given: cli.root.is_some(),
+        registry_root: match &cli.root {
+            Some(r) if root_typed => Some(r.clone()),
+            _ => std::env::var_os("HOIST_REGISTRY_ROOT")
+                .filter(|r| !r.is_empty())
+                .map(PathBuf::from),
+        },
         root: cli.root.unwrap_or_else(default_root),
     };
     let result = match cli.command {

@@ -1,7 +1,8 @@
 //! Bearer tokens per the distribution token specification: JWTs whose
 //! `access` claim lists `{type, name, actions}`, signed by an issuer whose
 //! certificates or public keys the registry trusts (its "root certificate
-//! bundle"), checked for `iss`, `aud`, `exp` and `nbf`.
+//! bundle"), checked for `iss`, `aud`, `exp` and `nbf`. (Over 600 lines
+//! through its tests only: the code is under 400.)
 
 use super::AuthError;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -13,16 +14,15 @@ use x509_cert::der::{Decode, Encode};
 use x509_cert::spki::SubjectPublicKeyInfoOwned;
 use x509_cert::Certificate;
 
+mod x5c;
+
 /// Seconds of clock skew tolerated on `exp` and `nbf`, as distribution does.
 const LEEWAY: u64 = 60;
-/// Most certificates an `x5c` header may carry.
-const MAX_CHAIN: usize = 8;
 
 const OID_EC: &str = "1.2.840.10045.2.1";
 const OID_RSA: &str = "1.2.840.113549.1.1.1";
 const OID_P256: &str = "1.2.840.10045.3.1.7";
 const OID_P384: &str = "1.3.132.0.34";
-const OID_BASIC_CONSTRAINTS: &str = "2.5.29.19";
 
 /// One entry of a token's `access` claim.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,16 +84,10 @@ struct TrustedKey {
     algs: &'static [Algorithm],
 }
 
-/// A certificate of the bundle: an anchor for `x5c` chains.
-struct Root {
-    der: Vec<u8>,
-    cert: Certificate,
-}
-
 /// Checks tokens against the keys of a root certificate bundle.
 pub struct Verifier {
     keys: Vec<TrustedKey>,
-    roots: Vec<Root>,
+    roots: x5c::Roots,
     issuer: String,
     service: String,
 }
@@ -163,73 +157,6 @@ fn ec_curve(spki: &SubjectPublicKeyInfoOwned) -> Option<String> {
     Some(oid.to_string())
 }
 
-/// Whether a certificate may sign others (basicConstraints cA).
-fn is_ca(c: &Certificate) -> bool {
-    c.tbs_certificate
-        .extensions
-        .iter()
-        .flatten()
-        .filter(|e| e.extn_id.to_string() == OID_BASIC_CONSTRAINTS)
-        .any(|e| {
-            x509_cert::ext::pkix::BasicConstraints::from_der(e.extn_value.as_bytes())
-                .is_ok_and(|b| b.ca)
-        })
-}
-
-/// Checks that `issuer`'s key signed `cert` (ECDSA on P-256/P-384 or RSA
-/// PKCS#1 v1.5, with SHA-256/384/512). The signed part is the re-encoded
-/// TBS certificate: DER is canonical, so these are the received bytes; a
-/// certificate in non-canonical BER fails the check (closed, not open).
-fn signed_by(cert: &Certificate, issuer: &SubjectPublicKeyInfoOwned) -> Result<(), String> {
-    use p256::ecdsa::signature::hazmat::PrehashVerifier;
-    use rsa::pkcs1::DecodeRsaPublicKey;
-    let tbs = cert
-        .tbs_certificate
-        .to_der()
-        .map_err(|e| format!("cannot encode the certificate: {e}"))?;
-    let sig = cert.signature.raw_bytes();
-    let (ecdsa, digest): (bool, Vec<u8>) = match cert.signature_algorithm.oid.to_string().as_str() {
-        "1.2.840.10045.4.3.2" => (true, Sha256::digest(&tbs).to_vec()),
-        "1.2.840.10045.4.3.3" => (true, sha2::Sha384::digest(&tbs).to_vec()),
-        "1.2.840.10045.4.3.4" => (true, sha2::Sha512::digest(&tbs).to_vec()),
-        "1.2.840.113549.1.1.11" => (false, Sha256::digest(&tbs).to_vec()),
-        "1.2.840.113549.1.1.12" => (false, sha2::Sha384::digest(&tbs).to_vec()),
-        "1.2.840.113549.1.1.13" => (false, sha2::Sha512::digest(&tbs).to_vec()),
-        other => {
-            return Err(format!(
-                "unsupported certificate signature algorithm {other}"
-            ))
-        }
-    };
-    let key = issuer.subject_public_key.raw_bytes();
-    let bad = |e: &dyn std::fmt::Display| format!("bad certificate signature: {e}");
-    match (issuer.algorithm.oid.to_string().as_str(), ecdsa) {
-        (OID_EC, true) => match ec_curve(issuer).as_deref() {
-            Some(OID_P256) => {
-                let k = p256::ecdsa::VerifyingKey::from_sec1_bytes(key).map_err(|e| bad(&e))?;
-                let s = p256::ecdsa::Signature::from_der(sig).map_err(|e| bad(&e))?;
-                k.verify_prehash(&digest, &s).map_err(|e| bad(&e))
-            }
-            Some(OID_P384) => {
-                let k = p384::ecdsa::VerifyingKey::from_sec1_bytes(key).map_err(|e| bad(&e))?;
-                let s = p384::ecdsa::Signature::from_der(sig).map_err(|e| bad(&e))?;
-                k.verify_prehash(&digest, &s).map_err(|e| bad(&e))
-            }
-            _ => Err("the issuing certificate's curve is not P-256 or P-384".into()),
-        },
-        (OID_RSA, false) => {
-            let k = rsa::RsaPublicKey::from_pkcs1_der(key).map_err(|e| bad(&e))?;
-            let scheme = match digest.len() {
-                32 => rsa::Pkcs1v15Sign::new::<Sha256>(),
-                48 => rsa::Pkcs1v15Sign::new::<sha2::Sha384>(),
-                _ => rsa::Pkcs1v15Sign::new::<sha2::Sha512>(),
-            };
-            k.verify(scheme, &digest, sig).map_err(|e| bad(&e))
-        }
-        _ => Err("the signature algorithm does not fit the issuing certificate's key".into()),
-    }
-}
-
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -252,17 +179,14 @@ impl Verifier {
         };
         let blocks = pem::parse_many(&bytes).map_err(|e| bad(format!("not PEM: {e}")))?;
         let mut keys = Vec::new();
-        let mut roots = Vec::new();
+        let mut roots = x5c::Roots::default();
         for (i, b) in blocks.iter().enumerate() {
             let spki = match b.tag() {
                 "CERTIFICATE" => {
                     let c = Certificate::from_der(b.contents())
                         .map_err(|e| bad(format!("PEM block {}: bad certificate: {e}", i + 1)))?;
                     let spki = c.tbs_certificate.subject_public_key_info.clone();
-                    roots.push(Root {
-                        der: b.contents().to_vec(),
-                        cert: c,
-                    });
+                    roots.add(b.contents(), c);
                     spki
                 }
                 "PUBLIC KEY" => SubjectPublicKeyInfoOwned::from_der(b.contents())
@@ -326,7 +250,7 @@ impl Verifier {
         let from_chain;
         let (key, algs) = match (&x5c, &header.kid) {
             (Some(chain), _) => {
-                let leaf = self.check_chain(chain)?;
+                let leaf = self.roots.check(chain, rustls_pki_types::UnixTime::now())?;
                 from_chain =
                     decoding_key(&leaf).ok_or("the x5c certificate's key type is not supported")?;
                 (&from_chain.0, from_chain.1)
@@ -347,51 +271,6 @@ impl Verifier {
         let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation(header.alg))
             .map_err(|e| format!("token rejected: {e}"))?;
         Ok(data.claims)
-    }
-
-    /// Checks an `x5c` chain (leaf first) up to a certificate of the bundle:
-    /// each certificate in its validity period and signed by the next one
-    /// (or by a bundle certificate of its issuer's name), every signer a CA.
-    /// Returns the leaf's public key.
-    fn check_chain(&self, chain: &[Vec<u8>]) -> Result<SubjectPublicKeyInfoOwned, String> {
-        if chain.is_empty() || chain.len() > MAX_CHAIN {
-            return Err(format!("x5c must hold 1 to {MAX_CHAIN} certificates"));
-        }
-        let certs = chain
-            .iter()
-            .map(|d| Certificate::from_der(d))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("bad x5c certificate: {e}"))?;
-        let leaf = certs[0].tbs_certificate.subject_public_key_info.clone();
-        let now = Duration::from_secs(now_secs());
-        for (i, c) in certs.iter().enumerate() {
-            if self.roots.iter().any(|r| r.der == chain[i]) {
-                return Ok(leaf);
-            }
-            let v = &c.tbs_certificate.validity;
-            if now < v.not_before.to_unix_duration() || now > v.not_after.to_unix_duration() {
-                return Err(format!("x5c certificate {i} is expired or not yet valid"));
-            }
-            if let Some(next) = certs.get(i + 1) {
-                if next.tbs_certificate.subject != c.tbs_certificate.issuer || !is_ca(next) {
-                    return Err(format!(
-                        "x5c certificate {i} is not issued by the next one, a CA"
-                    ));
-                }
-                signed_by(c, &next.tbs_certificate.subject_public_key_info)
-                    .map_err(|e| format!("x5c certificate {i}: {e}"))?;
-                continue;
-            }
-            let signed = self.roots.iter().any(|r| {
-                r.cert.tbs_certificate.subject == c.tbs_certificate.issuer
-                    && is_ca(&r.cert)
-                    && signed_by(c, &r.cert.tbs_certificate.subject_public_key_info).is_ok()
-            });
-            if signed {
-                return Ok(leaf);
-            }
-        }
-        Err("the x5c chain does not lead to a certificate of the root certificate bundle".into())
     }
 }
 
@@ -650,10 +529,7 @@ mod tests {
         let e = v
             .verify(&sign_with("other.key", None, Some(&["other.crt"]), &c))
             .unwrap_err();
-        assert!(
-            e.contains("does not lead to a certificate of the root"),
-            "{e}"
-        );
+        assert!(e.contains("not in the root certificate bundle"), "{e}");
     }
 
     #[test]
@@ -683,19 +559,18 @@ mod tests {
         let e = v
             .verify(&sign_with("other.key", None, Some(&["fake-root.crt"]), &c))
             .unwrap_err();
-        assert!(e.contains("does not lead"), "{e}");
+        assert!(e.contains("not in the root certificate bundle"), "{e}");
         // A certificate signed by the leaf, which is no CA.
         let nonca = ["nonca-child.crt", "leaf.crt", "intermediate.crt"];
         let e = v
             .verify(&sign_with("other.key", None, Some(&nonca), &c))
             .unwrap_err();
-        assert!(e.contains("not issued by the next one, a CA"), "{e}");
-        // The chain out of order.
+        assert!(e.contains("not a CA"), "{e}");
+        // Intermediates in any order, as Go's x509 (docker-registry) takes them.
         let swapped = ["leaf.crt", "root.crt", "intermediate.crt"];
-        let e = v
+        assert!(v
             .verify(&sign_with("leaf.key", None, Some(&swapped), &c))
-            .unwrap_err();
-        assert!(e.contains("not issued by the next one"), "{e}");
+            .is_ok());
         // The root's kid with the leaf's signature: the kid names the key.
         let kid = issuer_kid(&v);
         let e = v

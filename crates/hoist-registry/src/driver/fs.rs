@@ -1,8 +1,7 @@
 //! The filesystem driver: distribution's layout in a local directory, with
 //! atomic writes (temp file, fsync, rename) and mtimes for garbage collection.
-//! An upload session's bytes are one file, `_uploads/<id>/data`.
 
-use super::{Append, ByteStream, Driver, ListVersion};
+use super::{Driver, FileInfo, FileWriter, ListVersion};
 use crate::error::{IoContext, Result};
 use crate::fsutil::{self, is_not_found, touch};
 use crate::layout::Layout;
@@ -26,14 +25,6 @@ impl FsDriver {
     }
 }
 
-fn mtime(path: &Path) -> Option<SystemTime> {
-    fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
-fn data(dir: &Path) -> PathBuf {
-    dir.join("data")
-}
-
 impl Driver for FsDriver {
     fn layout(&self) -> &Layout {
         &self.layout
@@ -51,26 +42,52 @@ impl Driver for FsDriver {
         fsutil::write_atomic(&self.layout.tmp_dir(), path, bytes)
     }
 
-    fn stat(&self, path: &Path) -> Result<Option<u64>> {
+    fn reader(&self, path: &Path, offset: u64) -> Result<Box<dyn io::Read + Send>> {
+        let mut f = File::open(path).ctx("open", path)?;
+        f.seek(SeekFrom::Start(offset)).ctx("seek", path)?;
+        Ok(Box::new(f))
+    }
+
+    fn append(&self, path: &Path) -> Result<Box<dyn FileWriter>> {
+        if let Some(dir) = path.parent() {
+            fsutil::create_dirs(dir)?;
+        }
+        let file = File::options()
+            .append(true)
+            .create(true)
+            .open(path)
+            .ctx("open", path)?;
+        let start = file.metadata().ctx("stat", path)?.len();
+        Ok(Box::new(FsWriter {
+            file,
+            path: path.to_owned(),
+            start,
+        }))
+    }
+
+    fn stat(&self, path: &Path) -> Result<Option<FileInfo>> {
         match fs::metadata(path) {
-            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(m) if m.is_file() => Ok(Some(FileInfo {
+                size: m.len(),
+                modified: m.modified().ok(),
+            })),
             Ok(_) => Ok(None),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(e).ctx("stat", path),
         }
     }
 
-    fn claim(&self, path: &Path) -> Result<bool> {
+    fn can_touch(&self) -> bool {
+        true
+    }
+
+    fn touch(&self, path: &Path) -> Result<bool> {
         match touch(path) {
             Ok(()) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),
             // A read-only filesystem or foreign ownership: fall back to a stat.
             Err(_) => Ok(self.stat(path)?.is_some()),
         }
-    }
-
-    fn touch(&self, path: &Path) {
-        let _ = touch(path);
     }
 
     fn list(&self, dir: &Path) -> Result<Vec<(String, bool)>> {
@@ -105,6 +122,21 @@ impl Driver for FsDriver {
         Ok(dir.is_dir())
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> Result<bool> {
+        if !from.exists() {
+            return Ok(false);
+        }
+        match fsutil::rename_into_place(from, to) {
+            Ok(()) => {}
+            Err(_) if !from.exists() && !to.exists() => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        if let Some(dir) = to.parent() {
+            fsutil::sync_dir(dir);
+        }
+        Ok(true)
+    }
+
     fn delete(&self, path: &Path) -> Result<bool> {
         fsutil::remove_file(path)
     }
@@ -120,131 +152,34 @@ impl Driver for FsDriver {
     fn now(&self) -> Result<SystemTime> {
         Ok(SystemTime::now())
     }
-
-    fn last_used(&self, path: &Path) -> Result<Option<SystemTime>> {
-        Ok(mtime(path))
-    }
-
-    fn set_aside(&self, path: &Path) -> Result<Option<PathBuf>> {
-        let (_, tomb) = fsutil::temp_file(&self.layout.tmp_dir())?;
-        match fs::rename(path, &tomb) {
-            Ok(()) => Ok(Some(tomb)),
-            Err(e) if is_not_found(&e) => {
-                let _ = fs::remove_file(&tomb);
-                Ok(None)
-            }
-            Err(e) => {
-                let _ = fs::remove_file(&tomb);
-                Err(e).ctx("rename", path)
-            }
-        }
-    }
-
-    fn aside_last_used(&self, _path: &Path, aside: &Path) -> Result<Option<SystemTime>> {
-        // A claim before the move touched this very inode.
-        Ok(mtime(aside))
-    }
-
-    fn restore(&self, aside: &Path, path: &Path) -> Result<()> {
-        if path.exists() {
-            fsutil::remove_file(aside).map(|_| ())
-        } else {
-            fsutil::rename_into_place(aside, path)
-        }
-    }
-
-    fn drop_aside(&self, aside: &Path, _path: &Path) -> Result<()> {
-        fsutil::remove_file(aside).map(|_| ())
-    }
-
-    fn upload_last_used(&self, dir: &Path) -> Result<Option<SystemTime>> {
-        // The files' times say when the session was last used; a directory
-        // without them is either being created right now or abandoned,
-        // which only its own mtime tells apart.
-        Ok([data(dir), dir.join("startedat")]
-            .iter()
-            .filter_map(|p| mtime(p))
-            .max()
-            .or_else(|| mtime(dir)))
-    }
-
-    fn read_stream(&self, _path: &Path, _start: u64, _len: u64) -> Result<Option<ByteStream>> {
-        // The server reads local files itself (its file body streams from a
-        // blocking reader straight to the socket).
-        Ok(None)
-    }
-
-    fn upload_create(&self, dir: &Path, started_at: &str) -> Result<()> {
-        fsutil::create_dirs(dir)?;
-        let data = data(dir);
-        File::create(&data).ctx("create", &data)?;
-        let started = dir.join("startedat");
-        fs::write(&started, started_at).ctx("write", &started)
-    }
-
-    fn upload_size(&self, dir: &Path) -> Result<Option<u64>> {
-        self.stat(&data(dir))
-    }
-
-    fn upload_append(&self, dir: &Path, at: u64) -> Result<(Box<dyn Append>, u64)> {
-        let path = data(dir);
-        let file = File::options()
-            .append(true)
-            .open(&path)
-            .ctx("open", &path)?;
-        // Bytes past the recorded size (a write torn by a crash) are cut so
-        // the file, the size and the hash agree.
-        let len = file.metadata().ctx("stat", &path)?.len();
-        let size = if len > at {
-            file.set_len(at).ctx("truncate", &path)?;
-            at
-        } else {
-            // Shrunk behind our back: the caller trusts the file.
-            len
-        };
-        Ok((Box::new(FsAppend { file, path }), size))
-    }
-
-    fn upload_reader(&self, dir: &Path, from: u64) -> Result<Box<dyn io::Read + Send>> {
-        let path = data(dir);
-        let mut f = File::open(&path).ctx("open", &path)?;
-        f.seek(SeekFrom::Start(from)).ctx("seek", &path)?;
-        Ok(Box::new(f))
-    }
-
-    fn upload_commit(&self, dir: &Path, blob: &Path) -> Result<()> {
-        let file = data(dir);
-        fsutil::rename_into_place(&file, blob)?;
-        if let Some(dir) = blob.parent() {
-            fsutil::sync_dir(dir);
-        }
-        // The rename keeps the file's old mtime (its first byte's time); make
-        // it "now" so a collection that started meanwhile keeps it.
-        let _ = touch(blob);
-        Ok(())
-    }
 }
 
-/// Appends to `_uploads/<id>/data`.
-struct FsAppend {
+/// Appends to a local file.
+struct FsWriter {
     file: File,
     path: PathBuf,
+    /// The file's size when opened, where a cancel cuts it back to.
+    start: u64,
 }
 
-impl Append for FsAppend {
+impl FileWriter for FsWriter {
     fn write(&mut self, buf: &[u8]) -> Result<()> {
         self.file.write_all(buf).ctx("write", &self.path)
     }
 
-    fn close(&mut self, durable: bool) -> Result<()> {
+    fn size(&self) -> u64 {
+        // Part of a failed buffer may be on disk: the file says how much.
+        self.file.metadata().map(|m| m.len()).unwrap_or(self.start)
+    }
+
+    fn commit(self: Box<Self>, durable: bool) -> Result<()> {
         if durable {
             self.file.sync_all().ctx("fsync", &self.path)?;
         }
         Ok(())
     }
 
-    fn len_after_error(&self) -> u64 {
-        // Part of the failed buffer may be on disk: the file says how much.
-        self.file.metadata().map(|m| m.len()).unwrap_or(0)
+    fn cancel(self: Box<Self>) -> Result<()> {
+        self.file.set_len(self.start).ctx("truncate", &self.path)
     }
 }

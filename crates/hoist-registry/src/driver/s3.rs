@@ -9,26 +9,24 @@
 //! (the server's `spawn_blocking`), where that is allowed and parks no async
 //! worker.
 //!
-//! Upload sessions: S3 cannot append, so each PATCH (or the body of the
-//! final PUT) becomes one part object `_uploads/<id>/parts/<offset>`, named
-//! by where it starts, streamed with bounded memory (a multipart upload once
-//! it outgrows one buffer). A part object appears only once its request's
-//! writing ends; a failed write leaves no part. The SHA-256 state is
-//! saved as distribution's `hashstates/sha256/<offset>` objects by the store,
-//! as on the filesystem, so a restart resumes without re-reading. On commit
-//! the verified parts become the blob's `data`: one part by a server-side
-//! copy, several by streaming them into one multipart upload; the blob key
-//! appears only when that finishes.
+//! Appending: S3 cannot append, so each writer of [`Driver::append`] (one
+//! PATCH, or the body of a final PUT) becomes one part object
+//! `<file>.parts/<offset>`, named by where it starts, streamed with bounded
+//! memory (a multipart upload once it outgrows one buffer). A part object
+//! appears only once its writer commits; a failed write leaves no part.
+//! Reading or renaming such a file reads its parts in order; a rename makes
+//! them one object: one part by a server-side copy, several by streaming them
+//! into one multipart upload, the target appearing only when that finishes.
 //!
-//! Garbage collection (see [`crate::gc`]) needs a blob's "last used" time,
-//! which S3 cannot refresh without rewriting the object: a claim writes an
-//! empty marker `_hoist/claims/<layout path>` instead, and "last used" is
-//! the later of the object's and its marker's `LastModified`. A collector
-//! sets an object aside by copying it to `_hoist/tmp/` and deleting it, then
-//! reads the marker again, as the filesystem's collector re-reads the mtime
-//! of the inode it renamed. distribution never looks under `_hoist/`.
+//! Garbage collection's claims cannot refresh an object's time without
+//! rewriting it: [`crate::claims`] writes marker objects on S3 instead, and a
+//! rename here (a copy and a delete) gives the target a time of its own.
 
-use super::{Append, ByteStream, Driver};
+use super::{ByteStream, Driver, FileInfo, FileWriter};
+
+mod config;
+pub use config::S3Config;
+
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use bytes::Bytes;
@@ -53,97 +51,6 @@ use tokio::runtime::Handle;
 const PART_BUFFER: usize = 8 << 20;
 /// Parts of one upload in flight at once (bounds memory per upload).
 const PART_CONCURRENCY: usize = 2;
-
-/// Where and how to reach an S3-compatible bucket.
-#[derive(Clone)]
-pub struct S3Config {
-    /// The bucket.
-    pub bucket: String,
-    /// The service's URL (`http://127.0.0.1:9000`); `None` for AWS itself.
-    pub endpoint: Option<String>,
-    /// The region (`us-east-1` for most S3-compatible servers).
-    pub region: String,
-    /// The root directory inside the bucket (distribution's `rootdirectory`); may be empty.
-    pub prefix: String,
-    /// The access key id.
-    pub access_key_id: String,
-    /// The secret access key.
-    pub secret_access_key: String,
-    /// A session token, for temporary credentials.
-    pub session_token: Option<String>,
-}
-
-impl fmt::Debug for S3Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never the secret: configs end up in logs.
-        f.debug_struct("S3Config")
-            .field("bucket", &self.bucket)
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("prefix", &self.prefix)
-            .field("access_key_id", &self.access_key_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl fmt::Display for S3Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "s3://{}/{}", self.bucket, self.prefix)?;
-        if let Some(e) = &self.endpoint {
-            write!(f, " at {e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl S3Config {
-    /// A config whose credentials come from `AWS_ACCESS_KEY_ID`,
-    /// `AWS_SECRET_ACCESS_KEY` and (optionally) `AWS_SESSION_TOKEN`.
-    pub fn from_env(
-        bucket: &str,
-        endpoint: Option<&str>,
-        region: &str,
-        prefix: &str,
-    ) -> Result<Self> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let (Some(access_key_id), Some(secret_access_key)) =
-            (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
-        else {
-            return Err(Error::Config(
-                "S3 storage needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-                    .into(),
-            ));
-        };
-        Ok(S3Config {
-            bucket: bucket.to_owned(),
-            endpoint: endpoint.map(str::to_owned),
-            region: region.to_owned(),
-            prefix: prefix.to_owned(),
-            access_key_id,
-            secret_access_key,
-            session_token: var("AWS_SESSION_TOKEN"),
-        })
-    }
-
-    /// The prefix as a relative path; refuses empty, `.` and `..` components.
-    fn prefix_path(&self) -> Result<PathBuf> {
-        let trimmed = self.prefix.trim_matches('/');
-        let mut p = PathBuf::new();
-        if trimmed.is_empty() {
-            return Ok(p);
-        }
-        for c in trimmed.split('/') {
-            if c.is_empty() || c == "." || c == ".." || c.contains('\\') {
-                return Err(Error::Config(format!(
-                    "S3 prefix {:?} is not a plain path: use components separated by single '/', without '.' or '..'",
-                    self.prefix
-                )));
-            }
-            p.push(c);
-        }
-        Ok(p)
-    }
-}
 
 /// An S3-compatible bucket holding distribution's layout.
 pub struct S3Driver {
@@ -270,17 +177,6 @@ impl S3Driver {
         Ok(self.head_meta(path)?.map(|m| m.last_modified.into()))
     }
 
-    /// `_hoist/claims/<path>`: when `path` was last claimed.
-    fn marker(&self, path: &Path) -> PathBuf {
-        let base = self.layout.base();
-        let rel = path.strip_prefix(base).unwrap_or(path);
-        base.join("_hoist").join("claims").join(rel)
-    }
-
-    fn put_marker(&self, path: &Path) -> Result<()> {
-        self.put(&self.marker(path), b"")
-    }
-
     fn delete_key(&self, path: &Path) -> Result<()> {
         let key = self.key(path)?;
         match self.rt.block_on(self.store.delete(&key)) {
@@ -318,22 +214,24 @@ impl S3Driver {
         }
     }
 
-    /// The session's parts in order, each (key, size), while they are
-    /// contiguous; `None` when the session does not exist.
-    fn parts(&self, dir: &Path) -> Result<Option<Vec<(Key, u64)>>> {
-        let prefix = self.key(dir)?;
+    /// Where the parts of an appended file live.
+    fn parts_dir(path: &Path) -> PathBuf {
+        let mut name = path.file_name().unwrap_or_default().to_owned();
+        name.push(".parts");
+        path.with_file_name(name)
+    }
+
+    /// An appended file's parts in order, each (key, size), while they are
+    /// contiguous.
+    fn parts(&self, path: &Path) -> Result<Vec<(Key, u64)>> {
+        let dir = Self::parts_dir(path);
+        let prefix = self.key(&dir)?;
         let objects: Vec<_> = self
             .rt
             .block_on(self.store.list(Some(&prefix)).try_collect::<Vec<_>>())
-            .map_err(|e| self.err("list", dir, e))?;
-        let started = self.key(&dir.join("startedat"))?;
-        if !objects.iter().any(|o| o.location == started) {
-            return Ok(None);
-        }
-        let parts_dir = self.key(&dir.join("parts"))?;
+            .map_err(|e| self.err("list", &dir, e))?;
         let mut parts: Vec<(u64, Key, u64)> = objects
             .into_iter()
-            .filter(|o| o.location.prefix_match(&parts_dir).is_some())
             .filter_map(|o| {
                 let offset = o.location.filename()?.parse::<u64>().ok()?;
                 Some((offset, o.location, o.size))
@@ -344,17 +242,52 @@ impl S3Driver {
         let mut at = 0;
         for (offset, key, size) in parts {
             // A gap or an overlap can only come from a foreign writer:
-            // what follows it is not part of the session.
+            // what follows it is not part of the file.
             if offset != at || size == 0 {
                 break;
             }
             at += size;
             out.push((key, size));
         }
-        Ok(Some(out))
+        Ok(out)
     }
 
-    fn stream(&self, key: &Key, path: &Path, range: Option<GetRange>) -> Result<ByteStream> {
+    /// Makes an appended file's parts the object `to`.
+    fn join_parts(&self, parts: &[(Key, u64)], to: &Path) -> Result<()> {
+        let key = self.key(to)?;
+        match parts {
+            [] => self.put(to, b""),
+            // One part (a monolithic push, or docker's single PATCH): a
+            // server-side copy, no bytes through this process.
+            [(from, _)] => self
+                .rt
+                .block_on(self.store.copy(from, &key))
+                .map_err(|e| self.err("copy into", to, e)),
+            _ => self.rt.block_on(async {
+                let mut w = BufWriter::with_capacity(self.store.clone(), key, PART_BUFFER)
+                    .with_max_concurrency(PART_CONCURRENCY);
+                let res = async {
+                    for (from, _) in parts {
+                        let mut s = self.store.get(from).await?.into_stream();
+                        while let Some(chunk) = s.next().await {
+                            w.put(chunk?).await?;
+                        }
+                    }
+                    Ok::<_, object_store::Error>(())
+                }
+                .await;
+                match res {
+                    Ok(()) => w.shutdown().await.map_err(|e| self.err("write", to, e)),
+                    Err(e) => {
+                        let _ = w.abort().await;
+                        Err(self.err("write", to, e))
+                    }
+                }
+            }),
+        }
+    }
+
+    fn stream_key(&self, key: &Key, path: &Path, range: Option<GetRange>) -> Result<ByteStream> {
         let opts = GetOptions {
             range,
             ..GetOptions::default()
@@ -370,10 +303,6 @@ impl S3Driver {
 impl Driver for S3Driver {
     fn layout(&self) -> &Layout {
         &self.layout
-    }
-
-    fn is_local(&self) -> bool {
-        false
     }
 
     fn get(&self, path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
@@ -411,20 +340,53 @@ impl Driver for S3Driver {
             .map_err(|e| self.err("put", path, e))
     }
 
-    fn stat(&self, path: &Path) -> Result<Option<u64>> {
-        self.head(path)
-    }
-
-    fn claim(&self, path: &Path) -> Result<bool> {
-        // The marker first, then the check: see the module docs.
-        self.put_marker(path)?;
-        Ok(self.head(path)?.is_some())
-    }
-
-    fn touch(&self, path: &Path) {
-        if let Err(e) = self.put_marker(path) {
-            tracing::warn!(error = %e, "claim marker not written");
+    fn reader(&self, path: &Path, offset: u64) -> Result<Box<dyn io::Read + Send>> {
+        let parts = self.parts(path)?;
+        let parts = if parts.is_empty() {
+            if self.head(path)?.is_none() {
+                return Err(self.err("open", path, "no such object"));
+            }
+            vec![(self.key(path)?, u64::MAX)]
+        } else {
+            parts
+        };
+        let mut todo = VecDeque::new();
+        let mut at = 0u64;
+        for (key, size) in parts {
+            if at.saturating_add(size) > offset {
+                todo.push_back((key, offset.saturating_sub(at)));
+            }
+            at = at.saturating_add(size);
         }
+        Ok(Box::new(PartsReader {
+            store: self.store.clone(),
+            rt: self.rt.clone(),
+            todo,
+            current: None,
+            buf: Bytes::new(),
+        }))
+    }
+
+    fn append(&self, path: &Path) -> Result<Box<dyn FileWriter>> {
+        // The parts are the truth; nothing torn can be in them.
+        let size = self.parts(path)?.iter().map(|(_, s)| s).sum();
+        let part = Self::parts_dir(path).join(format!("{size:020}"));
+        Ok(Box::new(S3Append {
+            store: self.store.clone(),
+            rt: self.rt.clone(),
+            key: self.key(&part)?,
+            path: PathBuf::from(format!("s3://{}/{}", self.bucket, part.display())),
+            start: size,
+            written: 0,
+            writer: None,
+        }))
+    }
+
+    fn stat(&self, path: &Path) -> Result<Option<FileInfo>> {
+        Ok(self.head_meta(path)?.map(|m| FileInfo {
+            size: m.size,
+            modified: Some(m.last_modified.into()),
+        }))
     }
 
     fn list(&self, dir: &Path) -> Result<Vec<(String, bool)>> {
@@ -454,23 +416,32 @@ impl Driver for S3Driver {
         }
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> Result<bool> {
+        let parts = self.parts(from)?;
+        if !parts.is_empty() {
+            self.join_parts(&parts, to)?;
+            self.delete_prefix(&Self::parts_dir(from))?;
+            self.delete_key(from)?;
+            return Ok(true);
+        }
+        if !self.copy(from, to)? {
+            return Ok(false);
+        }
+        self.delete_key(from)?;
+        Ok(true)
+    }
+
     fn delete(&self, path: &Path) -> Result<bool> {
         // S3 deletes of absent keys succeed: ask first to tell the caller.
         if self.head(path)?.is_none() {
             return Ok(false);
         }
         self.delete_key(path)?;
-        self.delete_key(&self.marker(path))?;
         Ok(true)
     }
 
     fn delete_tree(&self, dir: &Path) -> Result<()> {
-        self.delete_prefix(dir)?;
-        self.delete_prefix(&self.marker(dir))
-    }
-
-    fn prune_empty_dirs(&self, _dir: &Path, _stop: &Path) {
-        // Object storage has no directories: nothing is left behind.
+        self.delete_prefix(dir)
     }
 
     fn now(&self) -> Result<SystemTime> {
@@ -481,157 +452,24 @@ impl Driver for S3Driver {
             .ok_or_else(|| self.err("stat", &probe, "the object just written is gone"))
     }
 
-    fn last_used(&self, path: &Path) -> Result<Option<SystemTime>> {
-        let Some(written) = self.modified(path)? else {
-            return Ok(None);
-        };
-        Ok(Some(match self.modified(&self.marker(path))? {
-            Some(claimed) => claimed.max(written),
-            None => written,
-        }))
-    }
-
-    fn set_aside(&self, path: &Path) -> Result<Option<PathBuf>> {
-        let tomb = self
-            .layout
-            .tmp_dir()
-            .join(format!("tmp-{}", hex::encode(rand::random::<[u8; 12]>())));
-        if !self.copy(path, &tomb)? {
-            return Ok(None);
-        }
-        self.delete_key(path)?;
-        Ok(Some(tomb))
-    }
-
-    fn aside_last_used(&self, path: &Path, _aside: &Path) -> Result<Option<SystemTime>> {
-        // The copy has a new time of its own; what counts is whether
-        // anyone claimed `path` (its marker) since the check before the move.
-        self.modified(&self.marker(path))
-    }
-
-    fn restore(&self, aside: &Path, path: &Path) -> Result<()> {
-        if self.head(path)?.is_none() {
-            self.copy(aside, path)?;
-        }
-        self.delete_key(aside)
-    }
-
-    fn drop_aside(&self, aside: &Path, path: &Path) -> Result<()> {
-        self.delete_key(aside)?;
-        self.delete_key(&self.marker(path))
-    }
-
-    fn upload_last_used(&self, dir: &Path) -> Result<Option<SystemTime>> {
-        let prefix = self.key(dir)?;
-        let objects: Vec<_> = self
-            .rt
-            .block_on(self.store.list(Some(&prefix)).try_collect::<Vec<_>>())
-            .map_err(|e| self.err("list", dir, e))?;
-        Ok(objects
-            .iter()
-            .map(|o| SystemTime::from(o.last_modified))
-            .max())
-    }
-
-    fn read_stream(&self, path: &Path, start: u64, len: u64) -> Result<Option<ByteStream>> {
+    fn stream(&self, path: &Path, start: u64, len: u64) -> Result<ByteStream> {
         let key = self.key(path)?;
         let range = GetRange::Bounded(start..start + len);
-        Ok(Some(self.stream(&key, path, Some(range))?))
-    }
-
-    fn upload_create(&self, dir: &Path, started_at: &str) -> Result<()> {
-        self.put(&dir.join("startedat"), started_at.as_bytes())
-    }
-
-    fn upload_size(&self, dir: &Path) -> Result<Option<u64>> {
-        Ok(self.parts(dir)?.map(|p| p.iter().map(|(_, s)| s).sum()))
-    }
-
-    fn upload_append(&self, dir: &Path, _at: u64) -> Result<(Box<dyn Append>, u64)> {
-        // The parts are the truth; nothing torn can be in them.
-        let Some(parts) = self.parts(dir)? else {
-            return Err(self.err("open", dir, "no such upload session"));
-        };
-        let size = parts.iter().map(|(_, s)| s).sum();
-        let path = dir.join("parts").join(format!("{size:020}"));
-        let w = S3Append {
-            store: self.store.clone(),
-            rt: self.rt.clone(),
-            key: self.key(&path)?,
-            path: PathBuf::from(format!("s3://{}/{}", self.bucket, path.display())),
-            start: size,
-            writer: None,
-        };
-        Ok((Box::new(w), size))
-    }
-
-    fn upload_reader(&self, dir: &Path, from: u64) -> Result<Box<dyn io::Read + Send>> {
-        let Some(parts) = self.parts(dir)? else {
-            return Err(self.err("open", dir, "no such upload session"));
-        };
-        let mut todo = VecDeque::new();
-        let mut at = 0;
-        for (key, size) in parts {
-            if at + size > from {
-                todo.push_back((key, from.saturating_sub(at)));
-            }
-            at += size;
-        }
-        Ok(Box::new(PartsReader {
-            store: self.store.clone(),
-            rt: self.rt.clone(),
-            todo,
-            current: None,
-            buf: Bytes::new(),
-        }))
-    }
-
-    fn upload_commit(&self, dir: &Path, blob: &Path) -> Result<()> {
-        let Some(parts) = self.parts(dir)? else {
-            return Err(self.err("commit", dir, "no such upload session"));
-        };
-        let to = self.key(blob)?;
-        match parts.as_slice() {
-            [] => self.put(blob, b""),
-            // One part (a monolithic push, or docker's single PATCH): a
-            // server-side copy, no bytes through this process.
-            [(from, _)] => self
-                .rt
-                .block_on(self.store.copy(from, &to))
-                .map_err(|e| self.err("copy into", blob, e)),
-            _ => self.rt.block_on(async {
-                let mut w = BufWriter::with_capacity(self.store.clone(), to, PART_BUFFER)
-                    .with_max_concurrency(PART_CONCURRENCY);
-                let res = async {
-                    for (from, _) in &parts {
-                        let mut s = self.store.get(from).await?.into_stream();
-                        while let Some(chunk) = s.next().await {
-                            w.put(chunk?).await?;
-                        }
-                    }
-                    Ok::<_, object_store::Error>(())
-                }
-                .await;
-                match res {
-                    Ok(()) => w.shutdown().await.map_err(|e| self.err("write", blob, e)),
-                    Err(e) => {
-                        let _ = w.abort().await;
-                        Err(self.err("write", blob, e))
-                    }
-                }
-            }),
-        }
+        self.stream_key(&key, path, Some(range))
     }
 }
 
-/// Streams one request's bytes into a part object.
+/// Streams one writer's bytes into a part object.
 struct S3Append {
     store: Arc<dyn ObjectStore>,
     rt: Handle,
     key: Key,
     path: PathBuf,
+    /// The file's size before this part.
     start: u64,
-    /// Created on the first byte: an empty request makes no part.
+    /// Bytes in this part so far.
+    written: u64,
+    /// Created on the first byte: an empty writer makes no part.
     writer: Option<BufWriter>,
 }
 
@@ -645,7 +483,7 @@ impl S3Append {
     }
 }
 
-impl Append for S3Append {
+impl FileWriter for S3Append {
     fn write(&mut self, buf: &[u8]) -> Result<()> {
         let w = self.writer.get_or_insert_with(|| {
             BufWriter::with_capacity(self.store.clone(), self.key.clone(), PART_BUFFER)
@@ -653,15 +491,22 @@ impl Append for S3Append {
         });
         let res = self.rt.block_on(w.put(Bytes::copy_from_slice(buf)));
         if let Err(e) = res {
+            // A failed part is dropped whole.
             if let Some(mut w) = self.writer.take() {
                 let _ = self.rt.block_on(w.abort());
             }
+            self.written = 0;
             return Err(self.err("write", e));
         }
+        self.written += buf.len() as u64;
         Ok(())
     }
 
-    fn close(&mut self, _durable: bool) -> Result<()> {
+    fn size(&self) -> u64 {
+        self.start + self.written
+    }
+
+    fn commit(mut self: Box<Self>, _durable: bool) -> Result<()> {
         // Completing the part is what makes it exist (and durable) at all.
         let Some(mut w) = self.writer.take() else {
             return Ok(());
@@ -671,9 +516,13 @@ impl Append for S3Append {
             .map_err(|e| self.err("write", e))
     }
 
-    fn len_after_error(&self) -> u64 {
-        // A failed part is dropped whole.
-        self.start
+    fn cancel(mut self: Box<Self>) -> Result<()> {
+        if let Some(mut w) = self.writer.take() {
+            self.rt
+                .block_on(w.abort())
+                .map_err(|e| self.err("abort", e))?;
+        }
+        Ok(())
     }
 }
 

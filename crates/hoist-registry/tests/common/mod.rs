@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod storage;
+
 use bytes::Bytes;
 use hoist_oci::Digest;
 use hoist_registry::ServerConfig;

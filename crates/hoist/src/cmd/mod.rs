@@ -24,23 +24,12 @@ use std::path::PathBuf;
 pub struct Context {
     /// The store directory.
     pub root: PathBuf,
-    /// Whether `--root`/`HOIST_ROOT` named it (rather than the default).
-    pub root_given: bool,
+    /// The registry directory of `serve` and `registry gc`: `--root` as
+    /// typed, else `HOIST_REGISTRY_ROOT`; never `HOIST_ROOT`.
+    pub registry_root: Option<PathBuf>,
 }
 
 impl Context {
-    /// The root for commands that serve a registry directory: it must be named,
-    /// never defaulted to the local store.
-    pub fn registry_root(&self, command: &str) -> Result<&std::path::Path, Error> {
-        if self.root_given {
-            Ok(&self.root)
-        } else {
-            Err(Error::Msg(format!(
-                "{command} needs --root DIR: the registry's storage directory (distribution's storage.filesystem.rootdirectory, holding docker/registry/v2)"
-            )))
-        }
-    }
-
     /// Opens the store for a command that writes it. From here on, SIGINT
     /// and SIGTERM remove this process's temporary files in `ingest/`
     /// before it dies, so an interrupted load leaves nothing behind.

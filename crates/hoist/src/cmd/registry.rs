@@ -90,7 +90,7 @@ fn gc(ctx: &Context, a: GcArgs) -> Result<ExitCode, Error> {
         grace: a.grace,
         upload_max_age: a.upload_max_age,
     };
-    let storage = a.storage.config(ctx, "hoist registry gc")?;
+    let storage = a.storage.config(ctx, "hoist registry gc", None)?;
     let report = collect_storage(&storage, &opts)
         .map_err(|e| Error::Msg(format!("garbage collection failed: {e}")))?;
     let verb = if a.dry_run { "would delete" } else { "deleted" };

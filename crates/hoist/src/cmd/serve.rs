@@ -4,24 +4,30 @@
 
 use super::storage::StorageArgs;
 use super::{Context, Error};
-use hoist_registry::config::{FileConfig, Loaded};
-use hoist_registry::{Auth, AuthConfig, IssueConfig, ServerConfig, TokenConfig};
-use std::path::PathBuf;
+use hoist_registry::config::FileConfig;
+use hoist_registry::{
+    AuthConfig, BuildError, IssueConfig, ProxyConfig, Registry, RegistryBuilder, StorageConfig,
+    TokenConfig,
+};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
-/// Where `hoist serve` listens when neither `--addr` nor the config file says.
-const DEFAULT_ADDR: &str = "127.0.0.1:5000";
+/// Where `hoist serve` stores when neither `--root`, `HOIST_REGISTRY_ROOT`
+/// nor a config file says: a directory of its own beside the caller, never
+/// the image store.
+const DEFAULT_ROOT: &str = "./registry";
 
-/// Arguments of `hoist serve`. The directory is the global `--root`
-/// (distribution's `storage.filesystem.rootdirectory`) unless `--storage s3`.
+/// Arguments of `hoist serve`. The directory is `--root` or
+/// `HOIST_REGISTRY_ROOT` (distribution's `storage.filesystem.rootdirectory`,
+/// default `./registry`) unless `--storage s3`.
 #[derive(clap::Args)]
 pub struct Args {
     /// A distribution-style config.yml (the file docker-registry runs with);
     /// flags given on the command line win over it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Address to listen on, HOST:PORT [default: 127.0.0.1:5000].
+    /// Address to listen on, HOST:PORT, or :PORT for every address
+    /// [default: 127.0.0.1:5000].
     #[arg(long)]
     addr: Option<String>,
     /// Refuse every push and delete.
@@ -157,145 +163,106 @@ fn auth_config(args: &Args) -> Result<Option<AuthConfig>, Error> {
 
 /// Runs `hoist serve` until SIGINT or SIGTERM.
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
-    let loaded = match &args.config {
+    let err = |e: BuildError| Error::Msg(format!("hoist serve: {e}"));
+    let default_root = Path::new(DEFAULT_ROOT);
+    // The file gives the base; every flag given on the command line wins.
+    let mut b = match &args.config {
         Some(path) => {
-            let l = FileConfig::read(path)
-                .and_then(|f| f.load(path))
-                .map_err(|e| Error::Msg(e.to_string()))?;
-            for key in &l.ignored {
+            let mut b = RegistryBuilder::from_config_file(path).map_err(err)?;
+            for key in b.ignored_keys() {
                 eprintln!(
                     "hoist serve: {}: ignoring {key} (hoist has no use for it)",
                     path.display()
                 );
             }
-            Some(l)
-        }
-        None => None,
-    };
-    // The file gives the base; every flag given on the command line wins.
-    let Loaded {
-        server: mut cfg,
-        addr: file_addr,
-        tls: file_tls,
-        metrics_addr: file_metrics,
-        auth: file_auth,
-        ..
-    } = match loaded {
-        Some(mut l) => {
             if args.storage.given(ctx) {
-                l.server.storage = args.storage.config(ctx, "hoist serve")?;
+                let storage = args
+                    .storage
+                    .config(ctx, "hoist serve", Some(default_root))?;
+                b = b.with_storage(storage).map_err(err)?;
             }
-            l
+            b
         }
-        None => Loaded {
-            server: ServerConfig::with_storage(args.storage.config(ctx, "hoist serve")?),
-            addr: None,
-            tls: None,
-            metrics_addr: None,
-            auth: None,
-            log_level: None,
-            ignored: Vec::new(),
-        },
+        None => {
+            let storage = args
+                .storage
+                .config(ctx, "hoist serve", Some(default_root))?;
+            RegistryBuilder::new(storage).map_err(err)?
+        }
     };
-    let addr = args
-        .addr
-        .clone()
-        .or(file_addr)
-        .unwrap_or_else(|| DEFAULT_ADDR.to_owned());
-    cfg.read_only |= args.read_only;
+    if let Some(a) = &args.addr {
+        b = b.with_addr(a).map_err(err)?;
+    }
+    if args.read_only {
+        b = b.with_read_only(true);
+    }
     if args.no_delete {
-        cfg.delete_enabled = false;
+        b = b.with_delete(false);
     }
     if args.no_auto_mount {
-        cfg.auto_mount = false;
+        b = b.with_auto_mount(false);
     }
-    let (metrics_addr, metrics_from) = match &args.metrics_addr {
-        Some(a) => (Some(a.clone()), "--metrics-addr"),
-        None => (file_metrics, "http.debug.addr"),
-    };
-    cfg.metrics_on_main = metrics_addr.is_none();
-    // Read the certificate before binding, so a bad file fails at once.
-    let tls_files = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
-        _ => file_tls,
-    };
-    let tls = match tls_files {
-        Some((cert, key)) => Some(Arc::new(
-            hoist_registry::tls::load_server_config(&cert, &key)
-                .map_err(|e| Error::Msg(e.to_string()))?,
-        )),
-        None => None,
-    };
-    let auth = match auth_config(&args)? {
-        Some(a) => Some(a),
-        None => file_auth,
-    };
-    if let Some(a) = auth {
-        let auth = Auth::load(&a).map_err(|e| Error::Msg(format!("hoist serve: {e}")))?;
-        cfg.auth = Some(Arc::new(auth));
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        b = b.with_tls(cert, key).map_err(err)?;
+    }
+    if let Some(m) = &args.metrics_addr {
+        b = b.with_metrics_addr(m).map_err(err)?;
+    }
+    if let Some(a) = auth_config(&args)? {
+        b = b.with_auth(a).map_err(err)?;
     }
     if !args.proxy.is_empty() {
-        let proxy = hoist_registry::ProxyConfig::from_specs(&args.proxy)
-            .map_err(|e| Error::Msg(e.to_string()))?;
-        cfg.proxy = Some(proxy);
+        let proxy = ProxyConfig::from_specs(&args.proxy).map_err(|e| Error::Msg(e.to_string()))?;
+        b = b.with_proxy(proxy).map_err(err)?;
     }
-    // Blocking work is short file I/O (or one S3 request): a few threads per
-    // core keep the disk busy, where tokio's default of 512 would let a burst
-    // of clients start hundreds, each keeping its stack and malloc arena.
-    let blocking_threads = std::thread::available_parallelism().map_or(2, |n| n.get()) * 8;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .max_blocking_threads(blocking_threads)
-        .build()
-        .map_err(|e| Error::Msg(format!("cannot start the async runtime: {e}")))?;
-    rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .map_err(|e| Error::Msg(format!("cannot listen on {addr}: {e}")))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| Error::Msg(format!("cannot listen on {addr}: {e}")))?;
-        if let Some(maddr) = &metrics_addr {
-            let ml = tokio::net::TcpListener::bind(maddr).await.map_err(|e| {
-                Error::Msg(format!("cannot listen on {maddr} ({metrics_from}): {e}"))
-            })?;
-            let mlocal = ml
-                .local_addr()
-                .map_err(|e| Error::Msg(format!("cannot listen on {maddr}: {e}")))?;
-            eprintln!("hoist serve: metrics on http://{mlocal}/metrics");
-            let metrics = cfg.metrics.clone();
-            tokio::spawn(async move {
-                if let Err(e) = hoist_registry::metrics::serve_metrics(ml, metrics).await {
-                    tracing::error!(error = %e, "metrics server failed");
-                }
-            });
-        }
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        eprintln!(
-            "hoist serve: listening on {scheme}://{local}, storage {}",
-            cfg.storage
-        );
-        for up in cfg.proxy.iter().flat_map(|p| &p.upstreams) {
-            // The URL holds no credentials (they were split off when parsed).
-            match &up.prefix {
-                Some(p) => eprintln!("hoist serve: {p}/* is a pull-through cache of {}", up.url),
-                None => eprintln!("hoist serve: pull-through cache of {}", up.url),
-            }
-        }
-        if let Some(a) = &cfg.auth {
-            eprintln!("hoist serve: auth {}", a.describe());
-        }
-        let shutdown = hoist_registry::shutdown_signal();
-        match tls {
-            Some(tls) => {
-                let listener = hoist_registry::tls::TlsListener::new(listener, tls)
-                    .map_err(|e| Error::Msg(format!("cannot listen on {addr}: {e}")))?;
-                hoist_registry::serve(listener, cfg, shutdown).await
-            }
-            None => hoist_registry::serve(listener, cfg, shutdown).await,
-        }
-        .map_err(|e| Error::Msg(format!("registry server failed: {e}")))
-    })?;
+    let registry = b.build().map_err(err)?;
+    print_start(&registry);
+    registry.run().map_err(err)?;
     eprintln!("hoist serve: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says where the registry stores, how to push to it and browse it.
+fn print_start(registry: &Registry) {
+    let cfg = registry.config();
+    let url = registry.url();
+    eprintln!(
+        "hoist serve: listening on {}://{}, storage {}",
+        registry.scheme(),
+        registry.local_addr(),
+        cfg.storage
+    );
+    if let Some(m) = registry.metrics_addr() {
+        eprintln!("hoist serve: metrics on http://{m}/metrics");
+    }
+    match &cfg.storage {
+        StorageConfig::Filesystem(root) => {
+            let abs = std::path::absolute(root).unwrap_or_else(|_| root.clone());
+            eprintln!(
+                "hoist serve: storing in {} (distribution's layout, docker/registry/v2)",
+                abs.display()
+            );
+        }
+        StorageConfig::S3(s3) => eprintln!("hoist serve: storing in {s3}"),
+        StorageConfig::Memory(_) => eprintln!("hoist serve: storing in memory (lost at exit)"),
+    }
+    for up in cfg.proxy.iter().flat_map(|p| &p.upstreams) {
+        // The URL holds no credentials (they were split off when parsed).
+        match &up.prefix {
+            Some(p) => eprintln!("hoist serve: {p}/* is a pull-through cache of {}", up.url),
+            None => eprintln!("hoist serve: pull-through cache of {}", up.url),
+        }
+    }
+    if let Some(a) = &cfg.auth {
+        eprintln!("hoist serve: auth {}", a.describe());
+    }
+    let host = url.split_once("://").map_or(url.as_str(), |(_, h)| h);
+    if !cfg.read_only {
+        eprintln!(
+            "hoist serve: push with  docker tag IMAGE {host}/NAME && docker push {host}/NAME"
+        );
+        eprintln!("hoist serve:        or  hoist tag IMAGE {host}/NAME && hoist push {host}/NAME");
+    }
+    eprintln!("hoist serve: browse at  {url}/");
+    eprintln!("hoist serve: Ctrl-C stops it");
 }

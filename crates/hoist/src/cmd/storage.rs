@@ -1,8 +1,11 @@
 //! The storage flags that `hoist serve` and `hoist registry gc` share: the
-//! filesystem under the global `--root` (the default), or an S3 bucket.
+//! filesystem under `--root` or `HOIST_REGISTRY_ROOT` (the default), or an
+//! S3 bucket.
 
 use super::{Context, Error};
+use hoist_registry::builder::refuse_image_store;
 use hoist_registry::{S3Config, StorageConfig};
+use std::path::Path;
 
 /// Where the registry's data lives.
 #[derive(clap::Args)]
@@ -36,14 +39,21 @@ enum Storage {
 }
 
 impl StorageArgs {
-    /// Whether the command line names a storage (`--storage` or `--root`),
-    /// which then wins over a config file's.
+    /// Whether the command line or environment names a storage (`--storage`,
+    /// `--root` or `HOIST_REGISTRY_ROOT`), which then wins over a config file's.
     pub fn given(&self, ctx: &Context) -> bool {
-        self.storage.is_some() || ctx.root_given
+        self.storage.is_some() || ctx.registry_root.is_some()
     }
 
-    /// The storage the flags name; `command` prefixes the errors.
-    pub fn config(&self, ctx: &Context, command: &str) -> Result<StorageConfig, Error> {
+    /// The storage the flags name; `command` prefixes the errors. Without
+    /// `--root` or `HOIST_REGISTRY_ROOT` the filesystem storage is `default`,
+    /// or an error when there is none. A hoist image store is refused.
+    pub fn config(
+        &self,
+        ctx: &Context,
+        command: &str,
+        default: Option<&Path>,
+    ) -> Result<StorageConfig, Error> {
         let s3_flag = [
             ("--s3-bucket", self.s3_bucket.is_some()),
             ("--s3-endpoint", self.s3_endpoint.is_some()),
@@ -58,9 +68,20 @@ impl StorageArgs {
                         "{command}: {flag} needs --storage s3 (the default storage is the filesystem under --root)"
                     )));
                 }
-                Ok(StorageConfig::Filesystem(
-                    ctx.registry_root(command)?.to_owned(),
-                ))
+                let root = match (&ctx.registry_root, default) {
+                    (Some(r), _) => r.clone(),
+                    (None, Some(d)) => d.to_owned(),
+                    (None, None) => {
+                        return Err(Error::Msg(format!(
+                            "{command} needs --root DIR (or HOIST_REGISTRY_ROOT): the registry's \
+                             storage directory (distribution's storage.filesystem.rootdirectory, \
+                             holding docker/registry/v2); HOIST_ROOT names the image store, a \
+                             different layout"
+                        )))
+                    }
+                };
+                refuse_image_store(&root).map_err(|e| Error::Msg(format!("{command}: {e}")))?;
+                Ok(StorageConfig::Filesystem(root))
             }
             Storage::S3 => {
                 let Some(bucket) = self.s3_bucket.as_deref().filter(|b| !b.is_empty()) else {

@@ -1,18 +1,21 @@
-//! The distribution-spec workflows against a real server over HTTP.
+//! One suite of registry behaviours, the distribution-spec workflows
+//! against a real server over HTTP, run on every storage driver: the
+//! filesystem, S3 (a real S3 server, `s3s-fs`) and memory. Each behaviour is
+//! a function of its [`Storage`]; `on_every_driver!` makes it a test per
+//! driver (`fs::<name>`, `s3::<name>`, `mem::<name>`).
 
 mod common;
 
+use common::storage::{blob_file, Storage};
 use common::*;
 use hoist_oci::Digest;
 
-fn tmp() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap()
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n as u32).map(|i| (i * 7 + i / 251) as u8).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn base_endpoint_and_health() {
-    let dir = tmp();
-    let s = TestServer::start(dir.path()).await;
+async fn base_endpoint_and_health(st: Storage) {
+    let s = st.start().await;
     let r = s.req("GET", "/v2/").await;
     assert_eq!(r.status, 200);
     assert_eq!(
@@ -28,10 +31,8 @@ async fn base_endpoint_and_health() {
 
 /// Blobs larger than one streaming chunk (4 MiB) come back whole, and an
 /// unaligned range across chunk and page boundaries comes back exact.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn large_blob_streams_whole_and_in_unaligned_ranges() {
-    let dir = tmp();
-    let s = TestServer::start(dir.path()).await;
+async fn large_blob_streams_whole_and_in_unaligned_ranges(st: Storage) {
+    let s = st.start().await;
     let size = 9 * (1 << 20) + 12_345;
     let data: Vec<u8> = (0..size as u32)
         .map(|i| (i.wrapping_mul(7) % 253) as u8)
@@ -58,10 +59,8 @@ async fn large_blob_streams_whole_and_in_unaligned_ranges() {
     assert!(r.body.as_ref() == &data[a..=b], "ranged blob differs");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn monolithic_push_then_pull_with_ranges() {
-    let dir = tmp();
-    let s = TestServer::start(dir.path()).await;
+async fn monolithic_push_then_pull_with_ranges(st: Storage) {
+    let s = st.start().await;
     let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
     let d = s.push_blob("lib/app", &data).await;
 
@@ -112,23 +111,16 @@ async fn monolithic_push_then_pull_with_ranges() {
     assert_eq!(r.status, 416);
     assert_eq!(r.header("content-range"), Some("bytes */1000000"));
 
-    // On disk exactly where distribution puts it.
+    // Stored exactly where distribution puts it.
     let hex = d.hex();
-    let data_path = dir.path().join(format!(
-        "docker/registry/v2/blobs/sha256/{}/{hex}/data",
-        &hex[..2]
-    ));
-    assert_eq!(std::fs::read(&data_path).unwrap(), data);
-    let link = dir.path().join(format!(
-        "docker/registry/v2/repositories/lib/app/_layers/sha256/{hex}/link"
-    ));
-    assert_eq!(std::fs::read_to_string(link).unwrap(), d.to_string());
+    assert_eq!(st.read(&blob_file(&d)).await.unwrap(), data);
+    let link = st
+        .read(&format!("repositories/lib/app/_layers/sha256/{hex}/link"))
+        .await
+        .unwrap();
+    assert_eq!(link, d.to_string().as_bytes());
     // No upload left behind.
-    assert!(
-        files_under(&dir.path().join("docker/registry/v2/repositories/lib/app"))
-            .iter()
-            .all(|f| !f.starts_with("_uploads"))
-    );
+    assert!(st.files().await.iter().all(|f| !f.contains("_uploads")));
 
     // Unknown in another repository.
     let r = s.req("GET", &format!("/v2/lib/other/blobs/{d}")).await;
@@ -136,10 +128,8 @@ async fn monolithic_push_then_pull_with_ranges() {
     assert_eq!(r.code(), "BLOB_UNKNOWN");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn post_then_put_and_chunked_patch_uploads() {
-    let dir = tmp();
-    let s = TestServer::start(dir.path()).await;
+async fn post_then_put_and_chunked_patch_uploads(st: Storage) {
+    let s = st.start().await;
 
     // POST then PUT with the whole body.
     let r = s.req("POST", "/v2/a/blobs/uploads/").await;
@@ -179,18 +169,19 @@ async fn post_then_put_and_chunked_patch_uploads() {
         assert_eq!(r.status, 202, "{}", r.text());
         off += chunk.len();
         assert_eq!(r.header("range"), Some(format!("0-{}", off - 1).as_str()));
-        let st = s.req("GET", &loc).await;
-        assert_eq!(st.status, 204);
-        assert_eq!(st.header("range"), Some(format!("0-{}", off - 1).as_str()));
-        assert_eq!(st.header("location"), Some(loc.as_str()));
-        assert!(st.header("docker-upload-uuid").is_some());
+        let status = s.req("GET", &loc).await;
+        assert_eq!(status.status, 204);
+        assert_eq!(
+            status.header("range"),
+            Some(format!("0-{}", off - 1).as_str())
+        );
+        assert_eq!(status.header("location"), Some(loc.as_str()));
+        assert!(status.header("docker-upload-uuid").is_some());
         if off == 100_000 {
             // The hash state is kept in distribution's place and format.
-            let id = st.header("docker-upload-uuid").unwrap();
-            let hs = dir.path().join(format!(
-                "docker/registry/v2/repositories/a/_uploads/{id}/hashstates/sha256/100000"
-            ));
-            assert_eq!(std::fs::read(hs).unwrap().len(), 108);
+            let id = status.header("docker-upload-uuid").unwrap();
+            let hs = format!("repositories/a/_uploads/{id}/hashstates/sha256/100000");
+            assert_eq!(st.read(&hs).await.unwrap().len(), 108);
         }
     }
     // Out of order and repeated chunks: 416 with the current range.
@@ -217,10 +208,108 @@ async fn post_then_put_and_chunked_patch_uploads() {
     assert_eq!(s.req("DELETE", &loc).await.status, 404);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn digest_mismatch_commits_nothing() {
-    let dir = tmp();
-    let s = TestServer::start(dir.path()).await;
+/// Chunks bigger than the S3 driver's part buffer (8 MiB): each is itself a
+/// multipart upload there, and the commit concatenates several parts.
+async fn big_chunks_push_then_pull_with_ranges(st: Storage) {
+    let s = st.start().await;
+
+    // Monolithic: POST with ?digest and the body.
+    let small = b"hello s3".to_vec();
+    let d = s.push_blob("app", &small).await;
+    let r = s.req("GET", &format!("/v2/app/blobs/{d}")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, small);
+    assert_eq!(
+        r.header("docker-content-digest"),
+        Some(d.to_string().as_str())
+    );
+
+    // Chunked, big enough that a chunk is itself a multipart upload (over
+    // the 8 MiB part buffer) and the commit concatenates several parts.
+    let data = pattern(9 << 20 | 12345);
+    let d = Digest::sha256(&data);
+    let r = s.req("POST", "/v2/app/blobs/uploads/").await;
+    assert_eq!(r.status, 202);
+    let loc = r.header("location").unwrap().to_owned();
+    let mut off = 0;
+    for chunk in [
+        &data[..(9 << 20)],
+        &data[(9 << 20)..(9 << 20) + 5000],
+        &data[(9 << 20) + 5000..],
+    ] {
+        let range = format!("{}-{}", off, off + chunk.len() - 1);
+        let r = s
+            .send(
+                "PATCH",
+                &loc,
+                &[("content-range", range.as_str())],
+                chunk.to_vec(),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        off += chunk.len();
+        assert_eq!(r.header("range"), Some(format!("0-{}", off - 1).as_str()));
+    }
+    // Out of order: 416 with the current range, nothing appended.
+    let r = s
+        .send("PATCH", &loc, &[("content-range", "0-9")], vec![0u8; 10])
+        .await;
+    assert_eq!(r.status, 416);
+    assert_eq!(
+        r.header("range"),
+        Some(format!("0-{}", data.len() - 1).as_str())
+    );
+    let r = s.send("PUT", &format!("{loc}?digest={d}"), &[], "").await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(s.req("GET", &loc).await.status, 404);
+
+    let head = s.req("HEAD", &format!("/v2/app/blobs/{d}")).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some(data.len().to_string().as_str())
+    );
+    assert!(head.body.is_empty());
+    let full = s.req("GET", &format!("/v2/app/blobs/{d}")).await;
+    assert_eq!(full.status, 200);
+    assert!(full.body == data, "the whole blob comes back");
+    let part = s
+        .send(
+            "GET",
+            &format!("/v2/app/blobs/{d}"),
+            &[("range", "bytes=9437000-9437999")],
+            "",
+        )
+        .await;
+    assert_eq!(part.status, 206);
+    assert_eq!(
+        part.header("content-range"),
+        Some(format!("bytes 9437000-9437999/{}", data.len()).as_str())
+    );
+    assert_eq!(part.body, data[9_437_000..9_438_000]);
+    let tail = s
+        .send(
+            "GET",
+            &format!("/v2/app/blobs/{d}"),
+            &[("range", "bytes=-10")],
+            "",
+        )
+        .await;
+    assert_eq!(tail.body, data[data.len() - 10..]);
+    let beyond = s
+        .send(
+            "GET",
+            &format!("/v2/app/blobs/{d}"),
+            &[("range", "bytes=99999999-")],
+            "",
+        )
+        .await;
+    assert_eq!(beyond.status, 416);
+    s.stop().await;
+}
+
+async fn digest_mismatch_commits_nothing(st: Storage) {
+    let s = st.start().await;
     let wrong = Digest::sha256(b"something else");
     let r = s
         .send(
@@ -244,9 +333,12 @@ async fn digest_mismatch_commits_nothing() {
         .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.code(), "DIGEST_INVALID");
-    let base = dir.path().join("docker/registry/v2");
-    assert!(files_under(&base.join("blobs")).is_empty());
-    assert!(files_under(&base.join("repositories")).is_empty());
+    let left = st.files().await;
+    assert!(
+        left.iter()
+            .all(|f| !f.starts_with("blobs/") && !f.starts_with("repositories/")),
+        "nothing committed, no session left: {left:?}"
+    );
     assert_eq!(
         s.req("HEAD", &format!("/v2/a/blobs/{wrong}")).await.status,
         404
@@ -258,10 +350,8 @@ async fn digest_mismatch_commits_nothing() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn manifests_by_tag_and_digest() {
-    let dir = tmp();
-    let s = TestServer::start(dir.path()).await;
+async fn manifests_by_tag_and_digest(st: Storage) {
+    let s = st.start().await;
     let config =
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
     let layer = b"layer data".repeat(10);
@@ -347,19 +437,14 @@ async fn manifests_by_tag_and_digest() {
     }
 
     // On-disk layout.
-    let repo = dir
-        .path()
-        .join("docker/registry/v2/repositories/r/_manifests");
-    let link = |p: &str| std::fs::read_to_string(repo.join(p)).unwrap();
-    assert_eq!(
-        link(&format!("revisions/sha256/{}/link", md.hex())),
-        md.to_string()
-    );
-    assert_eq!(link("tags/v1/current/link"), md.to_string());
-    assert_eq!(
-        link(&format!("tags/v1/index/sha256/{}/link", md.hex())),
-        md.to_string()
-    );
+    for link in [
+        format!("revisions/sha256/{}/link", md.hex()),
+        "tags/v1/current/link".to_owned(),
+        format!("tags/v1/index/sha256/{}/link", md.hex()),
+    ] {
+        let got = st.read(&format!("repositories/r/_manifests/{link}")).await;
+        assert_eq!(got.as_deref(), Some(md.to_string().as_bytes()), "{link}");
+    }
 
     // Unknown.
     let r = s.req("GET", "/v2/r/manifests/nope").await;
@@ -369,10 +454,8 @@ async fn manifests_by_tag_and_digest() {
     assert_eq!(r.code(), "MANIFEST_UNKNOWN");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oci_index_and_manifest_list_need_their_children() {
-    let dir = tmp();
-    let s = TestServer::start(dir.path()).await;
+async fn oci_index_and_manifest_list_need_their_children(st: Storage) {
+    let s = st.start().await;
     let (d1, m1) = push_image(&s, "multi", "amd64", "one").await;
     let missing = Digest::sha256(b"a child never pushed");
     for mt in [OCI_INDEX, DOCKER_LIST] {
@@ -405,10 +488,8 @@ async fn oci_index_and_manifest_list_need_their_children() {
     assert_eq!(r.header("content-type"), Some(OCI_INDEX));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tags_list_paginates() {
-    let dir = tmp();
-    let s = TestServer::start(dir.path()).await;
+async fn tags_list_paginates(st: Storage) {
+    let s = st.start().await;
     let (_, m) = push_image(&s, "t", "a", "x").await;
     for tag in ["b", "c", "d", "e"] {
         assert_eq!(
@@ -447,10 +528,8 @@ async fn tags_list_paginates() {
     assert_eq!(r.code(), "NAME_UNKNOWN");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn catalog_paginates_in_distribution_order() {
-    let dir = tmp();
-    let s = TestServer::start(dir.path()).await;
+async fn catalog_paginates_in_distribution_order(st: Storage) {
+    let s = st.start().await;
     for repo in ["b", "a", "a/b", "a-b", "c/d/e"] {
         push_image(&s, repo, "latest", repo).await;
     }
@@ -475,10 +554,8 @@ async fn catalog_paginates_in_distribution_order() {
     assert_eq!(s.req("GET", "/v2/_catalog?n=99999999").await.status, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deletes_tag_alone_manifest_and_blob() {
-    let dir = tmp();
-    let s = TestServer::start(dir.path()).await;
+async fn deletes_tag_alone_manifest_and_blob(st: Storage) {
+    let s = st.start().await;
     let (d, m) = push_image(&s, "del", "one", "x").await;
     assert_eq!(
         s.put_manifest("del", "two", DOCKER_MANIFEST, &m)
@@ -540,21 +617,19 @@ async fn deletes_tag_alone_manifest_and_blob() {
     assert_eq!(r.code(), "BLOB_UNKNOWN");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deletes_disabled_and_read_only() {
-    let dir = tmp();
+async fn deletes_disabled_and_read_only(st: Storage) {
     {
-        let s = TestServer::start(dir.path()).await;
+        let s = st.start().await;
         push_image(&s, "ro", "latest", "x").await;
         s.stop().await;
     }
-    let s = TestServer::start_with(dir.path(), |c| c.delete_enabled = false).await;
+    let s = st.start_with(|c| c.delete_enabled = false).await;
     let r = s.req("DELETE", "/v2/ro/manifests/latest").await;
     assert_eq!(r.status, 405);
     assert_eq!(r.code(), "UNSUPPORTED");
     s.stop().await;
 
-    let s = TestServer::start_with(dir.path(), |c| c.read_only = true).await;
+    let s = st.start_with(|c| c.read_only = true).await;
     assert_eq!(s.req("GET", "/v2/ro/manifests/latest").await.status, 200);
     for (m, p) in [
         ("POST", "/v2/ro/blobs/uploads/"),
@@ -567,10 +642,8 @@ async fn deletes_disabled_and_read_only() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cross_repository_mount() {
-    let dir = tmp();
-    let s = TestServer::start(dir.path()).await;
+async fn cross_repository_mount(st: Storage) {
+    let s = st.start().await;
     let d = s.push_blob("src", b"shared layer").await;
     let r = s
         .req(
@@ -617,10 +690,8 @@ async fn cross_repository_mount() {
     assert_eq!(r.status, 202);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn referrers_api_with_subject_and_filter() {
-    let dir = tmp();
-    let s = TestServer::start(dir.path()).await;
+async fn referrers_api_with_subject_and_filter(st: Storage) {
+    let s = st.start().await;
     let (subject, sm) = push_image(&s, "app", "v1", "img").await;
     let empty = s.push_blob("app", b"{}").await;
     let sig = s.push_blob("app", b"signature bytes").await;
@@ -730,14 +801,12 @@ async fn referrers_api_with_subject_and_filter() {
     assert_eq!(r.json()["manifests"].as_array().unwrap().len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upload_sessions_survive_a_restart() {
-    let dir = tmp();
+async fn upload_sessions_survive_a_restart(st: Storage) {
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 199) as u8).collect();
     let d = Digest::sha256(&data);
     let loc;
     {
-        let s = TestServer::start(dir.path()).await;
+        let s = st.start().await;
         let r = s.req("POST", "/v2/restart/blobs/uploads/").await;
         loc = r.header("location").unwrap().to_owned();
         let r = s
@@ -751,7 +820,7 @@ async fn upload_sessions_survive_a_restart() {
         assert_eq!(r.status, 202);
         s.stop().await;
     }
-    let s = TestServer::start(dir.path()).await;
+    let s = st.start().await;
     let st = s.req("GET", &loc).await;
     assert_eq!(st.status, 204);
     assert_eq!(st.header("range"), Some("0-99999"));
@@ -772,37 +841,33 @@ async fn upload_sessions_survive_a_restart() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upload_resumes_without_hash_state() {
-    // A session whose hash state is missing (say docker-registry wrote it
-    // without one) is re-hashed from its data.
-    let dir = tmp();
+/// A session whose hash state is missing (say docker-registry wrote it
+/// without one) is re-hashed from its data.
+async fn upload_resumes_without_hash_state(st: Storage) {
     let data = b"resumable data without state".repeat(1000);
     let d = Digest::sha256(&data);
     let loc;
     {
-        let s = TestServer::start(dir.path()).await;
+        let s = st.start().await;
         let r = s.req("POST", "/v2/nohs/blobs/uploads/").await;
         loc = r.header("location").unwrap().to_owned();
         s.send("PATCH", &loc, &[], data[..5000].to_vec()).await;
         s.stop().await;
     }
-    let uploads = dir
-        .path()
-        .join("docker/registry/v2/repositories/nohs/_uploads");
-    for id in std::fs::read_dir(&uploads).unwrap() {
-        std::fs::remove_dir_all(id.unwrap().path().join("hashstates")).unwrap();
+    for f in st.files().await {
+        if let Some(i) = f.find("/hashstates/") {
+            st.remove_tree(&f[..i + "/hashstates".len()]).await;
+        }
     }
-    let s = TestServer::start(dir.path()).await;
+    assert!(st.files().await.iter().all(|f| !f.contains("hashstates")));
+    let s = st.start().await;
     s.send("PATCH", &loc, &[], data[5000..].to_vec()).await;
     let r = s.send("PUT", &format!("{loc}?digest={d}"), &[], "").await;
     assert_eq!(r.status, 201, "{}", r.text());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sha512_blobs() {
-    let dir = tmp();
-    let s = TestServer::start(dir.path()).await;
+async fn sha512_blobs(st: Storage) {
+    let s = st.start().await;
     let data = b"sha512 content";
     let mut h = hoist_oci::Digester::new(hoist_oci::Algorithm::Sha512);
     h.update(data);
@@ -823,24 +888,18 @@ async fn sha512_blobs() {
             .as_ref(),
         data
     );
-    assert!(dir
-        .path()
-        .join(format!(
-            "docker/registry/v2/blobs/sha512/{}/{}/data",
-            &d.hex()[..2],
-            d.hex()
-        ))
-        .is_file());
+    let stored = st
+        .read(&format!("blobs/sha512/{}/{}/data", &d.hex()[..2], d.hex()))
+        .await;
+    assert_eq!(stored.as_deref(), Some(&data[..]));
 }
 
 /// The tags list is cached while the tags directory is unchanged: a tag
 /// pushed, a tag deleted, and a tag written into the directory by another
 /// process (as docker-registry sharing the root would) all show at once,
 /// also after the listing has been cached.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tags_list_never_serves_a_stale_cache() {
-    let dir = tmp();
-    let s = TestServer::start(dir.path()).await;
+async fn tags_list_never_serves_a_stale_cache(st: Storage) {
+    let s = st.start().await;
     let (m, _) = push_image(&s, "c/t", "v1", "one").await;
     push_image(&s, "c/t", "v2", "one").await;
     let tags = |r: Resp| r.json()["tags"].clone();
@@ -860,20 +919,71 @@ async fn tags_list_never_serves_a_stale_cache() {
     tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
     let r = s.req("GET", "/v2/c/t/tags/list").await;
     assert_eq!(tags(r), serde_json::json!(["v2", "v3"]));
-    let tag_dir = s
-        .root
-        .join("docker/registry/v2/repositories/c/t/_manifests/tags/v9");
-    let hex = m.to_string().replace("sha256:", "");
-    std::fs::create_dir_all(tag_dir.join("current")).unwrap();
-    std::fs::create_dir_all(tag_dir.join(format!("index/sha256/{hex}"))).unwrap();
-    std::fs::write(tag_dir.join("current/link"), m.to_string()).unwrap();
-    std::fs::write(
-        tag_dir.join(format!("index/sha256/{hex}/link")),
-        m.to_string(),
+    let tag_dir = "repositories/c/t/_manifests/tags/v9";
+    let hex = m.hex();
+    st.write(&format!("{tag_dir}/current/link"), m.to_string().as_bytes())
+        .await;
+    st.write(
+        &format!("{tag_dir}/index/sha256/{hex}/link"),
+        m.to_string().as_bytes(),
     )
-    .unwrap();
+    .await;
     let r = s.req("GET", "/v2/c/t/tags/list").await;
     assert_eq!(tags(r), serde_json::json!(["v2", "v3", "v9"]));
     let r = s.req("GET", "/v2/c/t/tags/list?n=1&last=v2").await;
     assert_eq!(tags(r), serde_json::json!(["v3"]));
 }
+
+/// One test of a behaviour on one driver.
+macro_rules! behaviour_test {
+    ($name:ident, $driver:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            super::$name(super::Storage::$driver()).await
+        }
+    };
+}
+
+/// Makes each behaviour a test on every storage driver; those after
+/// `not_on_s3:` skip S3, each for the reason given where it is listed.
+macro_rules! on_every_driver {
+    ($($name:ident),* $(,)? ; not_on_s3: $($local:ident),* $(,)?) => {
+        mod fs {
+            $(behaviour_test!($name, fs);)*
+            $(behaviour_test!($local, fs);)*
+        }
+        mod s3 {
+            $(behaviour_test!($name, s3);)*
+        }
+        mod mem {
+            $(behaviour_test!($name, mem);)*
+            $(behaviour_test!($local, mem);)*
+        }
+    };
+}
+
+on_every_driver!(
+    base_endpoint_and_health,
+    large_blob_streams_whole_and_in_unaligned_ranges,
+    big_chunks_push_then_pull_with_ranges,
+    monolithic_push_then_pull_with_ranges,
+    post_then_put_and_chunked_patch_uploads,
+    digest_mismatch_commits_nothing,
+    manifests_by_tag_and_digest,
+    oci_index_and_manifest_list_need_their_children,
+    tags_list_paginates,
+    catalog_paginates_in_distribution_order,
+    deletes_tag_alone_manifest_and_blob,
+    deletes_disabled_and_read_only,
+    cross_repository_mount,
+    referrers_api_with_subject_and_filter,
+    upload_sessions_survive_a_restart,
+    upload_resumes_without_hash_state,
+    tags_list_never_serves_a_stale_cache,
+    ;
+    not_on_s3:
+    // s3s-fs, the test S3 server, names a file after the base64 of each
+    // object's key, and sha512 keys are too long for that file name (real
+    // S3 takes keys of up to 1024 bytes).
+    sha512_blobs,
+);
