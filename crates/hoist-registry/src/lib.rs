@@ -14,7 +14,6 @@ pub mod error;
 pub(crate) mod fsutil;
 pub mod gc;
 pub(crate) mod handlers;
-pub mod hashstate;
 pub mod layout;
 pub mod metrics;
 pub mod names;

@@ -13,9 +13,9 @@
 use crate::driver::{Driver, FileWriter};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
-use crate::hashstate::Sha256State;
 use crate::layout::Layout;
 use crate::names::{RepoName, UploadId};
+use hoist_archive::hashstate::Sha256State;
 use hoist_oci::{Algorithm, Digest, Digester};
 use std::collections::HashMap;
 use std::io::Read;

@@ -47,13 +47,46 @@ pub enum StoreError {
     #[error("conflict: unable to delete {0} (must be forced) - image is referenced in multiple repositories")]
     MultipleTags(String),
     /// The index database failed.
-    #[error("store index {path}: {source}; if it is corrupt, move it away and reload your images")]
+    #[error("store index {path}: {source}")]
     Db {
         /// The database file.
         path: PathBuf,
         /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// SQLite says the index file is not a healthy database.
+    #[error("store index {path} is damaged ({source}); move it away (the blobs stay) and load or pull your images again")]
+    DamagedIndex {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// A writing command on a store this user cannot write.
+    #[error("permission denied: the store {path} is read-only for this user (reading commands such as `hoist images` still work); run this command as the store's owner (e.g. with sudo), or choose a store you can write with --root or HOIST_ROOT")]
+    ReadOnly {
+        /// The store's root.
+        path: PathBuf,
+    },
+    /// The directory holds a registry's storage, not an image store.
+    #[error("{path} holds a registry's storage (docker/registry/v2), not an image store: `hoist serve --root` and `hoist registry gc --root` use it; give the image store another directory with --root or HOIST_ROOT")]
+    RegistryLayout {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The index was written by a newer hoist.
+    #[error("store index {path} has schema version {found}, newer than this hoist understands ({supported}); upgrade hoist")]
+    NewerSchema {
+        /// The database file.
+        path: PathBuf,
+        /// The version in the file.
+        found: u32,
+        /// The newest version this program knows.
+        supported: u32,
+    },
+    /// Another live process holds what this one needs.
+    #[error("{0}")]
+    Busy(String),
     /// The index holds something that is not valid (hand-edited or corrupt).
     #[error("store index is corrupt: {0}; run `hoist fsck --repair`")]
     Corrupt(String),
@@ -67,4 +100,36 @@ impl StoreError {
             source,
         }
     }
+
+    /// Wraps an index error, telling damage and a read-only file apart from the rest.
+    pub(crate) fn db(path: &Path, source: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as C;
+        match source.sqlite_error_code() {
+            Some(C::DatabaseCorrupt | C::NotADatabase) => StoreError::DamagedIndex {
+                path: path.to_owned(),
+                source,
+            },
+            Some(C::ReadOnly) => StoreError::ReadOnly {
+                path: path.parent().unwrap_or(path).to_owned(),
+            },
+            _ => StoreError::Db {
+                path: path.to_owned(),
+                source,
+            },
+        }
+    }
+
+    /// True when the error is a store this user cannot write.
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            StoreError::ReadOnly { .. } => true,
+            StoreError::Io { source, .. } => is_read_only_io(source),
+            _ => false,
+        }
+    }
+}
+
+/// True for "permission denied" and "read-only file system".
+pub(crate) fn is_read_only_io(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EROFS)
 }

@@ -45,7 +45,8 @@ enum Action {
     DeleteBlob(Digest),
     DeleteFile(PathBuf),
     DropImage(Digest),
-    DropTag(String, Digest),
+    DropTag(String),
+    DropIndex(Digest),
 }
 
 /// One problem, worded to name the thing and the fix.
@@ -219,6 +220,17 @@ fn image_subject(img: &ImageRecord) -> String {
     format!("image {} ({})", img.id, names.join(", "))
 }
 
+/// The fix for an index that could not be read: moving it away only when
+/// SQLite says it is damaged.
+fn index_fix(e: &StoreError) -> String {
+    match e {
+        StoreError::DamagedIndex { .. } => {
+            "move index.db (and index.db-wal) away and load your images again".into()
+        }
+        _ => "see the error above; the index itself is not known to be damaged".into(),
+    }
+}
+
 const FIX_IMAGE: &str = "`hoist fsck --repair` drops the image; load or pull it again afterwards";
 
 fn broken(img: &ImageRecord, detail: String) -> Problem {
@@ -241,6 +253,10 @@ fn check_image(
     let mut missing = false;
     let mut blobs = vec![("config", &img.id), ("manifest", &img.manifest)];
     blobs.extend(img.layers.iter().map(|l| ("layer", &l.blob)));
+    for m in img.manifests.iter().filter(|m| m.digest != img.manifest) {
+        blobs.push(("manifest", &m.digest));
+        blobs.extend(m.layers.iter().map(|l| ("layer", &l.blob)));
+    }
     for (role, d) in &blobs {
         if !ok.contains_key(*d) && !store.has_blob(d) {
             problems.push(broken(img, format!("its {role} blob {d} is missing")));
@@ -366,7 +382,13 @@ impl Store {
     /// Checks the whole store under the shared lock (writers may go on;
     /// deleters wait). Read-only.
     pub fn fsck(&self) -> Result<FsckReport, StoreError> {
-        let _lock = self.lock(LockMode::Shared)?;
+        // The bare lock: a check leaves even dead writers' files alone.
+        let path = self.root().join("gc.lock");
+        let _lock = if self.is_read_only() {
+            crate::GcLock::acquire_existing(&path, LockMode::Shared)?
+        } else {
+            crate::GcLock::acquire(&path, LockMode::Shared)?
+        };
         self.fsck_unlocked()
     }
 
@@ -400,11 +422,13 @@ impl Store {
                             done.dropped_images.push((id.clone(), removed.untagged));
                         }
                     }
-                    Action::DropTag(name, image) => {
-                        let removed =
-                            self.index_mut()
-                                .remove(image, std::slice::from_ref(name), false)?;
-                        done.dropped_tags.extend(removed.untagged);
+                    Action::DropIndex(d) => {
+                        done.dropped_tags.extend(self.index_mut().purge_index(d)?);
+                    }
+                    Action::DropTag(name) => {
+                        if self.index_mut().drop_tag(name)? {
+                            done.dropped_tags.push(name.clone());
+                        }
                     }
                 }
             }
@@ -436,8 +460,8 @@ impl Store {
             Err(e) => report.problems.push(Problem {
                 kind: ProblemKind::Index,
                 subject: "index.db".into(),
+                fix: index_fix(&e),
                 detail: format!("the integrity check could not run: {e}"),
-                fix: "move index.db (and index.db-wal) away and load your images again".into(),
                 actions: vec![],
             }),
         }
@@ -447,8 +471,8 @@ impl Store {
                 report.problems.push(Problem {
                     kind: ProblemKind::Index,
                     subject: "index.db".into(),
+                    fix: index_fix(&e),
                     detail: format!("the image list cannot be read: {e}"),
-                    fix: "move index.db (and index.db-wal) away and load your images again".into(),
                     actions: vec![],
                 });
                 Vec::new()
@@ -468,6 +492,17 @@ impl Store {
                     .entry(&l.blob)
                     .or_default()
                     .insert(&l.layer.diff_id);
+            }
+            // Its other manifests (the same layers compressed otherwise).
+            for m in img.manifests.iter().filter(|m| m.digest != img.manifest) {
+                users.entry(&m.digest).or_default().push(img);
+                for l in &m.layers {
+                    users.entry(&l.blob).or_default().push(img);
+                    diff_ids
+                        .entry(&l.blob)
+                        .or_default()
+                        .insert(&l.layer.diff_id);
+                }
             }
         }
 
@@ -592,25 +627,42 @@ impl Store {
             check_image(self, img, &intact, &mut report.problems);
         }
 
+        for d in self.index().index_digests()? {
+            if !intact.contains_key(&d) {
+                report.problems.push(Problem {
+                    kind: ProblemKind::BrokenImage,
+                    subject: format!("index {d}"),
+                    detail: "its bytes are missing or corrupt".into(),
+                    fix: "`hoist fsck --repair` drops the index and its tags (its platforms' images stay); pull it again afterwards".into(),
+                    actions: vec![Action::DropIndex(d)],
+                });
+            }
+        }
+
         let ids: BTreeSet<&Digest> = images.iter().map(|i| &i.id).collect();
+        let indexes: BTreeSet<Digest> = self.index().index_digests()?.into_iter().collect();
         if let Ok(tags) = self.index().tags() {
-            for t in tags.iter().filter(|t| !ids.contains(&t.image)) {
+            let dangling = tags
+                .iter()
+                .filter(|t| !ids.contains(&t.image) && !indexes.contains(&t.target));
+            for t in dangling {
                 report.problems.push(Problem {
                     kind: ProblemKind::DanglingTag,
                     subject: format!("tag {}", t.name),
-                    detail: format!(
-                        "it points to image {}, which the index does not have",
-                        t.image
-                    ),
+                    detail: format!("it points to {}, which the index does not have", t.target),
                     fix: "`hoist fsck --repair` removes the tag".into(),
-                    actions: vec![Action::DropTag(t.name.clone(), t.image.clone())],
+                    actions: vec![Action::DropTag(t.name.clone())],
                 });
             }
         }
 
         let ingest = self.root().join("ingest");
-        let rd = std::fs::read_dir(&ingest).map_err(|e| StoreError::io(&ingest, e))?;
-        for ent in rd.flatten() {
+        let rd = match std::fs::read_dir(&ingest) {
+            Ok(rd) => rd.flatten().collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(StoreError::io(&ingest, e)),
+        };
+        for ent in rd {
             let size = ent.metadata().map_or(0, |m| m.len());
             report.ingest_leftovers.push((ent.path(), size));
         }

@@ -64,13 +64,19 @@ pub struct Usage {
     pub layers_summary: UsageSummary,
     /// Blobs no image refers to and `ingest/` leftovers, all reclaimable.
     pub unreferenced_summary: UsageSummary,
+    /// Partial pulls kept in `ingest/` to resume (counted in `unreferenced_summary` too).
+    pub partials: Vec<crate::PartialBlob>,
 }
 
-/// The blobs an image refers to: config, manifest, layers.
+/// The blobs an image refers to: config, every manifest and its layers.
 fn image_blobs(img: &ImageRecord) -> BTreeSet<&Digest> {
     let mut s: BTreeSet<&Digest> = img.layers.iter().map(|l| &l.blob).collect();
     s.insert(&img.id);
     s.insert(&img.manifest);
+    for m in &img.manifests {
+        s.insert(&m.digest);
+        s.extend(m.layers.iter().map(|l| &l.blob));
+    }
     s
 }
 
@@ -178,15 +184,17 @@ impl Store {
             out.unreferenced_summary.size += size_of(d);
         }
         let ingest = self.root().join("ingest");
-        let leftovers = std::fs::read_dir(&ingest)
-            .map_err(|e| StoreError::io(&ingest, e))?
-            .flatten()
-            .map(|e| e.path());
+        let leftovers = match std::fs::read_dir(&ingest) {
+            Ok(rd) => rd.flatten().map(|e| e.path()).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(StoreError::io(&ingest, e)),
+        };
         for p in leftovers {
             out.unreferenced_summary.total += 1;
             out.unreferenced_summary.size += std::fs::metadata(&p).map_or(0, |m| m.len());
         }
         out.unreferenced_summary.reclaimable = out.unreferenced_summary.size;
+        out.partials = self.ingest().partials()?;
         Ok(out)
     }
 }

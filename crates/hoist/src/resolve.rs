@@ -26,14 +26,13 @@ pub fn image(store: &Store, name: &str) -> Result<Resolved, Error> {
     if let Ok(r) = Reference::parse(name) {
         let r = r.with_default_tag();
         if let Some(d) = r.digest() {
-            // name@digest: by manifest digest or image ID.
-            for img in store.index().images()? {
-                if &img.manifest == d || &img.id == d {
-                    return Ok(Resolved {
-                        image: img,
-                        reference: None,
-                    });
-                }
+            // name@digest: by manifest or index digest, or image ID.
+            let id = store.index().resolve(d)?.unwrap_or_else(|| d.clone());
+            if let Some(img) = store.index().image(&id)? {
+                return Ok(Resolved {
+                    image: img,
+                    reference: None,
+                });
             }
         } else if let Some(id) = store.index().tag(&r.to_string())? {
             let image = store.index().image(&id)?.ok_or_else(|| {

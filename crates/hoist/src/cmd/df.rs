@@ -57,7 +57,7 @@ fn image_rows(u: &ImageUsage) -> Vec<(String, String)> {
 
 /// Runs `hoist system df`.
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
-    let store = ctx.store()?;
+    let store = ctx.store_read()?;
     let usage = store.usage()?;
     let summaries = [
         ("Images", &usage.images_summary),
@@ -101,6 +101,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
             "Images": images,
             "Layers": layers,
             "Unreferenced": {"Count": s.total, "SizeBytes": s.size},
+            "PartialPulls": usage.partials.iter().map(|p| serde_json::json!({
+                "Digest": p.digest.to_string(), "Offset": p.offset, "SizeBytes": p.size,
+            })).collect::<Vec<_>>(),
         });
         println!("{v}");
         return Ok(ExitCode::SUCCESS);
@@ -150,6 +153,13 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
                 "\nUnreferenced blobs and leftovers: {} ({}); `hoist image prune` removes them",
                 s.total,
                 human_size(s.size)
+            );
+        }
+        for p in &usage.partials {
+            println!(
+                "Partial pull kept to resume: {} ({} received); `hoist image prune` removes it",
+                p.digest,
+                human_size(p.offset)
             );
         }
         return Ok(ExitCode::SUCCESS);

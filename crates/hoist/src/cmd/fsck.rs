@@ -85,7 +85,11 @@ fn print_summary(r: &FsckReport) {
 
 /// Runs `hoist fsck`.
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
-    let mut store = ctx.store()?;
+    let mut store = if args.repair {
+        ctx.store()?
+    } else {
+        ctx.store_read()?
+    };
     if !args.repair {
         let report = store.fsck()?;
         if args.format == Format::Json {

@@ -77,7 +77,7 @@ fn steps(config: &Config, layer_sizes: &[u64]) -> Vec<Step> {
 
 /// Runs `hoist history`.
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
-    let store = ctx.store()?;
+    let store = ctx.store_read()?;
     let img = resolve::image(&store, &args.image)?.image;
     let raw = store.read_blob(&img.id, hoist_transport::MAX_JSON)?;
     let config = Config::parse(&raw).map_err(|e| Error::Msg(format!("config {}: {e}", img.id)))?;

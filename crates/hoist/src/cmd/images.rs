@@ -133,7 +133,7 @@ fn parse_filters(filters: &[String]) -> Result<std::collections::BTreeMap<&str, 
 
 /// Runs `hoist images`.
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
-    let store = ctx.store()?;
+    let store = ctx.store_read()?;
     let mut images = store.index().images()?;
     // Docker lists the newest image first, by creation time (not load order).
     images.sort_by_key(|img| std::cmp::Reverse(created_unix(img)));

@@ -347,7 +347,7 @@ fn docker_json(v: &impl Serialize) -> Result<String, Error> {
 
 /// Runs `hoist inspect`.
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
-    let store = ctx.store()?;
+    let store = ctx.store_read()?;
     let template = match args.format.as_str() {
         "" | "json" => None,
         f => Some(

@@ -202,8 +202,10 @@ fn run_after(ctx: &Context, args: Args, warning: &str) -> Result<ExitCode, Error
         lines.extend(removed.untagged.iter().map(|t| ("Untagged", familiar(t))));
         lines.extend(
             removed
-                .deleted_image
+                .deleted_indexes
                 .iter()
+                .chain(&removed.deleted_image)
+                .chain(&removed.deleted_images)
                 .chain(&removed.deleted_layers)
                 .map(|d| ("Deleted", d.to_string())),
         );

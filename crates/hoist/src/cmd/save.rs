@@ -23,7 +23,7 @@ pub struct Args {
 
 /// Runs `hoist save`.
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
-    let store = ctx.store()?;
+    let store = ctx.store_read()?;
     let mut items: Vec<SaveItem> = Vec::new();
     for name in &args.images {
         let r = resolve::image(&store, name)?;

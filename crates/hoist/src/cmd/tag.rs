@@ -3,7 +3,7 @@
 use super::{Context, Error};
 use crate::resolve;
 use hoist_oci::Reference;
-use hoist_store::LockMode;
+use hoist_store::{LockMode, TagTarget};
 use std::process::ExitCode;
 
 /// Arguments of `hoist tag`.
@@ -27,8 +27,18 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     }
     let _lock = store.lock(LockMode::Shared)?;
     let src = resolve::image(&store, &args.source)?;
-    store
-        .index_mut()
-        .set_tag(&target.to_string(), &src.image.id)?;
+    // A tag naming an index (or one manifest of several) is copied as it is.
+    let named = match &src.reference {
+        Some(r) => store.index().tag_target(&r.to_string())?,
+        None => None,
+    };
+    match named {
+        Some(TagTarget::Index(d) | TagTarget::Manifest { digest: d, .. }) => {
+            store.index_mut().set_tag_target(&target.to_string(), &d)?
+        }
+        None => store
+            .index_mut()
+            .set_tag(&target.to_string(), &src.image.id)?,
+    };
     Ok(ExitCode::SUCCESS)
 }
