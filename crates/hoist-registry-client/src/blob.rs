@@ -462,13 +462,15 @@ impl RegistryClient {
                         && x == pos
                         && y == b
                         && total.is_none_or(|t| t == size) => {}
-                _ => return Err(self.invalid(
-                    Some(repo),
-                    "SIZE_INVALID",
-                    format!(
+                _ => {
+                    return Err(self.invalid(
+                        Some(repo),
+                        "SIZE_INVALID",
+                        format!(
                         "blob {d}: asked for bytes {pos}-{b} of {size}, got another range or size"
                     ),
-                )),
+                    ))
+                }
             }
             let cut = loop {
                 match resp.chunk().await {
