@@ -127,7 +127,14 @@ impl RegistryClient {
             Some(repo),
         );
         match self.send(r).await {
-            Ok(resp) => Ok(header_u64(resp.headers(), CONTENT_LENGTH).or(Some(0))),
+            Ok(resp) => match header_u64(resp.headers(), CONTENT_LENGTH) {
+                Some(n) => Ok(Some(n)),
+                None => Err(self.invalid(
+                    Some(repo),
+                    "BLOB_UNKNOWN",
+                    format!("HEAD of blob {digest} answered without Content-Length"),
+                )),
+            },
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
