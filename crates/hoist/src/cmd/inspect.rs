@@ -14,10 +14,15 @@ pub struct Args {
     /// Images, by reference or ID.
     #[arg(required = true)]
     images: Vec<String>,
+    #[command(flatten)]
+    remote: super::inspect_remote::Flags,
 }
 
 /// Runs `hoist inspect`.
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
+    if args.images.iter().any(|i| i.starts_with("docker://")) {
+        return super::inspect_remote::run(&args.images, &args.remote);
+    }
     let store = ctx.store()?;
     let mut out = Vec::new();
     let mut failed = false;
