@@ -46,7 +46,9 @@ pub struct Options {
     /// checked and plain HTTP is the fallback, for every registry.
     pub tls_verify: bool,
     /// Registries (`host[:port]`) treated as insecure, as Docker's
-    /// `insecure-registries`; `localhost` and 127.0.0.0/8 always are.
+    /// `insecure-registries`: certificates unchecked, plain HTTP the
+    /// fallback. `localhost` and 127.0.0.0/8 get the fallback without
+    /// being listed, their certificates still checked.
     pub insecure_registries: Vec<String>,
     /// Directories holding `HOST/{ca.crt,client.cert,client.key}` (Docker's `certs.d`).
     pub certs_dirs: Vec<PathBuf>,
@@ -307,14 +309,16 @@ impl RegistryClient {
                 }
             }
         };
+        // Insecure: certificates unchecked. Local registries keep the
+        // check (certs.d can name their CA) but, like insecure ones, fall
+        // back to plain HTTP when HTTPS fails, as Docker does.
         let insecure = !opts.tls_verify
-            || is_local(&host)
             || opts
                 .insecure_registries
                 .iter()
                 .any(|r| normalize_registry(r) == name);
         let mut candidates = vec![format!("https://{host}")];
-        if insecure {
+        if insecure || is_local(&host) {
             candidates.push(format!("http://{host}"));
         }
         let http = build_http(&host, insecure, opts)?;
@@ -401,7 +405,7 @@ impl RegistryClient {
         if let Some(b) = lock(&self.inner.chosen).clone() {
             return Ok(b);
         }
-        let mut last = String::new();
+        let mut failures = Vec::new();
         for c in &self.inner.candidates {
             let sent = self
                 .inner
@@ -416,10 +420,10 @@ impl RegistryClient {
                     *lock(&self.inner.chosen) = Some(c.clone());
                     return Ok(c.clone());
                 }
-                Err(e) => last = format!("{c}: {}", error_chain(&e.without_url())),
+                Err(e) => failures.push(format!("{c}: {}", error_chain(&e.without_url()))),
             }
         }
-        Err(self.unreachable(None, last))
+        Err(self.unreachable(None, failures.join("; ")))
     }
 
     /// Remembers the token server (or basic auth) a 401 asked for.

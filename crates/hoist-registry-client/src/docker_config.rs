@@ -370,6 +370,53 @@ mod tests {
     }
 
     #[test]
+    fn credential_helpers_are_run() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let log = dir.path().join("log");
+        let helper = bin.join("docker-credential-hoisttest");
+        std::fs::write(
+            &helper,
+            format!(
+                "#!/bin/sh\nin=$(cat)\necho \"$1 $in\" >> {}\n\
+                 case $1 in get) echo '{{\"ServerURL\":\"r.example\",\"Username\":\"hu\",\"Secret\":\"hs\"}}';; esac\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut paths = vec![bin.clone()];
+        paths.extend(std::env::split_paths(&path));
+        // Prepending keeps every other test's tools where they were.
+        std::env::set_var("PATH", std::env::join_paths(paths).unwrap());
+        let cfg_path = dir.path().join("config.json");
+        std::fs::write(&cfg_path, r#"{"credHelpers":{"r.example":"hoisttest"}}"#).unwrap();
+        let mut c = DockerConfig::load_from(&cfg_path).unwrap();
+        assert_eq!(
+            c.credentials("r.example").unwrap(),
+            Some(Credentials::new("hu", "hs"))
+        );
+        c.store_credentials("r.example", &Credentials::new("a", "b"))
+            .unwrap();
+        assert!(c.erase_credentials("r.example").unwrap());
+        let calls = std::fs::read_to_string(&log).unwrap();
+        let verbs: Vec<&str> = calls
+            .lines()
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(verbs, ["get", "store", "erase"], "{calls}");
+        assert!(calls.contains(r#""Secret":"b""#), "{calls}");
+        let text = std::fs::read_to_string(&cfg_path).unwrap();
+        assert!(
+            !text.contains("\"auth\""),
+            "a helper's secret landed in config.json: {text}"
+        );
+    }
+
+    #[test]
     fn hub_aliases_share_one_key() {
         assert_eq!(config_key("index.docker.io"), DOCKER_HUB_KEY);
         assert_eq!(config_key("https://index.docker.io/v1/"), DOCKER_HUB_KEY);

@@ -28,7 +28,7 @@
 //!   company CA installed in the OS must work as it does for Docker) plus
 //!   Docker's `certs.d/HOST/{*.crt,client.cert,client.key}`. `localhost`,
 //!   127.0.0.0/8 and insecure registries: HTTPS first, plain HTTP as the
-//!   fallback, as Docker does. `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY`
+//!   fallback, as Docker does (certificates of insecure ones unchecked). `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY`
 //!   are honoured (reqwest reads them). A redirect to another host
 //!   (object storage) is followed without our credentials.
 //! * Retries with backoff on connection errors, 5xx and 429.

@@ -408,3 +408,55 @@ async fn a_registry_that_stays_down_is_named_in_the_error() {
     // The ping and then 1 + 3 retries of the GET.
     assert_eq!(seen.lock().unwrap().len(), 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_cached_per_scope_and_fetched_again_when_refused() {
+    let issued = Arc::new(Mutex::new(0usize));
+    let i = issued.clone();
+    let (tok, tok_seen) = hostile(move |_, _, _, _| {
+        let mut n = i.lock().unwrap();
+        *n += 1;
+        resp(200, &[], format!(r#"{{"token":"t{n}","expires_in":300}}"#))
+    })
+    .await;
+    let realm = format!("http://{tok}/token");
+    let uses = Arc::new(Mutex::new(0usize));
+    let (addr, _) = hostile(move |_, _, h, _| {
+        let auth = h.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let mut u = uses.lock().unwrap();
+        // Token t1 stops being good after three uses (as an expired one would).
+        let good = auth == "Bearer t2" || (auth == "Bearer t1" && *u < 3);
+        if good {
+            *u += 1;
+            let m = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+            return resp(200, &[("content-type", media_type::OCI_INDEX.into())], m.to_vec());
+        }
+        resp(401, &[("www-authenticate", format!(r#"Bearer realm="{realm}",service="reg",scope="repository:app:pull""#))], "")
+    })
+    .await;
+    let o = Options {
+        credentials: Some(Credentials::new("u", "p")),
+        ..opts()
+    };
+    let c = RegistryClient::new(&addr, &o).unwrap();
+    for _ in 0..3 {
+        c.get_manifest("app", "v1").await.unwrap();
+    }
+    assert_eq!(*issued.lock().unwrap(), 1, "the token was not reused");
+    c.get_manifest("app", "v1").await.unwrap();
+    assert_eq!(
+        *issued.lock().unwrap(),
+        2,
+        "a refused token was not replaced"
+    );
+    let seen = tok_seen.lock().unwrap();
+    let (_, q, h) = &seen[0];
+    assert!(
+        q.contains("scope=repository%3Aapp%3Apull") && q.contains("service=reg"),
+        "{q}"
+    );
+    assert!(
+        h.contains_key("authorization"),
+        "the token request carried no credentials"
+    );
+}

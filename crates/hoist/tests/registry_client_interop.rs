@@ -390,3 +390,51 @@ fn bearer_tokens_for_pull_push_and_mount_on_docker_registry() {
     );
     assert_eq!(out.trim(), Digest::sha256(&img.manifest).to_string());
 }
+
+/// HTTPS with a CA from Docker's `certs.d/HOST/ca.crt`: trusted with it,
+/// refused (with the TLS reason) without it, accepted with --tls-verify=false.
+#[test]
+fn tls_with_a_certs_d_ca() {
+    let scratch = scratch_dir();
+    let dir = scratch.path();
+    let certs = hoist_testkit::certs::TestCerts::generate(&dir.join("certs"));
+    let s = HoistServe::start(
+        &dir.join("root"),
+        &[
+            "--tls-cert",
+            certs.cert.to_str().unwrap(),
+            "--tls-key",
+            certs.key.to_str().unwrap(),
+        ],
+    );
+    let certs_d = dir.join("certs.d");
+    let o = |with_ca: bool, verify: bool| Options {
+        certs_dirs: if with_ca {
+            vec![certs_d.clone()]
+        } else {
+            Vec::new()
+        },
+        tls_verify: verify,
+        ..opts(dir)
+    };
+    let e = RegistryClient::new(&s.addr, &o(false, true))
+        .unwrap()
+        .ping()
+        .unwrap_err();
+    let t = e.to_string();
+    assert!(
+        t.contains(&format!("https://{}", s.addr)) && t.to_lowercase().contains("certificate"),
+        "{t}"
+    );
+    std::fs::create_dir_all(certs_d.join(&s.addr)).unwrap();
+    std::fs::copy(&certs.ca, certs_d.join(&s.addr).join("ca.crt")).unwrap();
+    let c = RegistryClient::new(&s.addr, &o(true, true)).unwrap();
+    c.ping().unwrap();
+    let img = Image::new(10_000, 3);
+    img.push(&c, "tls/app", "v1");
+    assert_eq!(c.get_manifest("tls/app", "v1").unwrap().bytes, img.manifest);
+    RegistryClient::new(&s.addr, &o(false, false))
+        .unwrap()
+        .ping()
+        .unwrap();
+}
