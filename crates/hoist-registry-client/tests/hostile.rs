@@ -460,3 +460,68 @@ async fn tokens_are_cached_per_scope_and_fetched_again_when_refused() {
         "the token request carried no credentials"
     );
 }
+
+/// A chunked upload whose PATCH fails after the registry kept part of it
+/// resumes from what the registry says it has (`GET` → `Range: 0-N`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_patch_resumes_from_the_registry_s_offset() {
+    use axum::body::to_bytes;
+    let data = blob(250_000);
+    let held: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let patches: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (h, p) = (held.clone(), patches.clone());
+    let app = axum::Router::new().fallback(move |req: Request<Body>| {
+        let (held, patches) = (h.clone(), p.clone());
+        async move {
+            let (parts, body) = req.into_parts();
+            let path = parts.uri.path().to_owned();
+            let body = to_bytes(body, 1 << 30).await.unwrap();
+            let loc = [("location", "/v2/app/blobs/uploads/u1".to_owned())];
+            let mut held = held.lock().unwrap();
+            let range = |n: usize| [("range", format!("0-{}", n.max(1) - 1)), loc[0].clone()];
+            match (parts.method.as_str(), path.as_str()) {
+                ("GET", "/v2/") => resp(200, &[], ""),
+                ("POST", _) => resp(202, &loc, ""),
+                ("PATCH", _) => {
+                    let cr = parts.headers["content-range"].to_str().unwrap().to_owned();
+                    let mut p = patches.lock().unwrap();
+                    p.push(cr);
+                    if p.len() == 2 {
+                        // Keeps 1 000 bytes of the second chunk, then fails.
+                        held.extend_from_slice(&body[..1000]);
+                        return resp(500, &[], "");
+                    }
+                    held.extend_from_slice(&body);
+                    resp(202, &range(held.len()), "")
+                }
+                ("GET", _) => resp(204, &range(held.len()), ""),
+                ("PUT", _) => {
+                    let q = parts.uri.query().unwrap_or("");
+                    let want = Digest::sha256(&held);
+                    if q.contains(&want.to_string()) {
+                        resp(201, &[], "")
+                    } else {
+                        resp(400, &[], r#"{"errors":[{"code":"DIGEST_INVALID","message":"digest did not match"}]}"#)
+                    }
+                }
+                _ => resp(404, &[], ""),
+            }
+        }
+    });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    let c = RegistryClient::new(&addr, &opts()).unwrap();
+    let body = hoist_registry_client::UploadBody::Bytes(data.clone().into());
+    c.push_blob_chunked("app", &desc(&data), body, 100_000)
+        .await
+        .unwrap();
+    assert!(
+        *held.lock().unwrap() == data,
+        "the registry holds other bytes"
+    );
+    assert_eq!(
+        *patches.lock().unwrap(),
+        ["0-99999", "100000-199999", "101000-199999", "200000-249999"]
+    );
+}
