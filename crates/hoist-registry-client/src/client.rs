@@ -86,6 +86,60 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// hoist's own client config file: `$HOIST_CONFIG`, else
+    /// `$XDG_CONFIG_HOME/hoist/config.json` (`~/.config/hoist/config.json`),
+    /// else `/etc/hoist/config.json`; the first that exists.
+    pub fn config_file() -> Option<PathBuf> {
+        if let Some(p) = std::env::var_os("HOIST_CONFIG").filter(|p| !p.is_empty()) {
+            return Some(PathBuf::from(p));
+        }
+        let xdg = std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+        let user = xdg.map(|d| d.join("hoist/config.json"));
+        [user, Some(PathBuf::from("/etc/hoist/config.json"))]
+            .into_iter()
+            .flatten()
+            .find(|p| p.is_file())
+    }
+
+    /// Adds `insecure-registries` from hoist's config file (the key and
+    /// shape of Docker's `daemon.json`), when there is one.
+    pub fn with_config_file(mut self) -> Result<Self> {
+        let Some(path) = Self::config_file() else {
+            return Ok(self);
+        };
+        let bad = |why: String| Error::Io {
+            path: path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, why),
+        };
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(self),
+            Err(source) => {
+                return Err(Error::Io {
+                    path: path.clone(),
+                    source,
+                })
+            }
+        };
+        #[derive(serde::Deserialize)]
+        struct File {
+            #[serde(default, rename = "insecure-registries")]
+            insecure_registries: Vec<String>,
+        }
+        let f: File = serde_json::from_slice(&text).map_err(|e| {
+            bad(format!(
+                "not a hoist config file ({e}); expected {{\"insecure-registries\": [\"HOST:PORT\"]}}"
+            ))
+        })?;
+        self.insecure_registries.extend(f.insecure_registries);
+        Ok(self)
+    }
+}
+
 /// A manifest or index exactly as received, with its media type and digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawManifest {
@@ -1078,6 +1132,30 @@ mod tests {
             None
         );
         assert_eq!(next_link(r#"</v2/x>; rel="prev""#, "http://h"), None);
+    }
+
+    #[test]
+    fn insecure_registries_come_from_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.json");
+        std::fs::write(
+            &p,
+            r#"{"insecure-registries":["r.example:5000"],"other":1}"#,
+        )
+        .unwrap();
+        std::env::set_var("HOIST_CONFIG", &p);
+        let o = Options::default().with_config_file().unwrap();
+        assert_eq!(o.insecure_registries, ["r.example:5000"]);
+        std::fs::write(&p, "[1]").unwrap();
+        let e = Options::default()
+            .with_config_file()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("insecure-registries") && e.contains("config.json"),
+            "{e}"
+        );
+        std::env::remove_var("HOIST_CONFIG");
     }
 
     #[test]

@@ -103,6 +103,7 @@ fn hoist(config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut c = Command::new(hoist_testkit::hoist_bin!());
     c.env("DOCKER_CONFIG", config)
         .env("HOIST_ROOT", config.join("store"))
+        .env("HOIST_CONFIG", config.join("hoist-config.json"))
         .args(args);
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
     c.stdin(if stdin.is_some() {
@@ -437,4 +438,21 @@ fn tls_with_a_certs_d_ca() {
         .unwrap()
         .ping()
         .unwrap();
+    // The CLI: refused, then trusted as an insecure registry of hoist's config file.
+    let repo = format!("docker://{}/tls/app", s.addr);
+    let err = assert_failure(
+        "list-tags over untrusted TLS",
+        &hoist(dir, &["list-tags", &repo], None),
+    );
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    std::fs::write(
+        dir.join("hoist-config.json"),
+        serde_json::json!({ "insecure-registries": [s.addr] }).to_string(),
+    )
+    .unwrap();
+    let out = assert_success(
+        "list-tags, insecure registry",
+        &hoist(dir, &["list-tags", &repo], None),
+    );
+    assert_eq!(json(&out)["Tags"], serde_json::json!(["v1"]));
 }

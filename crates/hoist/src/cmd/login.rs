@@ -104,7 +104,7 @@ pub fn run(_ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         creds: None,
         authfile: None,
     };
-    let mut o = opts.options();
+    let mut o = opts.options().with_config_file().map_err(registry_error)?;
     o.credentials = Some(creds.clone());
     let client = hoist_registry_client::blocking::RegistryClient::new(&registry, &o)
         .map_err(registry_error)?;

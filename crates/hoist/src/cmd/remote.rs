@@ -35,9 +35,10 @@ impl RemoteOpts {
         }
     }
 
-    /// A client for `registry`.
+    /// A client for `registry` (insecure registries also from hoist's config file).
     pub fn client(&self, registry: &str) -> Result<RegistryClient, Error> {
-        RegistryClient::new(registry, &self.options()).map_err(registry_error)
+        let opts = self.options().with_config_file().map_err(registry_error)?;
+        RegistryClient::new(registry, &opts).map_err(registry_error)
     }
 }
 
