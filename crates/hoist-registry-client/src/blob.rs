@@ -144,6 +144,11 @@ impl RegistryClient {
     /// storage followed without our credentials). Not verified: that is
     /// the reader's job, or use [`RegistryClient::fetch_blob`].
     pub async fn open_blob(&self, repo: &str, digest: &Digest, offset: u64) -> Result<BlobStream> {
+        self.mirrored(|c| async move { c.open_blob_here(repo, digest, offset).await })
+            .await
+    }
+
+    async fn open_blob_here(&self, repo: &str, digest: &Digest, offset: u64) -> Result<BlobStream> {
         let mut r = Req::new(
             Method::GET,
             format!("/v2/{repo}/blobs/{digest}"),
@@ -189,6 +194,31 @@ impl RegistryClient {
     /// range too), so verified bytes are never fetched twice. `progress`
     /// gets the count of each piece written.
     pub async fn fetch_blob(
+        &self,
+        repo: &str,
+        desc: &Descriptor,
+        file: &std::fs::File,
+        partial: &mut Partial,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<()> {
+        // A mirror's verified prefix is the blob's: the next one goes on from it.
+        for m in self.mirrors() {
+            match m.fetch_blob_here(repo, desc, file, partial, progress).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::info!(mirror = m.registry(), error = %e, "mirror failed; trying the next");
+                    // Wrong bytes taint the whole prefix; a cut does not.
+                    if !e.is_unavailable() {
+                        *partial = Partial::new(desc.digest.algorithm());
+                    }
+                }
+            }
+        }
+        self.fetch_blob_here(repo, desc, file, partial, progress)
+            .await
+    }
+
+    async fn fetch_blob_here(
         &self,
         repo: &str,
         desc: &Descriptor,

@@ -64,6 +64,9 @@ pub struct Options {
     pub parallel_ranges: usize,
     /// Size of each range; blobs up to twice this are one request.
     pub range_size: u64,
+    /// Mirrors of Docker Hub (`https://mirror.example`), tried in order
+    /// before it for pulls, as Docker's `registry-mirrors`.
+    pub registry_mirrors: Vec<String>,
 }
 
 impl Default for Options {
@@ -82,6 +85,7 @@ impl Default for Options {
             backoff: Duration::from_millis(250),
             parallel_ranges: 4,
             range_size: 16 << 20,
+            registry_mirrors: Vec::new(),
         }
     }
 }
@@ -105,8 +109,8 @@ impl Options {
             .find(|p| p.is_file())
     }
 
-    /// Adds `insecure-registries` from hoist's config file (the key and
-    /// shape of Docker's `daemon.json`), when there is one.
+    /// Adds `insecure-registries` and `registry-mirrors` from hoist's
+    /// config file (the keys and shape of Docker's `daemon.json`), when there is one.
     pub fn with_config_file(mut self) -> Result<Self> {
         let Some(path) = Self::config_file() else {
             return Ok(self);
@@ -129,6 +133,8 @@ impl Options {
         struct File {
             #[serde(default, rename = "insecure-registries")]
             insecure_registries: Vec<String>,
+            #[serde(default, rename = "registry-mirrors")]
+            registry_mirrors: Vec<String>,
         }
         let f: File = serde_json::from_slice(&text).map_err(|e| {
             bad(format!(
@@ -136,6 +142,7 @@ impl Options {
             ))
         })?;
         self.insecure_registries.extend(f.insecure_registries);
+        self.registry_mirrors.extend(f.registry_mirrors);
         Ok(self)
     }
 }
@@ -186,6 +193,8 @@ pub(crate) struct Inner {
     creds: Option<Credentials>,
     auth: Mutex<AuthState>,
     pub(crate) opts: Options,
+    /// Docker Hub's mirrors, asked first for pulls.
+    mirrors: Vec<RegistryClient>,
 }
 
 /// True for `localhost`, 127.0.0.0/8 and `::1` (with or without a port).
@@ -376,7 +385,18 @@ impl RegistryClient {
             candidates.push(format!("http://{host}"));
         }
         let http = build_http(&host, insecure, opts)?;
-        Ok(Self::from_parts(name, candidates, http, creds, opts))
+        let mut c = Self::from_parts(name, candidates, http, creds, opts);
+        if c.inner.name == "docker.io" && !opts.registry_mirrors.is_empty() {
+            let mirrors = opts
+                .registry_mirrors
+                .iter()
+                .map(|m| Self::with_url(m, None, opts))
+                .collect::<Result<Vec<_>>>()?;
+            if let Some(inner) = Arc::get_mut(&mut c.inner) {
+                inner.mirrors = mirrors;
+            }
+        }
+        Ok(c)
     }
 
     /// A client for the registry at `base` (`http(s)://host[:port]`), as the
@@ -415,8 +435,31 @@ impl RegistryClient {
                 creds,
                 auth: Mutex::new(AuthState::default()),
                 opts: opts.clone(),
+                mirrors: Vec::new(),
             }),
         }
+    }
+
+    /// Runs a pull request on each mirror in turn, then on the registry itself.
+    pub(crate) async fn mirrored<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: Fn(RegistryClient) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        for m in &self.inner.mirrors {
+            match f(m.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    tracing::info!(mirror = m.registry(), error = %e, "mirror failed; trying the next")
+                }
+            }
+        }
+        f(self.clone()).await
+    }
+
+    /// Docker Hub's mirrors in use.
+    pub(crate) fn mirrors(&self) -> &[RegistryClient] {
+        &self.inner.mirrors
     }
 
     /// The registry as errors name it (its host, or the URL it was given).
@@ -771,6 +814,11 @@ impl RegistryClient {
     /// The digest is the registry's `Docker-Content-Digest`, else the body's
     /// (fetched then).
     pub async fn head_manifest(&self, repo: &str, reference: &str) -> Result<Option<Descriptor>> {
+        self.mirrored(|c| async move { c.head_manifest_here(repo, reference).await })
+            .await
+    }
+
+    async fn head_manifest_here(&self, repo: &str, reference: &str) -> Result<Option<Descriptor>> {
         let r = Req::new(
             Method::HEAD,
             format!("/v2/{repo}/manifests/{reference}"),
@@ -793,7 +841,7 @@ impl RegistryClient {
                 Ok(Some(Descriptor::new(&mt, d, size)))
             }
             _ => {
-                let m = self.get_manifest(repo, reference).await?;
+                let m = self.get_manifest_here(repo, reference).await?;
                 Ok(Some(Descriptor::new(
                     &m.media_type,
                     m.digest,
@@ -807,6 +855,11 @@ impl RegistryClient {
     /// media type agreeing with `Content-Type`, its bytes hashing to the
     /// digest asked for (or the one the registry claims).
     pub async fn get_manifest(&self, repo: &str, reference: &str) -> Result<RawManifest> {
+        self.mirrored(|c| async move { c.get_manifest_here(repo, reference).await })
+            .await
+    }
+
+    async fn get_manifest_here(&self, repo: &str, reference: &str) -> Result<RawManifest> {
         let r = Req::new(
             Method::GET,
             format!("/v2/{repo}/manifests/{reference}"),

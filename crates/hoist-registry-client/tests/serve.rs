@@ -226,3 +226,30 @@ fn the_blocking_facade_pushes_and_pulls() {
     drop(c);
     drop(s);
 }
+
+/// Docker Hub's mirrors answer pulls first (here a hoist serve; the
+/// machine is offline, so Docker Hub itself never could).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_hub_pulls_go_to_its_mirrors_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path()).await;
+    let direct = RegistryClient::new(&s.addr, &opts()).unwrap();
+    let img = Image::new(200_000);
+    push_image(&direct, "library/mirrored", "v1", &img).await;
+    let o = hoist_registry_client::Options {
+        registry_mirrors: vec![format!("http://{}", s.addr)],
+        retries: 0,
+        ..opts()
+    };
+    let hub = RegistryClient::new("docker.io", &o).unwrap();
+    let m = hub.get_manifest("library/mirrored", "v1").await.unwrap();
+    assert_eq!(m.bytes, img.manifest);
+    let out = tempfile::tempfile().unwrap();
+    let mut p = Partial::new(hoist_oci::Algorithm::Sha256);
+    hub.fetch_blob("library/mirrored", &img.layer_desc(), &out, &mut p, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(p.offset, 200_000);
+    let e = hub.get_manifest("library/absent", "v1").await.unwrap_err();
+    assert!(e.to_string().contains("docker.io"), "{e}");
+}
