@@ -561,7 +561,10 @@ impl RegistryClient {
             return Ok(true);
         }
         if let Ok(loc) = self.location(&resp, repo) {
-            let _ = self.send(Req::new(Method::DELETE, loc, Some(repo))).await;
+            // Cancelling an upload is part of pushing (no delete right needed).
+            let mut cancel = Req::new(Method::DELETE, loc, Some(repo));
+            cancel.scopes = Scopes::push(repo);
+            let _ = self.send(cancel).await;
         }
         Ok(false)
     }
