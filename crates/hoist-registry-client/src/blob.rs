@@ -13,7 +13,8 @@ use reqwest::{Method, StatusCode};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Bytes read from a file or reader per upload chunk of a streamed body.
 const READ_PIECE: usize = 1 << 20;
@@ -609,6 +610,20 @@ impl RegistryClient {
     /// Uploads a blob in one request (POST, then PUT `?digest=`); the
     /// registry verifies the digest. A file or bytes body is retried whole.
     pub async fn push_blob(&self, repo: &str, desc: &Descriptor, body: UploadBody) -> Result<()> {
+        self.push_blob_counted(repo, desc, body, &AtomicU64::new(0))
+            .await
+    }
+
+    /// [`RegistryClient::push_blob`], counting into `sent` the bytes handed
+    /// to the connection (set back to 0 when a retry starts over), so a
+    /// caller can draw progress while it waits.
+    pub async fn push_blob_counted(
+        &self,
+        repo: &str,
+        desc: &Descriptor,
+        body: UploadBody,
+        sent: &AtomicU64,
+    ) -> Result<()> {
         let d = &desc.digest;
         let mut body = Some(body);
         let mut attempt = 0u32;
@@ -616,7 +631,8 @@ impl RegistryClient {
             let Some(b) = body.take() else {
                 return Err(self.unreachable(Some(repo), format!("blob {d}: the upload failed")));
             };
-            let (stream, again) = upload_body(b, desc.size)?;
+            let counter = Arc::new(AtomicU64::new(0));
+            let (stream, again) = upload_body(b, desc.size, counter.clone())?;
             let loc = self.start_upload(repo).await?;
             let mut r = Req::new(Method::PUT, with_digest(&loc, d), Some(repo))
                 .header(CONTENT_TYPE, "application/octet-stream")
@@ -624,8 +640,23 @@ impl RegistryClient {
             r.small = false;
             r.retry = false;
             r.stream = Some(stream);
-            match self.send(r).await {
-                Ok(_) => return Ok(()),
+            sent.store(0, Ordering::Relaxed);
+            let put = self.send(r);
+            tokio::pin!(put);
+            // Mirror the stream's count into `sent` until the PUT is answered.
+            let res = loop {
+                tokio::select! {
+                    r = &mut put => break r,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {
+                        sent.store(counter.load(Ordering::Relaxed), Ordering::Relaxed);
+                    }
+                }
+            };
+            match res {
+                Ok(_) => {
+                    sent.store(desc.size, Ordering::Relaxed);
+                    return Ok(());
+                }
                 Err(e)
                     if e.is_unavailable()
                         && attempt < self.inner.opts.retries
@@ -738,7 +769,11 @@ fn with_digest(loc: &str, d: &Digest) -> String {
 
 /// A request body for `body`, and the body again for a retry when it can
 /// be read twice.
-fn upload_body(body: UploadBody, len: u64) -> Result<(reqwest::Body, Option<UploadBody>)> {
+fn upload_body(
+    body: UploadBody,
+    len: u64,
+    counter: Arc<AtomicU64>,
+) -> Result<(reqwest::Body, Option<UploadBody>)> {
     Ok(match body {
         UploadBody::Bytes(b) => (reqwest::Body::from(b.clone()), Some(UploadBody::Bytes(b))),
         UploadBody::File {
@@ -756,7 +791,7 @@ fn upload_body(body: UploadBody, len: u64) -> Result<(reqwest::Body, Option<Uplo
                 end: offset + l.min(len),
             };
             (
-                stream_body(Box::new(reader)),
+                stream_body(Box::new(reader), counter),
                 Some(UploadBody::File {
                     file: again,
                     offset,
@@ -764,7 +799,7 @@ fn upload_body(body: UploadBody, len: u64) -> Result<(reqwest::Body, Option<Uplo
                 }),
             )
         }
-        UploadBody::Reader(r) => (stream_body(r), None),
+        UploadBody::Reader(r) => (stream_body(r, counter), None),
     })
 }
 
@@ -788,7 +823,7 @@ impl Read for FileRegion {
 }
 
 /// A streamed request body read by a blocking thread through a small queue.
-fn stream_body(mut r: Box<dyn Read + Send>) -> reqwest::Body {
+fn stream_body(mut r: Box<dyn Read + Send>, counter: Arc<AtomicU64>) -> reqwest::Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || loop {
         let mut buf = vec![0u8; READ_PIECE];
@@ -806,8 +841,15 @@ fn stream_body(mut r: Box<dyn Read + Send>) -> reqwest::Body {
             }
         }
     });
-    reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+    reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, move |mut rx| {
+        let counter = counter.clone();
+        async move {
+            let item = rx.recv().await?;
+            if let Ok(b) = &item {
+                counter.fetch_add(b.len() as u64, Ordering::Relaxed);
+            }
+            Some((item, rx))
+        }
     }))
 }
 

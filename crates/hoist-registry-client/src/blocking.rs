@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use bytes::Bytes;
 use hoist_oci::{Descriptor, Digest};
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The blocking client for one registry; clones share the runtime and auth.
@@ -153,9 +154,37 @@ impl RegistryClient {
         self.rt.block_on(self.inner.mount_blob(repo, digest, from))
     }
 
-    /// See [`crate::RegistryClient::push_blob`].
-    pub fn push_blob(&self, repo: &str, desc: &Descriptor, body: UploadBody) -> Result<()> {
-        self.rt.block_on(self.inner.push_blob(repo, desc, body))
+    /// See [`crate::RegistryClient::push_blob`]; `progress` gets the bytes
+    /// sent as they go (on this thread).
+    pub fn push_blob(
+        &self,
+        repo: &str,
+        desc: &Descriptor,
+        body: UploadBody,
+        progress: &dyn Fn(u64),
+    ) -> Result<()> {
+        let sent = AtomicU64::new(0);
+        let mut reported = 0u64;
+        let mut report = || {
+            let now = sent.load(Ordering::Relaxed);
+            if now > reported {
+                progress(now - reported);
+                reported = now;
+            }
+        };
+        self.rt.block_on(async {
+            let push = self.inner.push_blob_counted(repo, desc, body, &sent);
+            tokio::pin!(push);
+            loop {
+                tokio::select! {
+                    r = &mut push => {
+                        report();
+                        return r;
+                    }
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => report(),
+                }
+            }
+        })
     }
 
     /// See [`crate::RegistryClient::push_blob_chunked`].

@@ -207,12 +207,15 @@ fn the_blocking_facade_pushes_and_pulls() {
     let s = rt.block_on(serve(dir.path()));
     let c = hoist_registry_client::blocking::RegistryClient::new(&s.addr, &opts()).unwrap();
     let img = Image::new(300_000);
+    let sent = std::cell::Cell::new(0u64);
     c.push_blob(
         "b",
         &img.layer_desc(),
         UploadBody::Reader(Box::new(std::io::Cursor::new(img.layer.clone()))),
+        &|n| sent.set(sent.get() + n),
     )
     .unwrap();
+    assert_eq!(sent.get(), 300_000, "progress does not add up to the blob");
     let mut r = c.open_blob("b", &img.layer_desc().digest, 0).unwrap();
     assert_eq!(r.len(), Some(300_000));
     let mut got = Vec::new();

@@ -197,11 +197,8 @@ impl ImageDestination for RegistryDestination {
             },
         };
         self.client
-            .push_blob(&self.repo, d, upload)
-            .map_err(|e| client_error(&what, e))?;
-        // The upload runs on the client's runtime: progress comes when it is done.
-        progress(d.size);
-        Ok(())
+            .push_blob(&self.repo, d, upload, progress)
+            .map_err(|e| client_error(&what, e))
     }
 
     fn put_manifest(&self, m: &RawManifest) -> Result<(), TransportError> {

@@ -73,6 +73,7 @@ impl Image {
             repo,
             &self.config_desc(),
             UploadBody::Bytes(Bytes::from(self.config.clone())),
+            &|_| {},
         )
         .unwrap();
         let mut f = tempfile::tempfile().unwrap();
