@@ -40,7 +40,7 @@ mod client;
 mod docker_config;
 mod error;
 
-pub use auth::{Credentials, Scopes};
+pub use auth::Credentials;
 pub use blob::{BlobStream, Partial, UploadBody, DEFAULT_CHUNK_SIZE};
 pub use client::{
     api_host, is_local, Options, RawManifest, RegistryClient, MANIFEST_ACCEPT, MAX_MANIFEST_SIZE,
