@@ -189,6 +189,30 @@ fn push_pull_mount_pages_and_delete_on_docker_registry() {
         &hoist(cfg, &["inspect", "--config", &format!("{repo}:v1")], None),
     );
     assert_eq!(json(&out)["architecture"], "amd64");
+    // An index: inspect shows this machine's image, --raw the index itself.
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_INDEX,
+        "manifests": [
+            {"mediaType": media_type::DOCKER_MANIFEST, "digest": m.digest, "size": img.manifest.len(),
+             "platform": {"os": "linux", "architecture": "amd64"}},
+            {"mediaType": media_type::DOCKER_MANIFEST, "digest": m.digest, "size": img.manifest.len(),
+             "platform": {"os": "linux", "architecture": "arm64"}},
+        ],
+    })
+    .to_string()
+    .into_bytes();
+    let idx = c
+        .put_manifest("lib/app", "multi", &index, media_type::OCI_INDEX)
+        .unwrap();
+    let multi = format!("{repo}:multi");
+    let out = assert_success("inspect an index", &hoist(cfg, &["inspect", &multi], None));
+    let v = json(&out);
+    assert_eq!(v["Digest"], idx.to_string());
+    assert_eq!(v["Layers"][0], img.layer_desc().digest.to_string());
+    let raw = hoist(cfg, &["inspect", "--raw", &multi], None);
+    assert_success("inspect --raw of an index", &raw);
+    assert_eq!(raw.stdout, index);
 
     assert_success(
         "hoist delete",
