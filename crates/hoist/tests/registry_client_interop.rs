@@ -33,6 +33,19 @@ impl Image {
         let layer: Vec<u8> = (0..layer_len)
             .map(|i| (i * 31 % 253) as u8 ^ salt)
             .collect();
+        Image::with_layer(layer)
+    }
+
+    /// An image whose layer really is gzip (peers look inside).
+    fn gzipped(salt: u8) -> Image {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let raw: Vec<u8> = (0..400_000u32).map(|i| (i % 97) as u8 ^ salt).collect();
+        gz.write_all(&raw).unwrap();
+        Image::with_layer(gz.finish().unwrap())
+    }
+
+    fn with_layer(layer: Vec<u8>) -> Image {
         let config = serde_json::json!({
             "architecture": "amd64", "os": "linux", "created": "2024-01-02T03:04:05Z",
             "config": {"Env": ["PATH=/bin"], "Labels": {"org.example": "yes"}},
@@ -480,4 +493,42 @@ fn tls_with_a_certs_d_ca() {
         &hoist(dir, &["list-tags", &repo], None),
     );
     assert_eq!(json(&out)["Tags"], serde_json::json!(["v1"]));
+}
+
+/// What hoist pushes skopeo copies, and what skopeo pushes hoist reads,
+/// byte for byte (skopeo, a real peer, between the two).
+#[test]
+fn skopeo_reads_what_hoist_pushed_and_hoist_reads_what_skopeo_pushed() {
+    let scratch = scratch_dir();
+    let reg = Registry::start();
+    let c = RegistryClient::new(reg.addr(), &opts(scratch.path())).unwrap();
+    let img = Image::gzipped(4);
+    img.push(&c, "from/hoist", "v1");
+    let out = Command::new(require_tool("skopeo"))
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("docker://{}/from/hoist:v1", reg.addr()))
+        .arg(format!("docker://{}/from/skopeo:v1", reg.addr()))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_success("skopeo copy", &out);
+    let m = c.get_manifest("from/skopeo", "v1").unwrap();
+    assert_eq!(m.bytes, img.manifest, "skopeo changed the manifest");
+    img.pull_layer(&c, "from/skopeo");
+    let cfg = scratch.path();
+    let out = assert_success(
+        "hoist digest of skopeo's push",
+        &hoist(
+            cfg,
+            &["digest", &format!("docker://{}/from/skopeo:v1", reg.addr())],
+            None,
+        ),
+    );
+    assert_eq!(out.trim(), Digest::sha256(&img.manifest).to_string());
 }
