@@ -525,3 +525,32 @@ async fn a_failed_patch_resumes_from_the_registry_s_offset() {
         ["0-99999", "100000-199999", "101000-199999", "200000-249999"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_requests_waits_for_retry_after() {
+    let (addr, seen) = hostile(|_, p, _, n| {
+        if let Some(r) = ok_or_ping(p) {
+            return r;
+        }
+        if n == 2 {
+            return resp(
+                429,
+                &[("retry-after", "1".into())],
+                r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#,
+            );
+        }
+        resp(200, &[], "")
+    })
+    .await;
+    let c = RegistryClient::new(&addr, &opts()).unwrap();
+    let t = std::time::Instant::now();
+    assert_eq!(
+        c.blob_size("app", &Digest::sha256(b"x")).await.unwrap(),
+        Some(0)
+    );
+    assert!(
+        t.elapsed() >= std::time::Duration::from_secs(1),
+        "Retry-After was not honoured"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
