@@ -166,6 +166,42 @@ fn push_pull_mount_pages_and_delete_on_docker_registry() {
     assert_eq!(c.catalog(Some(1)).unwrap(), ["lib/app", "other/app"]);
     // No referrers API in distribution 2.8: the tag schema answers (none).
     assert!(c.referrers("lib/app", &m.digest, None).unwrap().is_empty());
+    let sig_bytes = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media_type::OCI_MANIFEST,
+        "artifactType": "application/vnd.example.sig",
+        "config": img.config_desc(), "layers": [],
+        "subject": {"mediaType": media_type::DOCKER_MANIFEST, "digest": m.digest, "size": m.bytes.len()},
+    })
+    .to_string();
+    let sig_digest = c
+        .put_manifest(
+            "lib/app",
+            &Digest::sha256(sig_bytes.as_bytes()).to_string(),
+            sig_bytes.as_bytes(),
+            media_type::OCI_MANIFEST,
+        )
+        .unwrap();
+    let sig = Descriptor {
+        artifact_type: Some("application/vnd.example.sig".into()),
+        ..Descriptor::new(media_type::OCI_MANIFEST, sig_digest, sig_bytes.len() as u64)
+    };
+    let fallback = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": [sig],
+    })
+    .to_string();
+    let tag = format!("sha256-{}", m.digest.hex());
+    c.put_manifest("lib/app", &tag, fallback.as_bytes(), media_type::OCI_INDEX)
+        .unwrap();
+    assert_eq!(
+        c.referrers("lib/app", &m.digest, None).unwrap(),
+        [sig.clone()]
+    );
+    assert!(c
+        .referrers("lib/app", &m.digest, Some("application/other"))
+        .unwrap()
+        .is_empty());
+    c.delete_manifest("lib/app", &Digest::sha256(fallback.as_bytes()))
+        .unwrap();
 
     // The commands, skopeo's conventions.
     let cfg = scratch.path();
