@@ -192,10 +192,7 @@ fn push_pull_mount_pages_and_delete_on_docker_registry() {
     let tag = format!("sha256-{}", m.digest.hex());
     c.put_manifest("lib/app", &tag, fallback.as_bytes(), media_type::OCI_INDEX)
         .unwrap();
-    assert_eq!(
-        c.referrers("lib/app", &m.digest, None).unwrap(),
-        [sig.clone()]
-    );
+    assert_eq!(c.referrers("lib/app", &m.digest, None).unwrap(), [sig]);
     assert!(c
         .referrers("lib/app", &m.digest, Some("application/other"))
         .unwrap()
