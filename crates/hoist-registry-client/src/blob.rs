@@ -200,7 +200,7 @@ impl RegistryClient {
         desc: &Descriptor,
         file: &std::fs::File,
         partial: &mut Partial,
-        progress: &(dyn Fn(u64) + Send + Sync),
+        progress: &(dyn Fn(u64) + Sync),
     ) -> Result<()> {
         // A mirror's verified prefix is the blob's: the next one goes on from it.
         for m in self.mirrors() {
@@ -225,7 +225,7 @@ impl RegistryClient {
         desc: &Descriptor,
         file: &std::fs::File,
         partial: &mut Partial,
-        progress: &(dyn Fn(u64) + Send + Sync),
+        progress: &(dyn Fn(u64) + Sync),
     ) -> Result<()> {
         let size = desc.size;
         let d = &desc.digest;
@@ -279,7 +279,7 @@ impl RegistryClient {
         file: &std::fs::File,
         partial: &mut Partial,
         first: Option<reqwest::Response>,
-        progress: &(dyn Fn(u64) + Send + Sync),
+        progress: &(dyn Fn(u64) + Sync),
     ) -> Result<()> {
         let size = desc.size;
         let d = &desc.digest;
@@ -383,7 +383,7 @@ impl RegistryClient {
         desc: &Descriptor,
         file: &std::fs::File,
         partial: &mut Partial,
-        progress: &(dyn Fn(u64) + Send + Sync),
+        progress: &(dyn Fn(u64) + Sync),
     ) -> Result<()> {
         let size = desc.size;
         let d = &desc.digest;
@@ -479,7 +479,7 @@ impl RegistryClient {
         a: u64,
         b: u64,
         first: Option<reqwest::Response>,
-        progress: &(dyn Fn(u64) + Send + Sync),
+        progress: &(dyn Fn(u64) + Sync),
     ) -> Result<()> {
         let mut pos = a;
         let mut first = first;

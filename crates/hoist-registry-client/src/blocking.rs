@@ -143,7 +143,7 @@ impl RegistryClient {
         desc: &Descriptor,
         file: &std::fs::File,
         partial: &mut Partial,
-        progress: &(dyn Fn(u64) + Send + Sync),
+        progress: &(dyn Fn(u64) + Sync),
     ) -> Result<()> {
         self.rt
             .block_on(self.inner.fetch_blob(repo, desc, file, partial, progress))
