@@ -70,6 +70,16 @@ impl RegistrySource {
         })
     }
 
+    /// The registry (`host[:port]`), to tell a copy within one registry.
+    pub fn registry(&self) -> &str {
+        self.client.registry()
+    }
+
+    /// The repository, for a destination on the same registry to mount from.
+    pub fn repository(&self) -> &str {
+        &self.repo
+    }
+
     /// Where large blobs are fetched before they are handed over (default the temp dir).
     pub fn with_scratch(mut self, dir: &Path) -> Self {
         self.scratch = dir.to_owned();
@@ -142,6 +152,11 @@ impl RegistryDestination {
             tag: r.tag().map(str::to_owned),
             mount_from: Vec::new(),
         })
+    }
+
+    /// The registry (`host[:port]`).
+    pub fn registry(&self) -> &str {
+        self.client.registry()
     }
 
     /// Repositories of the same registry that blobs may be mounted from
@@ -321,9 +336,9 @@ mod tests {
         // Into another repository of the same registry: tagged by the copy's
         // own names, blobs mounted from the first.
         let r2 = Reference::parse(&format!("{}/t/other", reg.addr())).unwrap();
-        let dst = RegistryDestination::new(&r2, &opts())
-            .unwrap()
-            .with_mount_from(vec!["t/app".into()]);
+        let dst = RegistryDestination::new(&r2, &opts()).unwrap();
+        assert_eq!(dst.registry(), src.registry());
+        let dst = dst.with_mount_from(vec![src.repository().to_owned()]);
         copy(
             &src,
             Box::new(dst),
