@@ -21,15 +21,34 @@ const READ_PIECE: usize = 1 << 20;
 /// Default size of one PATCH of a chunked upload.
 pub const DEFAULT_CHUNK_SIZE: usize = 8 << 20;
 
+/// A hash that follows the verified prefix of a blob: sha2's state by
+/// default, or one whose state can be saved (the store's resumable ingest),
+/// so a pull killed midway resumes without hashing its prefix again.
+pub trait PrefixHash: Send {
+    /// Feeds the next bytes of the prefix.
+    fn update(&mut self, bytes: &[u8]);
+    /// The digest of everything fed so far (the state is kept).
+    fn digest(&self) -> Digest;
+}
+
+impl PrefixHash for Digester {
+    fn update(&mut self, bytes: &[u8]) {
+        Digester::update(self, bytes);
+    }
+
+    fn digest(&self) -> Digest {
+        self.clone().finish()
+    }
+}
+
 /// The verified prefix of a blob being fetched into a file: how many
 /// bytes are there, and the hash state after them. A fetch starts from it
 /// and advances it as bytes are verified, so a failed fetch can resume.
-#[derive(Clone)]
 pub struct Partial {
     /// Bytes at the start of the file already hashed.
     pub offset: u64,
     /// The hash of those bytes.
-    pub digester: Digester,
+    pub hash: Box<dyn PrefixHash>,
 }
 
 impl Partial {
@@ -37,8 +56,13 @@ impl Partial {
     pub fn new(algorithm: hoist_oci::Algorithm) -> Self {
         Partial {
             offset: 0,
-            digester: Digester::new(algorithm),
+            hash: Box::new(Digester::new(algorithm)),
         }
+    }
+
+    /// `offset` bytes already in the file, `hash` having seen exactly them.
+    pub fn resume(offset: u64, hash: Box<dyn PrefixHash>) -> Self {
+        Partial { offset, hash }
     }
 }
 
@@ -255,7 +279,7 @@ impl RegistryClient {
                 ),
             ));
         }
-        let actual = partial.digester.clone().finish();
+        let actual = partial.hash.digest();
         if actual != desc.digest {
             return Err(self.invalid(
                 Some(repo),
@@ -347,7 +371,7 @@ impl RegistryClient {
                         // A pwrite into the page cache: cheaper than a hop
                         // to the blocking pool.
                         file.write_all_at(&c, partial.offset).map_err(io)?;
-                        partial.digester.update(&c);
+                        partial.hash.update(&c);
                         partial.offset += c.len() as u64;
                         progress(c.len() as u64);
                     }
@@ -462,7 +486,7 @@ impl RegistryClient {
                         path: format!("<blob {d}>").into(),
                         source,
                     })?;
-                partial.digester.update(&buf[..n]);
+                partial.hash.update(&buf[..n]);
                 partial.offset += n as u64;
             }
         }

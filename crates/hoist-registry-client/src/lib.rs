@@ -41,7 +41,7 @@ mod docker_config;
 mod error;
 
 pub use auth::Credentials;
-pub use blob::{BlobStream, Partial, UploadBody, DEFAULT_CHUNK_SIZE};
+pub use blob::{BlobStream, Partial, PrefixHash, UploadBody, DEFAULT_CHUNK_SIZE};
 pub use client::{
     api_host, is_local, Options, RawManifest, RegistryClient, MANIFEST_ACCEPT, MAX_MANIFEST_SIZE,
 };

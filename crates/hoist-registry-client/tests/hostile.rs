@@ -554,3 +554,66 @@ async fn too_many_requests_waits_for_retry_after() {
     );
     assert_eq!(seen.lock().unwrap().len(), 3);
 }
+
+/// A fetch that gives up (no retries left) keeps its verified prefix: the
+/// next fetch, even with a hash state rebuilt elsewhere (a new process, the
+/// store's saved state), asks only for the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fetch_resumes_from_its_verified_prefix() {
+    let data = blob(100_000);
+    let body = data.clone();
+    let (addr, seen) = hostile(move |_, p, h, _| {
+        if let Some(r) = ok_or_ping(p) {
+            return r;
+        }
+        let len = body.len();
+        match h.get("range").and_then(|v| v.to_str().ok()) {
+            None => resp(
+                200,
+                &[("content-length", len.to_string())],
+                cut_body(body[..30_000].to_vec()),
+            ),
+            Some(r) => {
+                let (a, b) = r.trim_start_matches("bytes=").split_once('-').unwrap();
+                let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+                resp(
+                    206,
+                    &[("content-range", format!("bytes {a}-{b}/{len}"))],
+                    body[a..=b].to_vec(),
+                )
+            }
+        }
+    })
+    .await;
+    let o = Options {
+        retries: 0,
+        ..opts()
+    };
+    let c = RegistryClient::new(&addr, &o).unwrap();
+    let d = desc(&data);
+    let f = tempfile::tempfile().unwrap();
+    let mut p = Partial::new(hoist_oci::Algorithm::Sha256);
+    let e = c
+        .fetch_blob("app", &d, &f, &mut p, &|_| {})
+        .await
+        .unwrap_err();
+    assert!(e.is_unavailable(), "{e}");
+    assert_eq!(p.offset, 30_000);
+    // The state rebuilt from the file, as another process would.
+    let mut prefix = vec![0u8; 30_000];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut prefix, 0).unwrap();
+    let mut h = hoist_oci::Digester::new(hoist_oci::Algorithm::Sha256);
+    h.update(&prefix);
+    let mut p = Partial::resume(30_000, Box::new(h));
+    c.fetch_blob("app", &d, &f, &mut p, &|_| {}).await.unwrap();
+    let mut got = vec![0u8; data.len()];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut got, 0).unwrap();
+    assert!(got == data);
+    let ranges: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(_, _, h)| h.get("range").map(|v| v.to_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(ranges, ["bytes=30000-99999"]);
+}
