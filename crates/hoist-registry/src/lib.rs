@@ -24,7 +24,6 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod upload;
-pub mod upstream;
 pub mod web;
 
 pub use auth::{Auth, AuthConfig, AuthError, IssueConfig, TokenConfig};

@@ -33,12 +33,14 @@ use crate::fsutil;
 use crate::names::{ManifestRef, RepoName, Tag, UploadId};
 use crate::plumbing::{blocking, respond, ApiError, ChannelBody};
 use crate::routing::percent_decode;
-use crate::store::{BlobInfo, ManifestData, Store, MAX_MANIFEST_SIZE};
-use crate::upstream::{error_chain, read_small, UpstreamClient, UpstreamError, MANIFEST_ACCEPT};
+use crate::store::{BlobInfo, ManifestData, Store};
 use axum::body::{Body, Bytes};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use hoist_oci::{media_type, Digest, Digester, Document};
+use hoist_registry_client::{
+    BlobStream, Credentials, Error as UpstreamError, Options, RawManifest, RegistryClient,
+};
 use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
@@ -48,8 +50,6 @@ use tokio::sync::{mpsc, watch};
 
 /// The file in a repository's directory that makes it local (see the module docs).
 pub const PUSHED_MARKER: &str = "_hoist_pushed";
-/// Most pages of an upstream tags list followed.
-const MAX_TAG_PAGES: usize = 100;
 /// Blob chunks buffered between the upstream, the disk and the client.
 const FILL_QUEUE: usize = 8;
 /// How long a fill waits for its client to take a chunk before dropping it.
@@ -199,9 +199,35 @@ impl ProxyConfig {
     }
 }
 
+/// One upstream's client (or why it could not be built, said on each use).
+#[derive(Debug)]
+struct Upstream {
+    base: String,
+    client: Result<RegistryClient, String>,
+}
+
+impl Upstream {
+    fn new(u: &UpstreamConfig) -> Self {
+        let opts = Options {
+            // The cache answers at once: a cached copy is served while
+            // the upstream is down, and the client retries itself.
+            retries: 0,
+            ..Options::default()
+        };
+        let creds = u
+            .credentials
+            .as_ref()
+            .map(|(user, pass)| Credentials::new(user.clone(), pass.clone()));
+        Upstream {
+            base: u.url.trim_end_matches('/').to_owned(),
+            client: RegistryClient::with_url(&u.url, creds, &opts).map_err(|e| e.to_string()),
+        }
+    }
+}
+
 /// A repository to fetch: which upstream, and its name there.
 pub(crate) struct Target<'a> {
-    up: &'a UpstreamClient,
+    up: &'a Upstream,
     repo: String,
 }
 
@@ -217,7 +243,7 @@ type Fills = Arc<Mutex<HashMap<Digest, watch::Receiver<()>>>>;
 
 /// The running pull-through cache.
 pub struct Proxy {
-    upstreams: Vec<(Option<String>, UpstreamClient)>,
+    upstreams: Vec<(Option<String>, Upstream)>,
     fills: Fills,
 }
 
@@ -236,12 +262,7 @@ impl Proxy {
             upstreams: cfg
                 .upstreams
                 .iter()
-                .map(|u| {
-                    (
-                        u.prefix.clone(),
-                        UpstreamClient::new(&u.url, u.credentials.clone()),
-                    )
-                })
+                .map(|u| (u.prefix.clone(), Upstream::new(u)))
                 .collect(),
             fills: Arc::default(),
         }
@@ -298,103 +319,53 @@ impl Proxy {
 }
 
 impl Target<'_> {
-    fn path(&self, kind: &str, reference: &str) -> String {
-        format!("/v2/{}/{kind}/{reference}", self.repo)
+    fn client(&self) -> Result<&RegistryClient, UpstreamError> {
+        self.up
+            .client
+            .as_ref()
+            .map_err(|e| UpstreamError::Unreachable {
+                registry: self.up.base.clone(),
+                repository: Some(self.repo.clone()),
+                reason: e.clone(),
+            })
     }
 
-    /// The upstream's digest for a manifest (HEAD), if it says.
-    async fn head_manifest(&self, reference: &str) -> Result<Option<Digest>, UpstreamError> {
-        let resp = self
-            .up
-            .send(
-                reqwest::Method::HEAD,
-                &self.path("manifests", reference),
-                &self.repo,
-                Some(MANIFEST_ACCEPT),
-                true,
-            )
-            .await?;
-        Ok(resp
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok()))
-    }
-
-    /// A manifest's bytes, its Content-Type and the digest the upstream claims.
-    async fn get_manifest(
-        &self,
-        reference: &str,
-    ) -> Result<(Bytes, Option<String>, Option<Digest>), UpstreamError> {
-        let resp = self
-            .up
-            .send(
-                reqwest::Method::GET,
-                &self.path("manifests", reference),
-                &self.repo,
-                Some(MANIFEST_ACCEPT),
-                true,
-            )
-            .await?;
-        let h = resp.headers();
-        let ct = h
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let claimed = match h.get("docker-content-digest").map(|v| v.to_str()) {
-            None => None,
-            Some(Ok(v)) => Some(v.trim().parse::<Digest>().map_err(|e| {
-                self.up
-                    .invalid(format!("bad Docker-Content-Digest header {v:?}: {e}"))
-            })?),
-            Some(Err(_)) => return Err(self.up.invalid("non-ASCII Docker-Content-Digest header")),
-        };
-        let bytes = read_small(resp, MAX_MANIFEST_SIZE)
-            .await
-            .map_err(|e| self.up.invalid(format!("manifest {}: {e}", self.repo)))?;
-        Ok((Bytes::from(bytes), ct, claimed))
-    }
-
-    /// All the upstream's tags, following `Link` pages on the same upstream.
-    async fn tags(&self) -> Result<Vec<String>, UpstreamError> {
-        let mut path = format!("/v2/{}/tags/list", self.repo);
-        let mut out = Vec::new();
-        for _ in 0..MAX_TAG_PAGES {
-            let resp = self
-                .up
-                .send(reqwest::Method::GET, &path, &self.repo, None, true)
-                .await?;
-            let next = resp
-                .headers()
-                .get(header::LINK)
-                .and_then(|v| v.to_str().ok())
-                .and_then(next_link);
-            let body = read_small(resp, MAX_MANIFEST_SIZE)
-                .await
-                .map_err(|e| self.up.invalid(format!("tags list: {e}")))?;
-            #[derive(serde::Deserialize)]
-            struct Page {
-                #[serde(default)]
-                tags: Option<Vec<String>>,
-            }
-            let page: Page = serde_json::from_slice(&body)
-                .map_err(|e| self.up.invalid(format!("tags list is not JSON: {e}")))?;
-            out.extend(page.tags.unwrap_or_default());
-            match next {
-                Some(n) => path = n,
-                None => break,
-            }
+    /// An invalid-answer error naming the upstream and repository.
+    fn invalid(&self, code: &'static str, reason: String) -> UpstreamError {
+        UpstreamError::Invalid {
+            registry: self.up.base.clone(),
+            repository: Some(self.repo.clone()),
+            code,
+            reason,
         }
-        Ok(out)
     }
-}
 
-/// The target of a `Link: <...>; rel="next"` header, when it stays on the
-/// upstream's `/v2/` API (a hostile upstream must not send us elsewhere).
-fn next_link(v: &str) -> Option<String> {
-    let (target, params) = v.trim().strip_prefix('<')?.split_once('>')?;
-    params.contains("rel=\"next\"").then_some(())?;
-    target.starts_with("/v2/").then(|| target.to_owned())
+    /// The upstream's digest for a manifest (HEAD), if it has it.
+    async fn head_manifest(&self, reference: &str) -> Result<Option<Digest>, UpstreamError> {
+        let d = self.client()?.head_manifest(&self.repo, reference).await?;
+        Ok(d.map(|d| d.digest))
+    }
+
+    /// A manifest, its digest verified by the client (the one asked for,
+    /// or the one the upstream claims) and its size bounded.
+    async fn get_manifest(&self, reference: &str) -> Result<RawManifest, UpstreamError> {
+        self.client()?.get_manifest(&self.repo, reference).await
+    }
+
+    /// All the upstream's tags, following its `Link` pages.
+    async fn tags(&self) -> Result<Vec<String>, UpstreamError> {
+        self.client()?.list_tags(&self.repo, None).await
+    }
+
+    /// A blob's size upstream; `None` when the repository lacks it.
+    async fn blob_size(&self, d: &Digest) -> Result<Option<u64>, UpstreamError> {
+        self.client()?.blob_size(&self.repo, d).await
+    }
+
+    /// A blob's bytes as the upstream sends them.
+    async fn open_blob(&self, d: &Digest) -> Result<BlobStream, UpstreamError> {
+        self.client()?.open_blob(&self.repo, d, 0).await
+    }
 }
 
 /// The static code for an upstream's error code, when it is one of the spec's.
@@ -426,23 +397,24 @@ fn upstream_api_error(e: UpstreamError, what: &str, not_found_code: &'static str
     let message = format!("{what}: {e}");
     let mut detail = serde_json::json!({});
     let (status, code) = match &e {
-        UpstreamError::Unreachable { upstream, .. } => {
-            detail["upstream"] = upstream.clone().into();
+        UpstreamError::Unreachable { registry, .. } => {
+            detail["upstream"] = registry.clone().into();
             (StatusCode::BAD_GATEWAY, "UNAVAILABLE")
         }
         UpstreamError::Status {
-            upstream,
+            registry,
             status,
             errors,
+            ..
         } => {
-            detail["upstream"] = upstream.clone().into();
+            detail["upstream"] = registry.clone().into();
             detail["upstream_status"] = (*status).into();
             detail["upstream_errors"] = errors
                 .iter()
-                .map(|(c, m)| serde_json::json!({ "code": c, "message": m }))
+                .map(|e| serde_json::json!({ "code": e.code, "message": e.message }))
                 .collect::<Vec<_>>()
                 .into();
-            let first = errors.first().and_then(|(c, _)| known_code(c));
+            let first = errors.first().and_then(|e| known_code(&e.code));
             match *status {
                 404 => (StatusCode::NOT_FOUND, first.unwrap_or(not_found_code)),
                 429 => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
@@ -452,9 +424,12 @@ fn upstream_api_error(e: UpstreamError, what: &str, not_found_code: &'static str
                 _ => (StatusCode::BAD_GATEWAY, first.unwrap_or("UNAVAILABLE")),
             }
         }
-        UpstreamError::Invalid { upstream, code, .. } => {
-            detail["upstream"] = upstream.clone().into();
+        UpstreamError::Invalid { registry, code, .. } => {
+            detail["upstream"] = registry.clone().into();
             (StatusCode::BAD_GATEWAY, *code)
+        }
+        UpstreamError::Credentials { .. } | UpstreamError::Io { .. } | UpstreamError::Usage(_) => {
+            (StatusCode::BAD_GATEWAY, "UNAVAILABLE")
         }
     };
     ApiError::new(status, code, message).detail(detail)
@@ -465,14 +440,13 @@ fn check_manifest(t: &Target<'_>, bytes: &[u8], ct: Option<&str>) -> Result<(), 
     let declared = ct
         .map(|c| c.split(';').next().unwrap_or("").trim())
         .filter(|c| !c.is_empty() && *c != "application/json" && *c != "application/octet-stream");
-    let doc = Document::parse(bytes, declared).map_err(|e| {
-        t.up.invalid_code("MANIFEST_INVALID", format!("manifest of {}: {e}", t.repo))
-    })?;
+    let doc = Document::parse(bytes, declared)
+        .map_err(|e| t.invalid("MANIFEST_INVALID", format!("manifest of {}: {e}", t.repo)))?;
     let mt = doc.media_type();
     if media_type::is_manifest(mt) || media_type::is_index(mt) {
         Ok(())
     } else {
-        Err(t.up.invalid_code(
+        Err(t.invalid(
             "MANIFEST_INVALID",
             format!("manifest of {} has unsupported media type {mt:?}", t.repo),
         ))
@@ -549,19 +523,11 @@ impl Proxy {
                 if let Some(m) = local_manifest(store, name, r.clone()).await? {
                     return Ok(m);
                 }
-                let (bytes, ct, _) = t.get_manifest(&d.to_string()).await.map_err(fail)?;
-                let mut h = Digester::new(d.algorithm());
-                h.update(&bytes);
-                let actual = h.finish();
-                if actual != *d {
-                    return Err(fail(t.up.invalid_code(
-                        "DIGEST_INVALID",
-                        format!("manifest {d} of {} hashes to {actual}; not stored", t.repo),
-                    )));
-                }
-                check_manifest(t, &bytes, ct.as_deref()).map_err(fail)?;
+                // The client checked that the bytes hash to `d`.
+                let m = t.get_manifest(&d.to_string()).await.map_err(fail)?;
+                check_manifest(t, &m.bytes, Some(&m.media_type)).map_err(fail)?;
                 return self
-                    .store_manifest(store, name, d.clone(), bytes, None)
+                    .store_manifest(store, name, m.digest, Bytes::from(m.bytes), None)
                     .await;
             }
             ManifestRef::Tag(tag) => tag,
@@ -592,29 +558,21 @@ impl Proxy {
             Err(e) if e.is_unavailable() => return unavailable(e).await,
             Err(e) => return Err(fail(e)),
         }
-        let (bytes, ct, claimed) = match t.get_manifest(tag.as_str()).await {
+        // The client checked the bytes against the digest the upstream claims.
+        let m = match t.get_manifest(tag.as_str()).await {
             Ok(v) => v,
             Err(e) if e.is_unavailable() => return unavailable(e).await,
             Err(e) => return Err(fail(e)),
         };
-        let alg = claimed
-            .as_ref()
-            .map_or(hoist_oci::Algorithm::Sha256, Digest::algorithm);
-        let mut h = Digester::new(alg);
-        h.update(&bytes);
-        let actual = h.finish();
-        if let Some(c) = claimed.filter(|c| *c != actual) {
-            return Err(fail(t.up.invalid_code(
-                "DIGEST_INVALID",
-                format!(
-                    "manifest {}:{tag} claims digest {c} but hashes to {actual}; not stored",
-                    t.repo
-                ),
-            )));
-        }
-        check_manifest(t, &bytes, ct.as_deref()).map_err(fail)?;
-        self.store_manifest(store, name, actual, bytes, Some(tag.clone()))
-            .await
+        check_manifest(t, &m.bytes, Some(&m.media_type)).map_err(fail)?;
+        self.store_manifest(
+            store,
+            name,
+            m.digest,
+            Bytes::from(m.bytes),
+            Some(tag.clone()),
+        )
+        .await
     }
 
     async fn store_manifest(
@@ -680,7 +638,6 @@ impl Proxy {
         head: bool,
     ) -> Result<BlobAnswer, ApiError> {
         let what = format!("fetching blob {d} of {}", t.repo);
-        let path = t.path("blobs", &d.to_string());
         // A few rounds: a fill by another request may fail, then we try.
         for _ in 0..3 {
             let (s, n, dd) = (store.clone(), name.clone(), d.clone());
@@ -705,12 +662,9 @@ impl Proxy {
                 // Only the upstream's word: a HEAD, or a blob the store has
                 // for another repository and this one may link once the
                 // upstream confirms the repository has it.
-                let resp = match t
-                    .up
-                    .send(reqwest::Method::HEAD, &path, &t.repo, None, true)
-                    .await
-                {
-                    Ok(r) => r,
+                let len = match t.blob_size(d).await {
+                    Ok(Some(len)) => len,
+                    Ok(None) => return Err(ApiError::from(Error::BlobUnknown(d.clone()))),
                     // A HEAD's body is never seen and a pushing client reads
                     // anything but 404 as fatal: a blob we cannot confirm is
                     // unknown.
@@ -730,12 +684,10 @@ impl Proxy {
                     .await?;
                     return Ok(BlobAnswer::Local(info));
                 }
-                let mut b = respond(StatusCode::OK)
+                let b = respond(StatusCode::OK)
                     .header(header::CONTENT_TYPE, "application/octet-stream")
-                    .header("Docker-Content-Digest", d.to_string());
-                if let Some(len) = declared_length(&resp) {
-                    b = b.header(header::CONTENT_LENGTH, len);
-                }
+                    .header("Docker-Content-Digest", d.to_string())
+                    .header(header::CONTENT_LENGTH, len);
                 return finish_response(b, Body::empty()).map(BlobAnswer::Response);
             }
             let (tx, rx) = watch::channel(());
@@ -751,17 +703,17 @@ impl Proxy {
                 digest: d.clone(),
                 _done: tx,
             };
-            let resp =
-                t.up.send(reqwest::Method::GET, &path, &t.repo, None, false)
-                    .await
-                    .map_err(|e| upstream_api_error(e, &what, "BLOB_UNKNOWN"))?;
-            let size = declared_length(&resp);
+            let resp = t
+                .open_blob(d)
+                .await
+                .map_err(|e| upstream_api_error(e, &what, "BLOB_UNKNOWN"))?;
+            let size = resp.len();
             let (ctx, crx) = mpsc::channel(FILL_QUEUE);
             let fill = Fill {
                 store: store.clone(),
                 name: name.clone(),
                 digest: d.clone(),
-                upstream: t.up.base().to_owned(),
+                upstream: t.up.base.clone(),
                 size,
             };
             tokio::spawn(fill.run(resp, ctx, guard));
@@ -789,18 +741,6 @@ impl Proxy {
         // The map holds no invariant a panic could break.
         self.fills.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-/// The upstream's `Content-Length` header (reqwest's `content_length()`
-/// is the body's size, 0 for a HEAD).
-fn declared_length(resp: &reqwest::Response) -> Option<u64> {
-    resp.headers()
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 fn finish_response(b: axum::http::response::Builder, body: Body) -> Result<Response, ApiError> {
@@ -838,7 +778,7 @@ struct Fill {
 impl Fill {
     async fn run(
         self,
-        mut resp: reqwest::Response,
+        mut resp: BlobStream,
         client: mpsc::Sender<io::Result<Bytes>>,
         _guard: FillGuard,
     ) {
@@ -870,7 +810,7 @@ impl Fill {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    failure = Some(format!("the upstream body broke off: {}", error_chain(&e)));
+                    failure = Some(format!("the upstream body broke off: {e}"));
                     break;
                 }
             }
@@ -1025,7 +965,7 @@ mod tests {
         let p = Proxy::new(&cfg);
         let t = |n: &str| {
             let t = p.upstream_for(&RepoName::new(n).unwrap()).unwrap();
-            (t.up.base().to_owned(), t.repo)
+            (t.up.base.clone(), t.repo)
         };
         assert_eq!(
             t("docker.io/library/alpine"),
@@ -1043,15 +983,5 @@ mod tests {
         assert!(only
             .upstream_for(&RepoName::new("other/x").unwrap())
             .is_none());
-    }
-
-    #[test]
-    fn next_links_stay_on_the_api() {
-        assert_eq!(
-            next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="next""#).as_deref(),
-            Some("/v2/a/tags/list?n=2&last=b")
-        );
-        assert_eq!(next_link(r#"<http://evil/v2/x>; rel="next""#), None);
-        assert_eq!(next_link(r#"</v2/x>; rel="prev""#), None);
     }
 }

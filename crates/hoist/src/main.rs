@@ -57,6 +57,18 @@ enum Command {
     Info(cmd::info::Args),
     /// Check the store: re-hash every blob, check the index; --repair drops what is broken.
     Fsck(cmd::fsck::Args),
+    /// Log in to a registry (credentials in Docker's config.json).
+    Login(cmd::login::Args),
+    /// Log out from a registry.
+    Logout(cmd::login::LogoutArgs),
+    /// List the tags of a repository in a registry (docker://REGISTRY/REPOSITORY).
+    ListTags(cmd::list_tags::Args),
+    /// List the repositories of a registry.
+    Catalog(cmd::catalog::Args),
+    /// Print the manifest digest of an image in a registry.
+    Digest(cmd::digest::Args),
+    /// Delete an image from a registry (docker://REGISTRY/REPOSITORY:TAG or @DIGEST).
+    Delete(cmd::delete::Args),
 }
 
 /// The store root when none is given.
@@ -118,6 +130,12 @@ fn main() -> ExitCode {
         Command::Version(a) => cmd::version::run(a),
         Command::Info(a) => cmd::info::run(&ctx, a),
         Command::Fsck(a) => cmd::fsck::run(&ctx, a),
+        Command::Login(a) => cmd::login::run(&ctx, a),
+        Command::Logout(a) => cmd::login::run_logout(&ctx, a),
+        Command::ListTags(a) => cmd::list_tags::run(&ctx, a),
+        Command::Catalog(a) => cmd::catalog::run(&ctx, a),
+        Command::Digest(a) => cmd::digest::run(&ctx, a),
+        Command::Delete(a) => cmd::delete::run(&ctx, a),
     };
     match result {
         Ok(code) => code,

@@ -19,6 +19,8 @@ pub struct Args {
     /// Images, by reference or ID.
     #[arg(required = true)]
     images: Vec<String>,
+    #[command(flatten)]
+    remote: super::inspect_remote::Flags,
 }
 
 /// Docker's `container.Config` as its daemon prints it: every field present,
@@ -347,6 +349,9 @@ fn docker_json(v: &impl Serialize) -> Result<String, Error> {
 
 /// Runs `hoist inspect`.
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
+    if args.images.iter().any(|i| i.starts_with("docker://")) {
+        return super::inspect_remote::run(&args.images, &args.remote);
+    }
     let store = ctx.store_read()?;
     let template = match args.format.as_str() {
         "" | "json" => None,

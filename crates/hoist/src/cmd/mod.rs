@@ -1,6 +1,9 @@
 //! One module per command; each parses its arguments and prints its output.
 
+pub mod catalog;
+pub mod delete;
 pub mod df;
+pub mod digest;
 pub mod fsck;
 pub mod history;
 pub mod image;
@@ -8,9 +11,13 @@ pub mod images;
 pub mod import;
 pub mod info;
 pub mod inspect;
+pub mod inspect_remote;
+pub mod list_tags;
 pub mod load;
+pub mod login;
 pub mod prune;
 pub mod registry;
+pub mod remote;
 pub mod rmi;
 pub mod save;
 pub mod serve;

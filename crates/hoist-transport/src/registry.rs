@@ -1,0 +1,360 @@
+//! `docker://REGISTRY/REPOSITORY[:TAG|@DIGEST]`: a registry as a source
+//! and as a destination, over the registry client's blocking facade (it
+//! owns the tokio runtime; these traits stay blocking, see the crate docs).
+//!
+//! As a source, manifests are verified against what names them; a small
+//! blob is a stream the destination verifies as it writes, a large one is
+//! fetched first as several bounded ranges at once into a scratch file
+//! (resumed after a cut, digest and size checked) and handed over as a
+//! file. As a destination, a blob the repository has is skipped, one that
+//! another repository of the same registry has is mounted, and the rest is
+//! uploaded (the registry checks digest and size); manifests go by digest,
+//! then the tags.
+
+use crate::destination::ImageDestination;
+use crate::source::{BlobBody, ImageSource, RawManifest};
+use crate::TransportError;
+use hoist_oci::{Descriptor, Digest, Reference};
+use hoist_registry_client::blocking::RegistryClient;
+use hoist_registry_client::{Error as ClientError, Options, Partial, UploadBody};
+use std::path::{Path, PathBuf};
+
+/// Blobs at least this large are fetched as parallel ranges into a scratch file.
+const RANGED_FETCH_MIN: u64 = 64 << 20;
+
+/// A registry error as a transport error: "no such image" stays one, the
+/// rest keeps the client's wording (registry, repository, its code).
+fn client_error(what: &str, e: ClientError) -> TransportError {
+    if e.is_not_found() {
+        return TransportError::NoSuchImage(format!("{what} ({e})"));
+    }
+    TransportError::io(what, std::io::Error::other(e))
+}
+
+/// The manifest reference a `docker://` reference asks for.
+fn manifest_ref(r: &Reference) -> String {
+    match (r.digest(), r.tag()) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.to_owned(),
+        (None, None) => "latest".to_owned(),
+    }
+}
+
+/// An image in a registry.
+pub struct RegistrySource {
+    client: RegistryClient,
+    name: String,
+    repo: String,
+    top: RawManifest,
+    scratch: PathBuf,
+}
+
+impl RegistrySource {
+    /// The image `r` names, its manifest or index fetched (and checked).
+    pub fn open(r: &Reference, opts: &Options) -> Result<Self, TransportError> {
+        let name = format!("docker://{r}");
+        let client = RegistryClient::new(r.domain(), opts).map_err(|e| client_error(&name, e))?;
+        let m = client
+            .get_manifest(r.path(), &manifest_ref(r))
+            .map_err(|e| client_error(&name, e))?;
+        Ok(RegistrySource {
+            client,
+            repo: r.path().to_owned(),
+            top: RawManifest {
+                bytes: m.bytes,
+                media_type: m.media_type,
+                digest: m.digest,
+            },
+            name,
+            scratch: std::env::temp_dir(),
+        })
+    }
+
+    /// The registry (`host[:port]`), to tell a copy within one registry.
+    pub fn registry(&self) -> &str {
+        self.client.registry()
+    }
+
+    /// The repository, for a destination on the same registry to mount from.
+    pub fn repository(&self) -> &str {
+        &self.repo
+    }
+
+    /// Where large blobs are fetched before they are handed over (default the temp dir).
+    pub fn with_scratch(mut self, dir: &Path) -> Self {
+        self.scratch = dir.to_owned();
+        self
+    }
+
+    /// Fetches `d` as parallel ranges into an unlinked scratch file.
+    fn fetch_to_file(&self, d: &Descriptor) -> Result<BlobBody, TransportError> {
+        let what = format!("{} blob {}", self.name, d.digest);
+        let file = tempfile::tempfile_in(&self.scratch)
+            .map_err(|e| TransportError::io(self.scratch.display().to_string(), e))?;
+        let mut partial = Partial::new(d.digest.algorithm());
+        self.client
+            .fetch_blob(&self.repo, d, &file, &mut partial, &|_| {})
+            .map_err(|e| client_error(&what, e))?;
+        Ok(BlobBody::File {
+            file,
+            offset: 0,
+            len: d.size,
+        })
+    }
+}
+
+impl ImageSource for RegistrySource {
+    fn top(&self) -> Result<RawManifest, TransportError> {
+        Ok(self.top.clone())
+    }
+
+    fn manifest(&self, d: &Descriptor) -> Result<RawManifest, TransportError> {
+        let what = format!("{} manifest {}", self.name, d.digest);
+        let m = self
+            .client
+            .get_manifest(&self.repo, &d.digest.to_string())
+            .map_err(|e| client_error(&what, e))?;
+        RawManifest::verified(m.bytes, d, &what)
+    }
+
+    fn blob(&self, d: &Descriptor, offset: u64) -> Result<BlobBody, TransportError> {
+        if offset == 0 && d.size >= RANGED_FETCH_MIN {
+            return self.fetch_to_file(d);
+        }
+        let what = format!("{} blob {}", self.name, d.digest);
+        let r = self
+            .client
+            .open_blob(&self.repo, &d.digest, offset)
+            .map_err(|e| client_error(&what, e))?;
+        Ok(BlobBody::Stream(Box::new(r)))
+    }
+}
+
+/// A repository of a registry, written into.
+pub struct RegistryDestination {
+    client: RegistryClient,
+    name: String,
+    repo: String,
+    tag: Option<String>,
+    mount_from: Vec<String>,
+}
+
+impl RegistryDestination {
+    /// Writes into the repository `r` names; its tag (if any) is the
+    /// default name of what is copied.
+    pub fn new(r: &Reference, opts: &Options) -> Result<Self, TransportError> {
+        let name = format!("docker://{r}");
+        let client = RegistryClient::new(r.domain(), opts).map_err(|e| client_error(&name, e))?;
+        Ok(RegistryDestination {
+            client,
+            name,
+            repo: r.path().to_owned(),
+            tag: r.tag().map(str::to_owned),
+            mount_from: Vec::new(),
+        })
+    }
+
+    /// The registry (`host[:port]`).
+    pub fn registry(&self) -> &str {
+        self.client.registry()
+    }
+
+    /// Repositories of the same registry that blobs may be mounted from
+    /// (the source's repository, when copying within one registry).
+    pub fn with_mount_from(mut self, repos: Vec<String>) -> Self {
+        self.mount_from = repos;
+        self
+    }
+}
+
+impl ImageDestination for RegistryDestination {
+    fn has_blob(&self, d: &Descriptor) -> Result<bool, TransportError> {
+        let what = format!("{} blob {}", self.name, d.digest);
+        Ok(self
+            .client
+            .blob_size(&self.repo, &d.digest)
+            .map_err(|e| client_error(&what, e))?
+            .is_some())
+    }
+
+    fn mount_blob(&self, d: &Descriptor) -> Result<bool, TransportError> {
+        for from in self.mount_from.iter().filter(|f| **f != self.repo) {
+            let what = format!("{} blob {} from {from}", self.name, d.digest);
+            if self
+                .client
+                .mount_blob(&self.repo, &d.digest, from)
+                .map_err(|e| client_error(&what, e))?
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn put_blob(
+        &self,
+        d: &Descriptor,
+        _diff_id: Option<&Digest>,
+        body: BlobBody,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), TransportError> {
+        let what = format!("{} blob {}", self.name, d.digest);
+        // A file region is re-read on a retry; the registry checks the
+        // digest and size at the final PUT.
+        let upload = match body {
+            BlobBody::File { file, offset, len } => UploadBody::File { file, offset, len },
+            BlobBody::Stream(s) => UploadBody::Reader(s),
+            BlobBody::Staged { blob, .. } => UploadBody::File {
+                file: std::fs::File::open(blob.path())
+                    .map_err(|e| TransportError::io(blob.path().display().to_string(), e))?,
+                offset: 0,
+                len: blob.size(),
+            },
+        };
+        self.client
+            .push_blob(&self.repo, d, upload, progress)
+            .map_err(|e| client_error(&what, e))
+    }
+
+    fn put_manifest(&self, m: &RawManifest) -> Result<(), TransportError> {
+        let what = format!("{} manifest {}", self.name, m.digest);
+        self.client
+            .put_manifest(&self.repo, &m.digest.to_string(), &m.bytes, &m.media_type)
+            .map_err(|e| client_error(&what, e))?;
+        Ok(())
+    }
+
+    fn tag(&self, top: &RawManifest, tags: &[String]) -> Result<(), TransportError> {
+        let own: Vec<String> = self.tag.iter().cloned().collect();
+        let tags = if tags.is_empty() { &own[..] } else { tags };
+        for t in tags {
+            let what = format!("{} tag {t}", self.name);
+            self.client
+                .put_manifest(&self.repo, t, &top.bytes, &top.media_type)
+                .map_err(|e| client_error(&what, e))?;
+        }
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), TransportError> {
+        // A registry makes each manifest visible as it is put.
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{copy, CopyOptions, NoProgress};
+    use hoist_oci::media_type;
+    use std::collections::HashMap;
+    use std::io::Read;
+
+    /// A hand-made one-layer image in memory.
+    struct Mem {
+        top: RawManifest,
+        blobs: HashMap<Digest, Vec<u8>>,
+    }
+
+    impl Mem {
+        fn new() -> Mem {
+            let layer: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+            let config = serde_json::json!({
+                "architecture": "amd64", "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": [Digest::sha256(&layer)]},
+            })
+            .to_string()
+            .into_bytes();
+            let manifest = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": media_type::OCI_MANIFEST,
+                "config": {"mediaType": media_type::OCI_CONFIG, "digest": Digest::sha256(&config), "size": config.len()},
+                "layers": [{"mediaType": media_type::OCI_LAYER_TAR, "digest": Digest::sha256(&layer), "size": layer.len()}],
+            })
+            .to_string()
+            .into_bytes();
+            Mem {
+                top: RawManifest::new(manifest, media_type::OCI_MANIFEST),
+                blobs: HashMap::from([
+                    (Digest::sha256(&layer), layer),
+                    (Digest::sha256(&config), config),
+                ]),
+            }
+        }
+    }
+
+    impl ImageSource for Mem {
+        fn top(&self) -> Result<RawManifest, TransportError> {
+            Ok(self.top.clone())
+        }
+        fn manifest(&self, d: &Descriptor) -> Result<RawManifest, TransportError> {
+            Err(TransportError::NoSuchImage(d.digest.to_string()))
+        }
+        fn blob(&self, d: &Descriptor, offset: u64) -> Result<BlobBody, TransportError> {
+            Ok(BlobBody::bytes(
+                self.blobs[&d.digest][offset as usize..].to_vec(),
+            ))
+        }
+    }
+
+    fn opts() -> Options {
+        Options {
+            docker_config: Some("/nonexistent/config.json".into()),
+            certs_dirs: Vec::new(),
+            ..Options::default()
+        }
+    }
+
+    #[test]
+    fn an_image_goes_to_docker_registry_and_comes_back_byte_for_byte() {
+        let reg = hoist_testkit::Registry::start();
+        let mem = Mem::new();
+        let r = Reference::parse(&format!("{}/t/app:v1", reg.addr())).unwrap();
+        let dst = RegistryDestination::new(&r, &opts()).unwrap();
+        let copied = copy(
+            &mem,
+            Box::new(dst),
+            &[],
+            &CopyOptions::default(),
+            &NoProgress,
+        )
+        .unwrap();
+        assert_eq!(copied.top, mem.top);
+
+        let src = RegistrySource::open(&r, &opts()).unwrap();
+        assert_eq!(src.top().unwrap(), mem.top);
+        for (d, bytes) in &mem.blobs {
+            let desc = Descriptor::new(media_type::OCI_LAYER_TAR, d.clone(), bytes.len() as u64);
+            let mut got = Vec::new();
+            match src.blob(&desc, 0).unwrap() {
+                BlobBody::Stream(mut s) => s.read_to_end(&mut got).unwrap(),
+                _ => panic!("a small blob comes as a stream"),
+            };
+            assert!(got == *bytes, "blob {d} differs");
+        }
+
+        // Into another repository of the same registry: tagged by the copy's
+        // own names, blobs mounted from the first.
+        let r2 = Reference::parse(&format!("{}/t/other", reg.addr())).unwrap();
+        let dst = RegistryDestination::new(&r2, &opts()).unwrap();
+        assert_eq!(dst.registry(), src.registry());
+        let dst = dst.with_mount_from(vec![src.repository().to_owned()]);
+        copy(
+            &src,
+            Box::new(dst),
+            &["x".into(), "y".into()],
+            &CopyOptions::default(),
+            &NoProgress,
+        )
+        .unwrap();
+        let c = RegistryClient::new(reg.addr(), &opts()).unwrap();
+        assert_eq!(c.list_tags("t/other", None).unwrap(), ["x", "y"]);
+
+        let missing = Reference::parse(&format!("{}/t/app:nope", reg.addr())).unwrap();
+        match RegistrySource::open(&missing, &opts()) {
+            Err(TransportError::NoSuchImage(m)) => assert!(m.contains("t/app:nope"), "{m}"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a missing tag opened"),
+        }
+    }
+}
