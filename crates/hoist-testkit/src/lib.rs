@@ -530,6 +530,43 @@ pub fn require_tool(name: &str) -> PathBuf {
     )
 }
 
+/// A token issuer's EC P-256 key (PKCS#8) and its self-signed certificate, made by openssl in `dir`.
+pub fn issuer_key(dir: &Path) -> (PathBuf, PathBuf) {
+    let openssl = require_tool("openssl");
+    let (key, crt) = (dir.join("issuer.key"), dir.join("issuer.crt"));
+    let out = Command::new(&openssl)
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
+        .arg(&key)
+        .output()
+        .expect("run openssl");
+    assert_success("openssl genpkey", &out);
+    let out = Command::new(&openssl)
+        .args([
+            "req",
+            "-new",
+            "-x509",
+            "-subj",
+            "/CN=hoist-test-issuer",
+            "-days",
+            "2",
+            "-key",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("run openssl");
+    assert_success("openssl req -x509", &out);
+    (key, crt)
+}
+
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     p.metadata()

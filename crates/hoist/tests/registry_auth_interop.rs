@@ -6,7 +6,7 @@
 //! a `hoist serve`.
 
 use hoist_testkit::{
-    assert_failure, assert_success, hoist_bin, http_status, require_tool, scratch_dir,
+    assert_failure, assert_success, hoist_bin, http_status, issuer_key, require_tool, scratch_dir,
 };
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -87,43 +87,6 @@ fn htpasswd_file(dir: &Path, users: &[(&str, &str)]) -> PathBuf {
         assert_success("htpasswd -B", &out);
     }
     path
-}
-
-/// An EC P-256 key (PKCS#8) and its self-signed certificate, by openssl.
-fn issuer_key(dir: &Path) -> (PathBuf, PathBuf) {
-    let openssl = require_tool("openssl");
-    let (key, crt) = (dir.join("issuer.key"), dir.join("issuer.crt"));
-    let out = Command::new(&openssl)
-        .args([
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-        ])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert_success("openssl genpkey", &out);
-    let out = Command::new(&openssl)
-        .args([
-            "req",
-            "-new",
-            "-x509",
-            "-subj",
-            "/CN=hoist-test-issuer",
-            "-days",
-            "2",
-            "-key",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .unwrap();
-    assert_success("openssl req -x509", &out);
-    (key, crt)
 }
 
 fn token_flags(issuer_addr: &str, crt: &Path) -> Vec<String> {

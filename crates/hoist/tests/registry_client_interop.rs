@@ -8,8 +8,10 @@ use hoist_oci::{media_type, Descriptor, Digest};
 use hoist_registry_client::blocking::RegistryClient;
 use hoist_registry_client::{Credentials, Options, Partial, UploadBody};
 use hoist_testkit::serve::HoistServe;
-use hoist_testkit::{assert_failure, assert_success, require_tool, scratch_dir, Registry};
-use std::path::{Path, PathBuf};
+use hoist_testkit::{
+    assert_failure, assert_success, issuer_key, require_tool, scratch_dir, Registry,
+};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 /// Client options for tests: a private config.json, small ranges.
@@ -341,43 +343,6 @@ fn login_logout_and_basic_auth_on_docker_registry() {
         None,
     );
     assert_success("list-tags --creds", &out);
-}
-
-/// An EC P-256 key and its self-signed certificate, by openssl.
-fn issuer_key(dir: &Path) -> (PathBuf, PathBuf) {
-    let openssl = require_tool("openssl");
-    let (key, crt) = (dir.join("issuer.key"), dir.join("issuer.crt"));
-    let out = Command::new(&openssl)
-        .args([
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-        ])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert_success("openssl genpkey", &out);
-    let out = Command::new(&openssl)
-        .args([
-            "req",
-            "-new",
-            "-x509",
-            "-subj",
-            "/CN=hoist-test-issuer",
-            "-days",
-            "2",
-            "-key",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .unwrap();
-    assert_success("openssl req -x509", &out);
-    (key, crt)
 }
 
 #[test]
