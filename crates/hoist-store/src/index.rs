@@ -575,17 +575,24 @@ impl Db {
 
     /// The layers of one manifest, base first.
     fn manifest_layers(&self, image: &str, manifest: &str) -> Result<Vec<NewLayer>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT il.chain_id, l.diff_id, l.parent, l.size, ml.blob, ml.media_type, ml.blob_size
-                 FROM image_layers il JOIN layers l ON l.chain_id = il.chain_id
-                 JOIN manifest_layers ml ON ml.manifest = ?2 AND ml.position = il.position
-                 WHERE il.image = ?1 ORDER BY il.position",
-            )
-            .map_err(|e| self.err(e))?;
+        self.layers_query(
+            "SELECT il.chain_id, l.diff_id, l.parent, l.size, ml.blob, ml.media_type, ml.blob_size
+             FROM image_layers il JOIN layers l ON l.chain_id = il.chain_id
+             JOIN manifest_layers ml ON ml.manifest = ?2 AND ml.position = il.position
+             WHERE il.image = ?1 ORDER BY il.position",
+            params![image, manifest],
+        )
+    }
+
+    /// Layers from a query giving chain ID, diffID, parent, size, blob, media type and blob size.
+    fn layers_query(
+        &self,
+        sql: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<NewLayer>, StoreError> {
+        let mut st = self.conn.prepare(sql).map_err(|e| self.err(e))?;
         let rows = st
-            .query_map(params![image, manifest], |r| {
+            .query_map(args, |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -750,43 +757,12 @@ impl Db {
         let Some((manifest, mmt, config_size, created, added)) = row else {
             return Ok(None);
         };
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT il.chain_id, l.diff_id, l.parent, l.size, il.blob, il.media_type, il.blob_size
-                 FROM image_layers il JOIN layers l ON l.chain_id = il.chain_id
-                 WHERE il.image = ?1 ORDER BY il.position",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map(params![id.to_string()], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, i64>(6)?,
-                ))
-            })
-            .map_err(|e| self.err(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))?;
-        let mut layers = Vec::with_capacity(rows.len());
-        for (c, d, p, s, b, mt, bs) in rows {
-            layers.push(NewLayer {
-                layer: LayerRecord {
-                    chain_id: parse_digest(c)?,
-                    diff_id: parse_digest(d)?,
-                    parent: p.map(parse_digest).transpose()?,
-                    size: s as u64,
-                },
-                blob: parse_digest(b)?,
-                media_type: mt,
-                blob_size: bs as u64,
-            });
-        }
+        let layers = self.layers_query(
+            "SELECT il.chain_id, l.diff_id, l.parent, l.size, il.blob, il.media_type, il.blob_size
+             FROM image_layers il JOIN layers l ON l.chain_id = il.chain_id
+             WHERE il.image = ?1 ORDER BY il.position",
+            params![id.to_string()],
+        )?;
         let tags = self.column(REACHING_TAGS, params![id.to_string()])?;
         let mut manifests = Vec::new();
         for m in self.column(
