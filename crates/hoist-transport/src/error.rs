@@ -56,6 +56,27 @@ pub enum TransportError {
         /// The ratio allowed.
         ratio: u64,
     },
+    /// A blob or document does not have the size its descriptor gives.
+    #[error("{what}: size mismatch: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// What was checked.
+        what: String,
+        /// The size the descriptor gives.
+        expected: u64,
+        /// The size found.
+        actual: u64,
+    },
+    /// A blob in the local store no longer matches its digest.
+    #[error("blob {digest} in the store is damaged: its bytes hash to {actual}; run `hoist fsck` (and `hoist fsck --repair`, then load or pull the image again)")]
+    StoreCorrupt {
+        /// The blob.
+        digest: Digest,
+        /// What its bytes hash to (or why they could not be read).
+        actual: String,
+    },
+    /// A transport name or reference given by the user is not understood.
+    #[error("{0}")]
+    BadReference(String),
     /// A name or ID given on the command line does not resolve.
     #[error("No such image: {0}")]
     NoSuchImage(String),
