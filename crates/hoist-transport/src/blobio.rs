@@ -110,6 +110,37 @@ impl Read for SpanReader<'_> {
     }
 }
 
+/// A file range read with positioned reads, owning its file.
+pub(crate) struct OwnedSpan {
+    file: File,
+    pos: u64,
+    end: u64,
+}
+
+impl OwnedSpan {
+    /// `len` bytes at `offset` of `file`.
+    pub(crate) fn new(file: File, offset: u64, len: u64) -> Self {
+        OwnedSpan {
+            file,
+            pos: offset,
+            end: offset + len,
+        }
+    }
+}
+
+impl Read for OwnedSpan {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut s = SpanReader {
+            file: &self.file,
+            pos: self.pos,
+            end: self.end,
+        };
+        let n = s.read(buf)?;
+        self.pos = s.pos;
+        Ok(n)
+    }
+}
+
 /// Reports each read's byte count.
 struct Reporting<'a, R> {
     inner: R,

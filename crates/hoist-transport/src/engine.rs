@@ -72,7 +72,7 @@ pub struct Copied {
 /// Copies the image `src` names into `dst`, names it by `tags` and commits.
 pub fn copy(
     src: &dyn ImageSource,
-    dst: Box<dyn ImageDestination>,
+    dst: Box<dyn ImageDestination + '_>,
     tags: &[String],
     opts: &CopyOptions,
     progress: &dyn Progress,
@@ -198,18 +198,21 @@ impl Plan {
         if diff_ids && is_image {
             // The config is read here to pair each layer with its diffID; it
             // then travels from memory.
-            let what = format!("config {}", m.config.digest);
-            let bytes = read_small(src.blob(&m.config, 0)?, MAX_JSON, &what)?;
-            RawManifest::verified(bytes.clone(), &m.config, &what)?;
-            let config = Config::parse(&bytes).map_err(doc_err(&what))?;
+            let what = m.config.digest.to_string();
+            let blame = |e| src.blame(&m.config, e);
+            let bytes = read_small(src.blob(&m.config, 0)?, MAX_JSON, &what).map_err(blame)?;
+            RawManifest::verified(bytes.clone(), &m.config, &what).map_err(blame)?;
+            let config = Config::parse(&bytes)
+                .map_err(doc_err(&what))
+                .map_err(blame)?;
             let diff = config.rootfs.diff_ids;
             if diff.len() != m.layers.len() {
-                return Err(TransportError::Archive(format!(
+                return Err(blame(TransportError::Archive(format!(
                     "{what}: the config lists {} layers (rootfs.diff_ids) but manifest {} lists {}",
                     diff.len(),
                     raw.digest,
                     m.layers.len()
-                )));
+                ))));
             }
             ids = diff.into_iter().map(Some).collect();
         }
@@ -250,7 +253,8 @@ fn move_blob(
         progress.finish(&id, true);
         return Ok(());
     }
-    let body = src.blob(&job.desc, 0)?;
+    let blame = |e| src.blame(&job.desc, e);
+    let body = src.blob(&job.desc, 0).map_err(blame)?;
     // A staged body was reported while it streamed in.
     let staged = matches!(body, BlobBody::Staged { .. });
     if !staged {
@@ -261,7 +265,8 @@ fn move_blob(
             progress.advance(&id, n)
         }
     };
-    dst.put_blob(&job.desc, job.diff_id.as_ref(), body, &advance)?;
+    dst.put_blob(&job.desc, job.diff_id.as_ref(), body, &advance)
+        .map_err(blame)?;
     progress.finish(&id, false);
     Ok(())
 }

@@ -24,26 +24,36 @@
 //! traits.
 
 mod archive;
+mod archive_dest;
+mod archive_source;
 mod blobio;
 mod destination;
 mod engine;
 mod error;
 mod import;
 mod load;
+mod oci_dir;
 mod progress;
 mod save;
 mod source;
+mod store_dest;
+mod store_source;
 
+pub use archive_dest::{ArchiveDestination, ArchiveKind, SaveOutput};
+pub use archive_source::{ArchiveImage, ArchiveImageSource, ArchiveSource, LoadInput};
 pub use destination::ImageDestination;
 pub use engine::{
     choose, copy, copy_image, Copied, CopiedImage, CopyOptions, Platforms, PARALLEL_BLOBS,
 };
 pub use error::TransportError;
 pub use import::{apply_change, import, ImportError, ImportOptions, ImportedImage};
-pub use load::{load, LoadInput, LoadedImage};
+pub use load::load;
+pub use oci_dir::{OciDirDestination, OciDirSource};
 pub use progress::{NoProgress, Progress};
-pub use save::{save, SaveFormat, SaveItem, SaveOutput};
+pub use save::{save, SaveFormat, SaveItem};
 pub use source::{digest_of, BlobBody, ImageSource, RawManifest};
+pub use store_dest::{LoadedImage, StoreDestination};
+pub use store_source::StoreSource;
 
 /// Largest JSON document (manifest.json, index.json, manifest, config) hoist reads.
 pub const MAX_JSON: u64 = 16 * 1024 * 1024;
