@@ -48,6 +48,8 @@ enum Command {
     Image(cmd::image::Args),
     /// Manage hoist (df).
     System(cmd::system::Args),
+    /// Copy an image between transports: oci:, oci-archive:, docker-archive:, store:.
+    Copy(cmd::copy::Args),
     /// Check the store: re-hash every blob, check the index; --repair drops what is broken.
     Fsck(cmd::fsck::Args),
 }
@@ -99,6 +101,7 @@ fn main() -> ExitCode {
         Command::Image(a) => cmd::image::run(&ctx, a),
         Command::System(a) => cmd::system::run(&ctx, a),
         Command::Fsck(a) => cmd::fsck::run(&ctx, a),
+        Command::Copy(a) => cmd::copy::run(&ctx, a),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,6 @@
 //! One module per command; each parses its arguments and prints its output.
 
+pub mod copy;
 pub mod df;
 pub mod fsck;
 pub mod history;
