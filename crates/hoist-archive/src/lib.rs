@@ -12,6 +12,7 @@ pub mod compression;
 mod error;
 mod fsat;
 pub mod hash;
+pub mod hashstate;
 pub mod kcopy;
 pub mod paths;
 pub mod tarstream;

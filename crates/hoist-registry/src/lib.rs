@@ -10,7 +10,6 @@ pub mod driver;
 pub mod error;
 pub(crate) mod fsutil;
 pub mod gc;
-pub mod hashstate;
 pub mod layout;
 pub mod metrics;
 pub mod names;

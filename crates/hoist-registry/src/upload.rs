@@ -11,9 +11,9 @@
 use crate::driver::Append;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
-use crate::hashstate::Sha256State;
 use crate::names::{RepoName, UploadId};
 use crate::store::{BlobInfo, Store};
+use hoist_archive::hashstate::Sha256State;
 use hoist_oci::{Algorithm, Digest, Digester};
 use std::collections::HashMap;
 use std::io::Read;

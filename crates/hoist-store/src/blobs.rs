@@ -2,6 +2,7 @@
 //! flows, fsync'd, and renamed to `blobs/<alg>/<hex>` only once its digest is
 //! known and (when announced) matched.
 
+use crate::resume::{PartialBlob, ResumableBlob};
 use crate::{Store, StoreError};
 use hoist_oci::{Algorithm, Digest, Digester};
 use std::fs::File;
@@ -185,9 +186,21 @@ pub struct StagedBlob {
     path: PathBuf,
     digest: Digest,
     size: u64,
+    /// The writer's locked descriptor: the file is live until committed or dropped.
+    _lock: Option<File>,
 }
 
 impl StagedBlob {
+    pub(crate) fn new(path: PathBuf, digest: Digest, size: u64, lock: Option<File>) -> Self {
+        crate::live::register(&path);
+        StagedBlob {
+            path,
+            digest,
+            size,
+            _lock: lock,
+        }
+    }
+
     /// The digest of the staged bytes.
     pub fn digest(&self) -> &Digest {
         &self.digest
@@ -201,6 +214,15 @@ impl StagedBlob {
     /// Where the staged bytes are.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Renames the staged bytes to `dest` unless a blob is already there.
+    pub(crate) fn commit_to(self, dest: &Path) -> Result<(), StoreError> {
+        if !dest.exists() {
+            std::fs::rename(&self.path, dest).map_err(|e| StoreError::io(dest, e))?;
+            crate::live::unregister(&self.path);
+        }
+        Ok(())
     }
 
     /// Checks the staged bytes against an announced digest and size.
@@ -232,6 +254,7 @@ impl Drop for StagedBlob {
     fn drop(&mut self) {
         // An uncommitted staged blob is garbage; committing renames it away first.
         let _ = std::fs::remove_file(&self.path);
+        crate::live::unregister(&self.path);
     }
 }
 
@@ -332,6 +355,11 @@ impl BlobWriter {
         }
     }
 
+    /// Where the bytes are being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Bytes written so far.
     pub fn size(&self) -> u64 {
         self.size
@@ -346,14 +374,14 @@ impl BlobWriter {
         // fdatasync is per inode: it covers what the O_DIRECT descriptor wrote too.
         file.sync_data()
             .map_err(|e| StoreError::io(&self.path, e))?;
-        drop(file);
         self.direct = Direct::Unavailable;
         let digest = std::mem::replace(&mut self.hasher, Hasher::Done).finish()?;
-        Ok(StagedBlob {
-            path: std::mem::take(&mut self.path),
+        Ok(StagedBlob::new(
+            std::mem::take(&mut self.path),
             digest,
-            size: self.size,
-        })
+            self.size,
+            Some(file),
+        ))
     }
 }
 
@@ -361,13 +389,14 @@ impl Drop for BlobWriter {
     fn drop(&mut self) {
         if !self.path.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.path);
+            crate::live::unregister(&self.path);
         }
     }
 }
 
 /// Bytes hashed per read; large enough to amortise syscalls, small enough for cache.
 const HASH_CHUNK: usize = 4 << 20;
-fn random_name() -> String {
+pub(crate) fn random_name() -> String {
     format!(
         "{:016x}{:016x}",
         rand::random::<u64>(),
@@ -455,10 +484,9 @@ impl Store {
     /// once after a batch so the renames are durable.
     pub fn commit_blob(&self, staged: StagedBlob) -> Result<Digest, StoreError> {
         let dest = self.blob_path(&staged.digest);
-        if !dest.exists() {
-            std::fs::rename(&staged.path, &dest).map_err(|e| StoreError::io(&dest, e))?;
-        }
-        Ok(staged.digest.clone())
+        let digest = staged.digest.clone();
+        staged.commit_to(&dest)?;
+        Ok(digest)
     }
 
     /// fsyncs the blob directories so committed renames survive a crash.
@@ -544,6 +572,9 @@ impl Ingest {
             .create_new(true)
             .open(&path)
             .map_err(|e| StoreError::io(&path, e))?;
+        crate::live::register(&path);
+        // A new file: nobody else can hold its lock.
+        crate::live::try_lock(&file).map_err(|e| StoreError::io(&path, e))?;
         Ok(BlobWriter {
             file: Some(file),
             path,
@@ -551,6 +582,22 @@ impl Ingest {
             size: 0,
             direct: Direct::Untried,
         })
+    }
+
+    /// Opens the resumable partial blob for `expected` (sha256), starting
+    /// where an earlier attempt checkpointed; see [`ResumableBlob`].
+    pub fn resume(&self, expected: &Digest) -> Result<ResumableBlob, StoreError> {
+        ResumableBlob::open(&self.dir, expected)
+    }
+
+    /// Partial blobs kept to resume, with how far each got.
+    pub fn partials(&self) -> Result<Vec<PartialBlob>, StoreError> {
+        crate::resume::list(&self.dir)
+    }
+
+    /// Removes files whose writer died (not partial blobs kept to resume).
+    pub fn clean_dead(&self) -> usize {
+        crate::live::clean_dead(&self.dir)
     }
 
     /// Writes small bytes as a staged blob, checking them against `expected` if given.
@@ -617,12 +664,7 @@ impl Ingest {
         copied.map_err(|e| StoreError::io(&path, e))?;
         let digest = hashed.map_err(|e| StoreError::io(&path, e))?;
         dst.sync_data().map_err(|e| StoreError::io(&path, e))?;
-        drop(dst);
         w.path = PathBuf::new();
-        Ok(StagedBlob {
-            path,
-            digest,
-            size: len,
-        })
+        Ok(StagedBlob::new(path, digest, len, Some(dst)))
     }
 }

@@ -54,6 +54,19 @@ pub enum StoreError {
         /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// The index was written by a newer hoist.
+    #[error("store index {path} has schema version {found}, newer than this hoist understands ({supported}); upgrade hoist")]
+    NewerSchema {
+        /// The database file.
+        path: PathBuf,
+        /// The version in the file.
+        found: u32,
+        /// The newest version this program knows.
+        supported: u32,
+    },
+    /// Another live process holds what this one needs.
+    #[error("{0}")]
+    Busy(String),
     /// The index holds something that is not valid (hand-edited or corrupt).
     #[error("store index is corrupt: {0}; run `hoist fsck --repair`")]
     Corrupt(String),

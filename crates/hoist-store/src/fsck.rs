@@ -45,7 +45,7 @@ enum Action {
     DeleteBlob(Digest),
     DeleteFile(PathBuf),
     DropImage(Digest),
-    DropTag(String, Digest),
+    DropTag(String),
 }
 
 /// One problem, worded to name the thing and the fix.
@@ -400,11 +400,10 @@ impl Store {
                             done.dropped_images.push((id.clone(), removed.untagged));
                         }
                     }
-                    Action::DropTag(name, image) => {
-                        let removed =
-                            self.index_mut()
-                                .remove(image, std::slice::from_ref(name), false)?;
-                        done.dropped_tags.extend(removed.untagged);
+                    Action::DropTag(name) => {
+                        if self.index_mut().drop_tag(name)? {
+                            done.dropped_tags.push(name.clone());
+                        }
                     }
                 }
             }
@@ -593,17 +592,18 @@ impl Store {
         }
 
         let ids: BTreeSet<&Digest> = images.iter().map(|i| &i.id).collect();
+        let indexes: BTreeSet<Digest> = self.index().index_digests()?.into_iter().collect();
         if let Ok(tags) = self.index().tags() {
-            for t in tags.iter().filter(|t| !ids.contains(&t.image)) {
+            let dangling = tags
+                .iter()
+                .filter(|t| !ids.contains(&t.image) && !indexes.contains(&t.target));
+            for t in dangling {
                 report.problems.push(Problem {
                     kind: ProblemKind::DanglingTag,
                     subject: format!("tag {}", t.name),
-                    detail: format!(
-                        "it points to image {}, which the index does not have",
-                        t.image
-                    ),
+                    detail: format!("it points to {}, which the index does not have", t.target),
                     fix: "`hoist fsck --repair` removes the tag".into(),
-                    actions: vec![Action::DropTag(t.name.clone(), t.image.clone())],
+                    actions: vec![Action::DropTag(t.name.clone())],
                 });
             }
         }

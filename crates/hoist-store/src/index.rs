@@ -1,5 +1,6 @@
 //! The transactional index in `index.db` (SQLite, WAL): images by config
-//! digest, their layer stacks, layers by chainID, and tags. SQLite gives
+//! digest, their layer stacks, layers by chainID, the manifests and indexes
+//! that describe them, and tags naming a manifest or an index. SQLite gives
 //! several hoist processes one consistent view and atomic updates.
 
 use crate::StoreError;
@@ -8,39 +9,6 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS images(
-  id TEXT PRIMARY KEY,
-  manifest TEXT NOT NULL,
-  manifest_media_type TEXT NOT NULL,
-  config_size INTEGER NOT NULL,
-  created TEXT,
-  added INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS layers(
-  chain_id TEXT PRIMARY KEY,
-  diff_id TEXT NOT NULL,
-  parent TEXT,
-  size INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS image_layers(
-  image TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
-  position INTEGER NOT NULL,
-  chain_id TEXT NOT NULL REFERENCES layers(chain_id),
-  blob TEXT NOT NULL,
-  media_type TEXT NOT NULL,
-  blob_size INTEGER NOT NULL,
-  PRIMARY KEY(image, position)
-);
-CREATE INDEX IF NOT EXISTS image_layers_chain ON image_layers(chain_id);
-CREATE TABLE IF NOT EXISTS tags(
-  name TEXT PRIMARY KEY,
-  image TEXT NOT NULL REFERENCES images(id),
-  updated INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tags_image ON tags(image);
-";
 
 /// The index database.
 pub struct Db {
@@ -108,10 +76,13 @@ pub struct ImageRecord {
     pub created: Option<String>,
     /// Unix time it was added.
     pub added: i64,
-    /// Its layers, base first.
+    /// Its layers, base first (with the blobs of its first manifest).
     pub layers: Vec<NewLayer>,
-    /// Its tags (full references), sorted.
+    /// Its tags (full references), sorted: those naming one of its
+    /// manifests or an index that lists one.
     pub tags: Vec<String>,
+    /// Every manifest of it, first one first.
+    pub manifests: Vec<ManifestRecord>,
 }
 
 impl ImageRecord {
@@ -126,8 +97,80 @@ impl ImageRecord {
 pub struct TagRecord {
     /// The full reference.
     pub name: String,
-    /// The image ID.
+    /// The image ID (for an index, the image of the platform this host
+    /// runs, else of its first fetched child); the target itself when it
+    /// names nothing in the index.
     pub image: Digest,
+    /// The manifest or index digest the tag names.
+    pub target: Digest,
+}
+
+/// One manifest of an image: the config with one choice of layer blobs.
+#[derive(Clone, Debug)]
+pub struct ManifestRecord {
+    /// The manifest's digest.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// The image (config digest) it describes.
+    pub image: Digest,
+    /// The platform an index listed it for (`os/arch[/variant]`), if any.
+    pub platform: Option<String>,
+    /// Its layers, base first, with this manifest's blobs.
+    pub layers: Vec<NewLayer>,
+}
+
+/// One entry of an index, fetched or not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexChild {
+    /// The child manifest's digest.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The platform the index lists it for (`os/arch[/variant]`).
+    pub platform: Option<String>,
+}
+
+/// An index to add: its bytes are a blob; the children are its entries.
+#[derive(Clone, Debug)]
+pub struct NewIndex {
+    /// The index's digest (its bytes are committed as a blob).
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Every entry, in the index's order.
+    pub children: Vec<IndexChild>,
+}
+
+/// An index as the index database knows it.
+#[derive(Clone, Debug)]
+pub struct IndexRecord {
+    /// The index's digest.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Every entry, in order.
+    pub children: Vec<IndexChild>,
+    /// The children whose manifests are in the store (the fetched platforms).
+    pub fetched: Vec<Digest>,
+    /// Tags naming it, sorted.
+    pub tags: Vec<String>,
+}
+
+/// What a tag names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TagTarget {
+    /// An image manifest of this image.
+    Manifest {
+        /// The manifest's digest.
+        digest: Digest,
+        /// The image (config digest) it describes.
+        image: Digest,
+    },
+    /// An index.
+    Index(Digest),
 }
 
 /// What removing an image did, for Docker-style `Untagged:`/`Deleted:` lines.
@@ -137,6 +180,10 @@ pub struct RemovedImage {
     pub untagged: Vec<String>,
     /// The image ID, when the image itself was deleted.
     pub deleted_image: Option<Digest>,
+    /// Other images deleted with it: the platforms of an index whose last tag went.
+    pub deleted_images: Vec<Digest>,
+    /// Indexes whose last tag went, now deleted.
+    pub deleted_indexes: Vec<Digest>,
     /// Layer chainIDs no image uses any more, now deleted from the index.
     pub deleted_layers: Vec<Digest>,
 }
@@ -159,7 +206,7 @@ impl Db {
             path: path.to_owned(),
             source,
         };
-        let conn = Connection::open(path).map_err(err)?;
+        let mut conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(120)).map_err(err)?;
         // Turning a new database to WAL needs it alone and fails at once with
         // SQLITE_BUSY, busy timeout or not, while another process opens it
@@ -181,7 +228,7 @@ impl Db {
             .map_err(err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+        crate::schema::migrate(&mut conn, path)?;
         Ok(Db {
             conn,
             path: path.to_owned(),
@@ -266,6 +313,58 @@ impl Db {
     /// Adds an image, its layers and tags in one transaction. Returns, for each
     /// tag that moved, the reference and the image it pointed to before.
     pub fn add_image(&mut self, img: &NewImage) -> Result<Vec<(String, Digest)>, StoreError> {
+        let batch = Batch {
+            images: vec![(img.clone(), None)],
+            indexes: Vec::new(),
+            tags: img
+                .tags
+                .iter()
+                .map(|t| (t.clone(), img.manifest.clone()))
+                .collect(),
+        };
+        self.apply(&batch)
+    }
+
+    /// Adds an image with a manifest an index listed for `platform`
+    /// (`os/arch[/variant]`); `img.tags` name that manifest.
+    pub fn add_platform_image(
+        &mut self,
+        img: &NewImage,
+        platform: &str,
+    ) -> Result<Vec<(String, Digest)>, StoreError> {
+        let batch = Batch {
+            images: vec![(img.clone(), Some(platform.to_owned()))],
+            indexes: Vec::new(),
+            tags: img
+                .tags
+                .iter()
+                .map(|t| (t.clone(), img.manifest.clone()))
+                .collect(),
+        };
+        self.apply(&batch)
+    }
+
+    /// Adds an index (its bytes already committed as a blob) and points
+    /// `tags` at it. Returns the tags that moved, as [`Db::add_image`].
+    pub fn add_index(
+        &mut self,
+        idx: &NewIndex,
+        tags: &[String],
+    ) -> Result<Vec<(String, Digest)>, StoreError> {
+        self.apply(&Batch {
+            images: Vec::new(),
+            indexes: vec![idx.clone()],
+            tags: tags
+                .iter()
+                .map(|t| (t.clone(), idx.digest.clone()))
+                .collect(),
+        })
+    }
+
+    /// Adds images, indexes and tags in one transaction (what a store writer
+    /// commits). Returns, for each tag that moved, the reference and the image
+    /// it pointed to before.
+    pub(crate) fn apply(&mut self, batch: &Batch) -> Result<Vec<(String, Digest)>, StoreError> {
         let path = self.path.clone();
         let err = |source| StoreError::Db {
             path: path.clone(),
@@ -275,151 +374,269 @@ impl Db {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
-        for l in &img.layers {
-            tx.execute(
-                "INSERT OR IGNORE INTO layers(chain_id, diff_id, parent, size) VALUES(?1, ?2, ?3, ?4)",
-                params![
-                    l.layer.chain_id.to_string(),
-                    l.layer.diff_id.to_string(),
-                    l.layer.parent.as_ref().map(|p| p.to_string()),
-                    l.layer.size as i64
-                ],
-            )
-            .map_err(err)?;
+        for (img, platform) in &batch.images {
+            insert_image(&tx, img, platform.as_deref()).map_err(err)?;
         }
-        let id = img.id.to_string();
-        let exists: bool = tx
-            .query_row(
-                "SELECT 1 FROM images WHERE id = ?1",
-                params![id],
-                |_| Ok(()),
-            )
-            .optional()
-            .map_err(err)?
-            .is_some();
-        if !exists {
-            tx.execute(
-                "INSERT INTO images(id, manifest, manifest_media_type, config_size, created, added) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    id,
-                    img.manifest.to_string(),
-                    img.manifest_media_type,
-                    img.config_size as i64,
-                    img.created,
-                    now()
-                ],
-            )
-            .map_err(err)?;
-            for (i, l) in img.layers.iter().enumerate() {
-                tx.execute(
-                    "INSERT INTO image_layers(image, position, chain_id, blob, media_type, blob_size) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        id,
-                        i as i64,
-                        l.layer.chain_id.to_string(),
-                        l.blob.to_string(),
-                        l.media_type,
-                        l.blob_size as i64
-                    ],
-                )
-                .map_err(err)?;
-            }
+        for idx in &batch.indexes {
+            insert_index(&tx, idx).map_err(err)?;
         }
         let mut moved = Vec::new();
-        for t in &img.tags {
-            let prev: Option<String> = tx
-                .query_row("SELECT image FROM tags WHERE name = ?1", params![t], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .map_err(err)?;
-            if let Some(p) = prev {
-                if p != id {
-                    moved.push((t.clone(), parse_digest(p)?));
+        for (name, target) in &batch.tags {
+            let target = target.to_string();
+            let known = resolve_image(&tx, &target).map_err(err)?.is_some()
+                || exists(&tx, "SELECT 1 FROM indexes WHERE digest = ?1", &target).map_err(err)?;
+            if !known {
+                return Err(StoreError::NoSuchImage(target));
+            }
+            if let Some(prev) = put_tag(&tx, name, &target).map_err(err)? {
+                if prev != target {
+                    let before = resolve_image(&tx, &prev).map_err(err)?.unwrap_or(prev);
+                    moved.push((name.clone(), parse_digest(before)?));
                 }
             }
-            tx.execute(
-                "INSERT INTO tags(name, image, updated) VALUES(?1, ?2, ?3) ON CONFLICT(name) DO UPDATE SET image = excluded.image, updated = excluded.updated",
-                params![t, id, now()],
-            )
-            .map_err(err)?;
         }
         tx.commit().map_err(err)?;
         Ok(moved)
     }
 
-    /// Points `name` at an existing image. Returns the image it pointed to before.
+    /// Points `name` at an existing image (its first manifest). Returns the
+    /// image it pointed to before.
     pub fn set_tag(&mut self, name: &str, image: &Digest) -> Result<Option<Digest>, StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::Db {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
-        let exists = tx
-            .query_row(
-                "SELECT 1 FROM images WHERE id = ?1",
+        let manifest = self
+            .column(
+                "SELECT manifest FROM images WHERE id = ?1",
                 params![image.to_string()],
-                |_| Ok(()),
-            )
-            .optional()
-            .map_err(err)?
-            .is_some();
-        if !exists {
-            return Err(StoreError::NoSuchImage(image.to_string()));
-        }
-        let prev: Option<String> = tx
-            .query_row(
-                "SELECT image FROM tags WHERE name = ?1",
-                params![name],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(err)?;
-        tx.execute(
-            "INSERT INTO tags(name, image, updated) VALUES(?1, ?2, ?3) ON CONFLICT(name) DO UPDATE SET image = excluded.image, updated = excluded.updated",
-            params![name, image.to_string(), now()],
-        )
-        .map_err(err)?;
-        tx.commit().map_err(err)?;
-        prev.map(parse_digest).transpose()
+            )?
+            .pop()
+            .ok_or_else(|| StoreError::NoSuchImage(image.to_string()))?;
+        self.set_tag_target(name, &parse_digest(manifest)?)
     }
 
-    /// The image a tag points to.
+    /// Points `name` at a manifest or an index in the store. Returns the
+    /// image it resolved to before.
+    pub fn set_tag_target(
+        &mut self,
+        name: &str,
+        target: &Digest,
+    ) -> Result<Option<Digest>, StoreError> {
+        let prev = self.tag(name)?;
+        self.apply(&Batch {
+            tags: vec![(name.to_owned(), target.clone())],
+            ..Batch::default()
+        })?;
+        Ok(prev)
+    }
+
+    /// The image a tag points to (for an index, the host's platform, else
+    /// its first fetched child).
     pub fn tag(&self, name: &str) -> Result<Option<Digest>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT image FROM tags WHERE name = ?1",
-                params![name],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()
+        let Some(target) = self
+            .column("SELECT target FROM tags WHERE name = ?1", params![name])?
+            .pop()
+        else {
+            return Ok(None);
+        };
+        resolve_image(&self.conn, &target)
             .map_err(|e| self.err(e))?
             .map(parse_digest)
             .transpose()
+    }
+
+    /// What a tag names: a manifest (and its image) or an index.
+    pub fn tag_target(&self, name: &str) -> Result<Option<TagTarget>, StoreError> {
+        let Some(target) = self
+            .column("SELECT target FROM tags WHERE name = ?1", params![name])?
+            .pop()
+        else {
+            return Ok(None);
+        };
+        if let Some(image) = self
+            .column(
+                "SELECT image FROM manifests WHERE digest = ?1",
+                params![target],
+            )?
+            .pop()
+        {
+            return Ok(Some(TagTarget::Manifest {
+                digest: parse_digest(target)?,
+                image: parse_digest(image)?,
+            }));
+        }
+        if exists(
+            &self.conn,
+            "SELECT 1 FROM indexes WHERE digest = ?1",
+            &target,
+        )
+        .map_err(|e| self.err(e))?
+        {
+            return Ok(Some(TagTarget::Index(parse_digest(target)?)));
+        }
+        Ok(None)
     }
 
     /// Every tag.
     pub fn tags(&self) -> Result<Vec<TagRecord>, StoreError> {
         let mut st = self
             .conn
-            .prepare("SELECT name, image FROM tags ORDER BY name")
+            .prepare("SELECT name, target FROM tags ORDER BY name")
             .map_err(|e| self.err(e))?;
         let rows = st
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
-        for row in rows {
-            let (name, image) = row.map_err(|e| self.err(e))?;
+        for (name, target) in rows {
+            let image = resolve_image(&self.conn, &target)
+                .map_err(|e| self.err(e))?
+                .unwrap_or_else(|| target.clone());
             out.push(TagRecord {
                 name,
                 image: parse_digest(image)?,
+                target: parse_digest(target)?,
             });
         }
         Ok(out)
+    }
+
+    /// The layers of one manifest, base first.
+    fn manifest_layers(&self, image: &str, manifest: &str) -> Result<Vec<NewLayer>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT il.chain_id, l.diff_id, l.parent, l.size, ml.blob, ml.media_type, ml.blob_size
+                 FROM image_layers il JOIN layers l ON l.chain_id = il.chain_id
+                 JOIN manifest_layers ml ON ml.manifest = ?2 AND ml.position = il.position
+                 WHERE il.image = ?1 ORDER BY il.position",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![image, manifest], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, i64>(6)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        rows.into_iter()
+            .map(|(c, d, p, s, b, mt, bs)| {
+                Ok(NewLayer {
+                    layer: LayerRecord {
+                        chain_id: parse_digest(c)?,
+                        diff_id: parse_digest(d)?,
+                        parent: p.map(parse_digest).transpose()?,
+                        size: s as u64,
+                    },
+                    blob: parse_digest(b)?,
+                    media_type: mt,
+                    blob_size: bs as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// One manifest with its layers.
+    pub fn manifest(&self, digest: &Digest) -> Result<Option<ManifestRecord>, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT media_type, image, platform FROM manifests WHERE digest = ?1",
+                params![digest.to_string()],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some((media_type, image, platform)) = row else {
+            return Ok(None);
+        };
+        let layers = self.manifest_layers(&image, &digest.to_string())?;
+        Ok(Some(ManifestRecord {
+            digest: digest.clone(),
+            media_type,
+            image: parse_digest(image)?,
+            platform,
+            layers,
+        }))
+    }
+
+    /// One index with its children, which of them were fetched, and its tags.
+    pub fn index(&self, digest: &Digest) -> Result<Option<IndexRecord>, StoreError> {
+        let d = digest.to_string();
+        let Some(media_type) = self
+            .column(
+                "SELECT media_type FROM indexes WHERE digest = ?1",
+                params![d],
+            )?
+            .pop()
+        else {
+            return Ok(None);
+        };
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT digest, media_type, size, platform FROM index_children WHERE idx = ?1 ORDER BY position",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![d], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        let mut children = Vec::new();
+        for (digest, media_type, size, platform) in rows {
+            children.push(IndexChild {
+                digest: parse_digest(digest)?,
+                media_type,
+                size: size as u64,
+                platform,
+            });
+        }
+        let fetched = self
+            .column(
+                "SELECT c.digest FROM index_children c JOIN manifests m ON m.digest = c.digest
+                 WHERE c.idx = ?1 ORDER BY c.position",
+                params![d],
+            )?
+            .into_iter()
+            .map(parse_digest)
+            .collect::<Result<_, _>>()?;
+        let tags = self.column(
+            "SELECT name FROM tags WHERE target = ?1 ORDER BY name",
+            params![d],
+        )?;
+        Ok(Some(IndexRecord {
+            digest: digest.clone(),
+            media_type,
+            children,
+            fetched,
+            tags,
+        }))
+    }
+
+    /// Digests of every index, oldest first.
+    pub fn index_digests(&self) -> Result<Vec<Digest>, StoreError> {
+        let v = self.column("SELECT digest FROM indexes ORDER BY added, digest", [])?;
+        v.into_iter().map(parse_digest).collect()
     }
 
     /// IDs of all images, newest first.
@@ -496,10 +713,16 @@ impl Db {
                 blob_size: bs as u64,
             });
         }
-        let tags = self.column(
-            "SELECT name FROM tags WHERE image = ?1 ORDER BY name",
+        let tags = self.column(REACHING_TAGS, params![id.to_string()])?;
+        let mut manifests = Vec::new();
+        for m in self.column(
+            "SELECT digest FROM manifests WHERE image = ?1 ORDER BY digest = (SELECT manifest FROM images WHERE id = ?1) DESC, added, digest",
             params![id.to_string()],
-        )?;
+        )? {
+            if let Some(m) = self.manifest(&parse_digest(m)?)? {
+                manifests.push(m);
+            }
+        }
         Ok(Some(ImageRecord {
             id: id.clone(),
             config_size: config_size as u64,
@@ -509,6 +732,7 @@ impl Db {
             added,
             layers,
             tags,
+            manifests,
         }))
     }
 
@@ -523,8 +747,11 @@ impl Db {
         Ok(out)
     }
 
-    /// Removes a tag; then, if `image` has no tags left (or `untag_all`), the
-    /// image itself and every layer no other image uses. One transaction.
+    /// Removes tags that reach `image` (naming one of its manifests or an
+    /// index listing one); then, if `delete_if_untagged`: every index among
+    /// those tags' targets that has no tag left, and `image` and those
+    /// indexes' other images when no tag reaches them any more, with every
+    /// layer no other image uses. One transaction.
     pub fn remove(
         &mut self,
         image: &Digest,
@@ -542,61 +769,59 @@ impl Db {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
         let mut out = RemovedImage::default();
-        for t in tags {
-            let n = tx
-                .execute(
-                    "DELETE FROM tags WHERE name = ?1 AND image = ?2",
-                    params![t, id],
-                )
-                .map_err(err)?;
-            if n > 0 {
+        let reaching: BTreeSet<String> = query_column(&tx, REACHING_TAGS, params![id])
+            .map_err(err)?
+            .into_iter()
+            .collect();
+        let mut targets = BTreeSet::new();
+        for t in tags.iter().filter(|t| reaching.contains(*t)) {
+            if let Some(target) =
+                query_column(&tx, "SELECT target FROM tags WHERE name = ?1", params![t])
+                    .map_err(err)?
+                    .pop()
+            {
+                tx.execute("DELETE FROM tags WHERE name = ?1", params![t])
+                    .map_err(err)?;
                 out.untagged.push(t.clone());
+                targets.insert(target);
             }
         }
-        let left: i64 = tx
-            .query_row(
-                "SELECT count(*) FROM tags WHERE image = ?1",
-                params![id],
-                |r| r.get(0),
+        if !delete_if_untagged {
+            tx.commit().map_err(err)?;
+            return Ok(out);
+        }
+        // Images to delete once nothing reaches them: this one, and the
+        // platforms of every index that lost its last tag.
+        let mut candidates = vec![id.clone()];
+        for target in &targets {
+            let is_index =
+                exists(&tx, "SELECT 1 FROM indexes WHERE digest = ?1", target).map_err(err)?;
+            let still_tagged =
+                exists(&tx, "SELECT 1 FROM tags WHERE target = ?1", target).map_err(err)?;
+            if !is_index || still_tagged {
+                continue;
+            }
+            let images = query_column(
+                &tx,
+                "SELECT DISTINCT m.image FROM index_children c JOIN manifests m ON m.digest = c.digest WHERE c.idx = ?1",
+                params![target],
             )
             .map_err(err)?;
-        if left == 0 && delete_if_untagged {
-            let chains: Vec<String> = {
-                let mut st = tx
-                    .prepare(
-                        "SELECT chain_id FROM image_layers WHERE image = ?1 ORDER BY position DESC",
-                    )
-                    .map_err(err)?;
-                let v = st
-                    .query_map(params![id], |r| r.get::<_, String>(0))
-                    .map_err(err)?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(err)?;
-                v
-            };
-            tx.execute("DELETE FROM image_layers WHERE image = ?1", params![id])
+            candidates.extend(images.into_iter().filter(|i| i != &id));
+            tx.execute("DELETE FROM indexes WHERE digest = ?1", params![target])
                 .map_err(err)?;
-            let n = tx
-                .execute("DELETE FROM images WHERE id = ?1", params![id])
-                .map_err(err)?;
-            if n > 0 {
-                out.deleted_image = Some(image.clone());
+            out.deleted_indexes.push(parse_digest(target.clone())?);
+        }
+        for img in candidates {
+            let left = query_column(&tx, REACHING_TAGS, params![img]).map_err(err)?;
+            if !left.is_empty() {
+                continue;
             }
-            for c in chains {
-                let used: i64 = tx
-                    .query_row(
-                        "SELECT count(*) FROM image_layers WHERE chain_id = ?1",
-                        params![c],
-                        |r| r.get(0),
-                    )
-                    .map_err(err)?;
-                if used == 0 {
-                    let n = tx
-                        .execute("DELETE FROM layers WHERE chain_id = ?1", params![c])
-                        .map_err(err)?;
-                    if n > 0 {
-                        out.deleted_layers.push(parse_digest(c)?);
-                    }
+            if delete_image(&tx, &img, &mut out.deleted_layers).map_err(err)? {
+                if img == id {
+                    out.deleted_image = Some(image.clone());
+                } else {
+                    out.deleted_images.push(parse_digest(img)?);
                 }
             }
         }
@@ -616,7 +841,12 @@ impl Db {
 
     /// Every blob the index refers to: configs, manifests and layer blobs.
     pub fn referenced_blobs(&self) -> Result<BTreeSet<Digest>, StoreError> {
-        let v = self.column("SELECT id FROM images UNION SELECT manifest FROM images UNION SELECT blob FROM image_layers", [])?;
+        let v = self.column(
+            "SELECT id FROM images UNION SELECT manifest FROM images UNION SELECT blob FROM image_layers
+             UNION SELECT digest FROM manifests UNION SELECT blob FROM manifest_layers
+             UNION SELECT digest FROM indexes",
+            [],
+        )?;
         v.into_iter().map(parse_digest).collect()
     }
 
@@ -628,12 +858,205 @@ impl Db {
 
     /// Deletes an image whatever its tags (fsck --repair of a broken image).
     pub fn purge_image(&mut self, image: &Digest) -> Result<RemovedImage, StoreError> {
-        let tags: Vec<String> = self
-            .tags()?
-            .into_iter()
-            .filter(|t| &t.image == image)
-            .map(|t| t.name)
-            .collect();
+        let tags = self.column(REACHING_TAGS, params![image.to_string()])?;
         self.remove(image, &tags, true)
     }
+
+    /// Deletes a tag by name, whatever it names (fsck --repair of a tag
+    /// naming nothing). True when it existed.
+    pub fn drop_tag(&mut self, name: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute("DELETE FROM tags WHERE name = ?1", params![name])
+            .map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+}
+
+/// Tags that reach image `?1`: naming one of its manifests, or an index that
+/// lists one; or naming the image ID itself (a v1 tag whose image was gone).
+const REACHING_TAGS: &str = "SELECT name FROM tags WHERE target = ?1
+  OR target IN (SELECT digest FROM manifests WHERE image = ?1)
+  OR target IN (SELECT c.idx FROM index_children c JOIN manifests m ON m.digest = c.digest WHERE m.image = ?1)
+  ORDER BY name";
+
+/// Images, indexes and tags to add in one transaction.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Batch {
+    /// Images with the platform their manifest is for.
+    pub(crate) images: Vec<(NewImage, Option<String>)>,
+    /// Indexes.
+    pub(crate) indexes: Vec<NewIndex>,
+    /// Tag name → manifest or index digest.
+    pub(crate) tags: Vec<(String, Digest)>,
+}
+
+fn query_column(
+    c: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<String>> {
+    let mut st = c.prepare(sql)?;
+    let rows = st.query_map(p, |r| r.get::<_, String>(0))?;
+    rows.collect()
+}
+
+fn exists(c: &Connection, sql: &str, key: &str) -> rusqlite::Result<bool> {
+    Ok(c.query_row(sql, params![key], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// The image a manifest or index digest resolves to: a manifest's image; for
+/// an index, the fetched child for this host's platform, else the first fetched.
+fn resolve_image(c: &Connection, target: &str) -> rusqlite::Result<Option<String>> {
+    let host = hoist_oci::Platform::host().to_string();
+    c.query_row(
+        "SELECT image FROM (
+           SELECT image, 0 AS rank, 0 AS position FROM manifests WHERE digest = ?1
+           UNION ALL
+           SELECT m.image, CASE WHEN c.platform = ?2 THEN 1 ELSE 2 END, c.position
+           FROM index_children c JOIN manifests m ON m.digest = c.digest WHERE c.idx = ?1
+         ) ORDER BY rank, position LIMIT 1",
+        params![target, host],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// Points a tag at a target; returns the target it had before.
+fn put_tag(c: &Connection, name: &str, target: &str) -> rusqlite::Result<Option<String>> {
+    let prev = c
+        .query_row(
+            "SELECT target FROM tags WHERE name = ?1",
+            params![name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    c.execute(
+        "INSERT INTO tags(name, target, updated) VALUES(?1, ?2, ?3) ON CONFLICT(name) DO UPDATE SET target = excluded.target, updated = excluded.updated",
+        params![name, target, now()],
+    )?;
+    Ok(prev)
+}
+
+/// Inserts an image (if new), its layers (if new) and this manifest (if new).
+fn insert_image(c: &Connection, img: &NewImage, platform: Option<&str>) -> rusqlite::Result<()> {
+    for l in &img.layers {
+        c.execute(
+            "INSERT OR IGNORE INTO layers(chain_id, diff_id, parent, size) VALUES(?1, ?2, ?3, ?4)",
+            params![
+                l.layer.chain_id.to_string(),
+                l.layer.diff_id.to_string(),
+                l.layer.parent.as_ref().map(|p| p.to_string()),
+                l.layer.size as i64
+            ],
+        )?;
+    }
+    let id = img.id.to_string();
+    if !exists(c, "SELECT 1 FROM images WHERE id = ?1", &id)? {
+        c.execute(
+            "INSERT INTO images(id, manifest, manifest_media_type, config_size, created, added) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                id,
+                img.manifest.to_string(),
+                img.manifest_media_type,
+                img.config_size as i64,
+                img.created,
+                now()
+            ],
+        )?;
+        for (i, l) in img.layers.iter().enumerate() {
+            c.execute(
+                "INSERT INTO image_layers(image, position, chain_id, blob, media_type, blob_size) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    id,
+                    i as i64,
+                    l.layer.chain_id.to_string(),
+                    l.blob.to_string(),
+                    l.media_type,
+                    l.blob_size as i64
+                ],
+            )?;
+        }
+    }
+    let manifest = img.manifest.to_string();
+    if !exists(c, "SELECT 1 FROM manifests WHERE digest = ?1", &manifest)? {
+        c.execute(
+            "INSERT INTO manifests(digest, media_type, image, platform, added) VALUES(?1, ?2, ?3, ?4, ?5)",
+            params![manifest, img.manifest_media_type, id, platform, now()],
+        )?;
+        for (i, l) in img.layers.iter().enumerate() {
+            c.execute(
+                "INSERT INTO manifest_layers(manifest, position, blob, media_type, blob_size) VALUES(?1, ?2, ?3, ?4, ?5)",
+                params![
+                    manifest,
+                    i as i64,
+                    l.blob.to_string(),
+                    l.media_type,
+                    l.blob_size as i64
+                ],
+            )?;
+        }
+    } else if let Some(p) = platform {
+        c.execute(
+            "UPDATE manifests SET platform = ?2 WHERE digest = ?1 AND platform IS NULL",
+            params![manifest, p],
+        )?;
+    }
+    Ok(())
+}
+
+/// Inserts an index (if new) and its children.
+fn insert_index(c: &Connection, idx: &NewIndex) -> rusqlite::Result<()> {
+    let d = idx.digest.to_string();
+    if exists(c, "SELECT 1 FROM indexes WHERE digest = ?1", &d)? {
+        return Ok(());
+    }
+    c.execute(
+        "INSERT INTO indexes(digest, media_type, added) VALUES(?1, ?2, ?3)",
+        params![d, idx.media_type, now()],
+    )?;
+    for (i, ch) in idx.children.iter().enumerate() {
+        c.execute(
+            "INSERT INTO index_children(idx, position, digest, media_type, size, platform) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                d,
+                i as i64,
+                ch.digest.to_string(),
+                ch.media_type,
+                ch.size as i64,
+                ch.platform
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Deletes an image, its manifests and every layer record no other image
+/// uses (appending those chainIDs to `deleted_layers`). True when it existed.
+fn delete_image(
+    c: &Connection,
+    id: &str,
+    deleted_layers: &mut Vec<Digest>,
+) -> Result<bool, rusqlite::Error> {
+    let chains = query_column(
+        c,
+        "SELECT chain_id FROM image_layers WHERE image = ?1 ORDER BY position DESC",
+        params![id],
+    )?;
+    c.execute("DELETE FROM manifests WHERE image = ?1", params![id])?;
+    c.execute("DELETE FROM image_layers WHERE image = ?1", params![id])?;
+    let n = c.execute("DELETE FROM images WHERE id = ?1", params![id])?;
+    for ch in chains {
+        if !exists(c, "SELECT 1 FROM image_layers WHERE chain_id = ?1", &ch)?
+            && c.execute("DELETE FROM layers WHERE chain_id = ?1", params![ch])? > 0
+        {
+            // A chainID read back from the index: a bad one is left unreported.
+            if let Ok(d) = ch.parse() {
+                deleted_layers.push(d);
+            }
+        }
+    }
+    Ok(n > 0)
 }

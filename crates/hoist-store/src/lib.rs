@@ -6,15 +6,26 @@ mod blobs;
 mod error;
 mod fsck;
 mod index;
+mod live;
 mod lock;
+mod resume;
+mod schema;
 mod usage;
+mod writer;
 
 pub use blobs::{BlobWriter, ChunkBuf, Ingest, StagedBlob};
 pub use error::StoreError;
 pub use fsck::{FsckReport, Problem, ProblemKind, RepairReport};
-pub use index::{ImageRecord, LayerRecord, NewImage, NewLayer, RemovedImage, TagRecord};
+pub use index::{
+    ImageRecord, IndexChild, IndexRecord, LayerRecord, ManifestRecord, NewImage, NewIndex,
+    NewLayer, RemovedImage, TagRecord, TagTarget,
+};
+pub use live::remove_own_temporary_files;
 pub use lock::{GcLock, LockMode};
+pub use resume::{PartialBlob, ResumableBlob};
+pub use schema::SCHEMA_VERSION;
 pub use usage::{ImageUsage, LayerUsage, Usage, UsageSummary};
+pub use writer::StoreWriter;
 
 use std::path::{Path, PathBuf};
 
@@ -51,9 +62,14 @@ impl Store {
         &mut self.db
     }
 
-    /// Takes the store-wide lock that keeps deletions away from writers.
+    /// Takes the store-wide lock that keeps deletions away from writers. A
+    /// writer (shared) first removes what dead writers left in `ingest/`.
     pub fn lock(&self, mode: LockMode) -> Result<GcLock, StoreError> {
-        GcLock::acquire(&self.root.join("gc.lock"), mode)
+        let lock = GcLock::acquire(&self.root.join("gc.lock"), mode)?;
+        if mode == LockMode::Shared {
+            self.ingest().clean_dead();
+        }
+        Ok(lock)
     }
 }
 
@@ -64,7 +80,9 @@ use hoist_oci::Digest;
 impl Store {
     /// Untags `tags` from `image`; once it has no tags left (and
     /// `delete_if_untagged`), deletes the image, its unused layers and every
-    /// blob nothing else refers to. Holds the exclusive lock throughout.
+    /// blob nothing else refers to. A tag naming an index untags the index;
+    /// its last tag gone, the index, its fetched manifests, their images and
+    /// unused layers go too. Holds the exclusive lock throughout.
     pub fn remove_image(
         &mut self,
         image: &Digest,
@@ -72,12 +90,37 @@ impl Store {
         delete_if_untagged: bool,
     ) -> Result<RemovedImage, StoreError> {
         let _lock = self.lock(LockMode::Exclusive)?;
-        let before = self.db.image(image)?;
+        // What the images that may go refer to: this one and, through the
+        // indexes its tags name, their other platforms.
+        let mut candidates = vec![image.clone()];
+        for t in self.db.tags()?.iter().filter(|t| tags.contains(&t.name)) {
+            if let Some(idx) = self.db.index(&t.target)? {
+                for m in idx.fetched {
+                    if let Some(m) = self.db.manifest(&m)? {
+                        candidates.push(m.image);
+                    }
+                }
+            }
+        }
+        let mut blobs = Vec::new();
+        for id in &candidates {
+            if let Some(img) = self.db.image(id)? {
+                blobs.push(img.id.clone());
+                blobs.push(img.manifest.clone());
+                blobs.extend(img.layers.iter().map(|l| l.blob.clone()));
+                for m in img.manifests {
+                    blobs.push(m.digest);
+                    blobs.extend(m.layers.into_iter().map(|l| l.blob));
+                }
+            }
+        }
         let removed = self.db.remove(image, tags, delete_if_untagged)?;
-        if let (Some(_), Some(img)) = (&removed.deleted_image, before) {
+        blobs.extend(removed.deleted_indexes.iter().cloned());
+        if removed.deleted_image.is_some()
+            || !removed.deleted_images.is_empty()
+            || !removed.deleted_indexes.is_empty()
+        {
             let referenced = self.db.referenced_blobs()?;
-            let mut blobs = vec![img.id.clone(), img.manifest.clone()];
-            blobs.extend(img.layers.iter().map(|l| l.blob.clone()));
             for b in blobs {
                 if !referenced.contains(&b) {
                     self.remove_blob(&b)?;

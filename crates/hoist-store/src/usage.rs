@@ -64,13 +64,19 @@ pub struct Usage {
     pub layers_summary: UsageSummary,
     /// Blobs no image refers to and `ingest/` leftovers, all reclaimable.
     pub unreferenced_summary: UsageSummary,
+    /// Partial pulls kept in `ingest/` to resume (counted in `unreferenced_summary` too).
+    pub partials: Vec<crate::PartialBlob>,
 }
 
-/// The blobs an image refers to: config, manifest, layers.
+/// The blobs an image refers to: config, every manifest and its layers.
 fn image_blobs(img: &ImageRecord) -> BTreeSet<&Digest> {
     let mut s: BTreeSet<&Digest> = img.layers.iter().map(|l| &l.blob).collect();
     s.insert(&img.id);
     s.insert(&img.manifest);
+    for m in &img.manifests {
+        s.insert(&m.digest);
+        s.extend(m.layers.iter().map(|l| &l.blob));
+    }
     s
 }
 
@@ -187,6 +193,7 @@ impl Store {
             out.unreferenced_summary.size += std::fs::metadata(&p).map_or(0, |m| m.len());
         }
         out.unreferenced_summary.reclaimable = out.unreferenced_summary.size;
+        out.partials = self.ingest().partials()?;
         Ok(out)
     }
 }

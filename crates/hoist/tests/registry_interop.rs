@@ -547,10 +547,10 @@ fn docker_registry_resumes_hoist_hash_states_format() {
         .path();
     let state =
         std::fs::read(id.join("hashstates/sha256/33333")).expect("docker-registry hash state");
-    let mut ours = hoist_registry::hashstate::Sha256State::new();
+    let mut ours = hoist_archive::hashstate::Sha256State::new();
     ours.update(&data[..33_333]);
     assert_eq!(state, ours.marshal(), "hash state format differs from Go's");
-    let mut theirs = hoist_registry::hashstate::Sha256State::unmarshal(&state).unwrap();
+    let mut theirs = hoist_archive::hashstate::Sha256State::unmarshal(&state).unwrap();
     theirs.update(&data[33_333..]);
     assert_eq!(theirs.digest(), hoist_oci::Digest::sha256(&data));
 }

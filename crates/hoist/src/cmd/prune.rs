@@ -183,8 +183,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         lines.extend(removed.untagged.iter().map(|t| ("Untagged", familiar(t))));
         lines.extend(
             removed
-                .deleted_image
+                .deleted_indexes
                 .iter()
+                .chain(&removed.deleted_image)
+                .chain(&removed.deleted_images)
                 .chain(&removed.deleted_layers)
                 .map(|d| ("Deleted", d.to_string())),
         );

@@ -54,8 +54,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
                 json.push(serde_json::json!({"Untagged": familiar(t)}));
             }
             let deleted = removed
-                .deleted_image
+                .deleted_indexes
                 .iter()
+                .chain(&removed.deleted_image)
+                .chain(&removed.deleted_images)
                 .chain(removed.deleted_layers.iter());
             for d in deleted {
                 if args.format == Format::Table {

@@ -3,8 +3,8 @@
 //! stores under `_uploads/<id>/hashstates/sha256/<offset>`).
 //!
 //! Why not `sha2::Sha256`: its state cannot be exported, and an upload
-//! session must survive a restart without re-hashing everything received so
-//! far. The block function is still sha2's (`compress256`, SHA-NI when the CPU
+//! session (or a partly pulled blob in the store's `ingest/`) must survive a
+//! restart without re-hashing everything received so far. The block function is still sha2's (`compress256`, SHA-NI when the CPU
 //! has it), so speed is the same.
 
 use hoist_oci::{Algorithm, Digest};
