@@ -1,12 +1,10 @@
-//! The local store as a copy destination. It owns the store's commit
-//! protocol: every blob and manifest is staged in `ingest/` and verified as
-//! it arrives (layers against the config's diffID in the same pass); only
-//! `commit` renames them into `blobs/`, syncs, and adds the images and tags
-//! to the index in one transaction each, so a failed copy leaves the store
-//! as it was.
-//!
-//! Written against today's store API (images by config digest, one
-//! manifest each, tags naming images): an index is resolved to its images.
+//! The local store as a copy destination, over the store's own commit
+//! protocol ([`StoreWriter`]): every blob and manifest is staged in
+//! `ingest/` and verified as it arrives (layers against the config's diffID
+//! in the same pass); only `commit` renames them into `blobs/`, syncs once,
+//! and records images, indexes and tags in one index transaction, so a
+//! failed copy leaves the store as it was. Manifests and indexes are kept
+//! as themselves: a tag names what the copy's top is, an index included.
 
 use crate::blobio::{bomb_limit, check, measure_diff, pump, DiffResult, OwnedSpan, SpanReader};
 use crate::destination::ImageDestination;
@@ -15,8 +13,10 @@ use crate::{choose, TransportError, MAX_JSON};
 use hoist_archive::compression;
 use hoist_oci::media_type::{self, Compression};
 use hoist_oci::{chain_ids, Algorithm, Config, Descriptor, Digest, Document, Platform, Reference};
-use hoist_store::{GcLock, Ingest, LayerRecord, LockMode, NewImage, NewLayer, StagedBlob, Store};
-use std::collections::{HashMap, HashSet};
+use hoist_store::{
+    Db, IndexChild, LayerRecord, NewImage, NewIndex, NewLayer, StagedBlob, Store, StoreWriter,
+};
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -35,10 +35,10 @@ pub struct LoadedImage {
 
 #[derive(Default)]
 struct State {
-    /// Staged blobs and manifests by digest, committed together.
-    staged: HashMap<Digest, StagedBlob>,
     /// Layers measured on the way in: diffID and uncompressed size.
     layers: HashMap<Digest, (Digest, u64)>,
+    /// Configs put, kept to describe their images at commit.
+    configs: HashMap<Digest, Vec<u8>>,
     /// Manifests and indexes put, in order.
     manifests: Vec<RawManifest>,
     /// Tops with their tags, in order.
@@ -46,28 +46,36 @@ struct State {
 }
 
 /// Copies into the local store.
-pub struct StoreDestination<'s> {
-    store: Mutex<&'s mut Store>,
-    ingest: Ingest,
+pub struct StoreDestination {
+    root: PathBuf,
+    writer: StoreWriter,
     state: Mutex<State>,
-    _lock: GcLock,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl<'s> StoreDestination<'s> {
+fn parse(m: &RawManifest) -> Result<Document, TransportError> {
+    Document::parse(&m.bytes, Some(&m.media_type)).map_err(|source| TransportError::Document {
+        what: format!("manifest {}", m.digest),
+        source,
+    })
+}
+
+impl StoreDestination {
     /// A destination writing into `store`; holds the store's shared lock
     /// (deletions wait) until it is committed or dropped.
-    pub fn new(store: &'s mut Store) -> Result<Self, TransportError> {
-        let lock = store.lock(LockMode::Shared)?;
+    pub fn new(store: &Store) -> Result<Self, TransportError> {
         Ok(StoreDestination {
-            ingest: store.ingest(),
-            store: Mutex::new(store),
+            root: store.root().to_owned(),
+            writer: store.begin()?,
             state: Mutex::new(State::default()),
-            _lock: lock,
         })
+    }
+
+    fn ingest(&self) -> &hoist_store::Ingest {
+        self.writer.ingest()
     }
 
     /// Stages a blob body, measuring what `put_blob` checks.
@@ -118,7 +126,7 @@ impl<'s> StoreDestination<'s> {
                             )
                         })
                     });
-                    let staged = self.ingest.stage_range(&file, offset, len, progress);
+                    let staged = self.ingest().stage_range(&file, offset, len, progress);
                     let diff = diff.map(|h| {
                         h.join().unwrap_or_else(|_| {
                             Err(crate::blobio::DiffFail::Corrupt(
@@ -153,7 +161,7 @@ impl<'s> StoreDestination<'s> {
         r: Box<dyn std::io::Read + Send>,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<(StagedBlob, Option<DiffResult>), TransportError> {
-        let mut w = self.ingest.blob_writer_with(d.digest.algorithm())?;
+        let mut w = self.ingest().blob_writer_with(d.digest.algorithm())?;
         let (_, _, diff) = pump(
             r,
             &mut w,
@@ -165,71 +173,44 @@ impl<'s> StoreDestination<'s> {
         Ok((w.finish()?, diff))
     }
 
-    /// Commits everything and returns the images added, with their tags.
+    /// Commits everything and returns the images the tops name, with their tags.
     pub fn finish(self) -> Result<Vec<LoadedImage>, TransportError> {
         let state = self.state.into_inner().unwrap_or_else(|e| e.into_inner());
-        let store = self.store.into_inner().unwrap_or_else(|e| e.into_inner());
-        let read = |d: &Digest| -> Result<Vec<u8>, TransportError> {
-            match state.staged.get(d) {
-                Some(s) => {
-                    std::fs::read(s.path()).map_err(|e| TransportError::io(d.to_string(), e))
-                }
-                None => Ok(store.read_blob(d, MAX_JSON)?),
-            }
+        let db = Db::open(&self.root.join("index.db"))?;
+        let root = self.root.clone();
+        let blob_path = |d: &Digest| {
+            root.join("blobs")
+                .join(d.algorithm().as_str())
+                .join(d.hex())
         };
-        // Every image manifest put becomes an image; a tag goes to the
-        // image its top names (an index: the host's image among those copied).
-        let mut images: Vec<(RawManifest, Vec<Reference>)> = Vec::new();
-        let mut index_children: HashSet<Digest> = HashSet::new();
-        let parse = |m: &RawManifest| {
-            Document::parse(&m.bytes, Some(&m.media_type)).map_err(|source| {
-                TransportError::Document {
-                    what: format!("manifest {}", m.digest),
-                    source,
-                }
-            })
-        };
-        let by_digest: HashMap<&Digest, &RawManifest> =
-            state.manifests.iter().map(|m| (&m.digest, m)).collect();
+        // The platform an index put in this copy lists each child for.
+        let mut platform_of: HashMap<Digest, String> = HashMap::new();
         for m in &state.manifests {
             if let Document::Index(idx) = parse(m)? {
-                index_children.extend(idx.manifests.iter().map(|d| d.digest.clone()));
-            }
-        }
-        for (top, tags) in &state.tops {
-            let target = match parse(top)? {
-                Document::Manifest(_) => top.clone(),
-                Document::Index(idx) => {
-                    let put: Vec<Descriptor> = idx
-                        .manifests
-                        .into_iter()
-                        .filter(|d| by_digest.contains_key(&d.digest))
-                        .collect();
-                    let pick =
-                        choose(&put, &Platform::host())
-                            .or(put.first())
-                            .ok_or_else(|| {
-                                TransportError::NoSuchImage(format!(
-                                    "index {} names no image that was copied",
-                                    top.digest
-                                ))
-                            })?;
-                    by_digest[&pick.digest].clone()
+                let children = idx
+                    .manifests
+                    .iter()
+                    .map(|d| IndexChild {
+                        digest: d.digest.clone(),
+                        media_type: d.media_type.clone(),
+                        size: d.size,
+                        platform: d.platform.as_ref().map(|p| p.to_string()),
+                    })
+                    .collect();
+                for d in &idx.manifests {
+                    if let Some(p) = &d.platform {
+                        platform_of.insert(d.digest.clone(), p.to_string());
+                    }
                 }
-            };
-            match images.iter_mut().find(|(m, _)| m.digest == target.digest) {
-                Some((_, t)) => t.extend(tags.iter().cloned()),
-                None => images.push((target, tags.clone())),
+                self.writer.add_index(NewIndex {
+                    digest: m.digest.clone(),
+                    media_type: m.media_type.clone(),
+                    children,
+                })?;
             }
         }
+        let mut image_of: HashMap<Digest, Digest> = HashMap::new();
         for m in &state.manifests {
-            let is_manifest = matches!(parse(m)?, Document::Manifest(_));
-            if is_manifest && !images.iter().any(|(i, _)| i.digest == m.digest) {
-                images.push((m.clone(), Vec::new()));
-            }
-        }
-        let mut records = Vec::new();
-        for (m, tags) in &images {
             let Document::Manifest(man) = parse(m)? else {
                 continue;
             };
@@ -240,7 +221,11 @@ impl<'s> StoreDestination<'s> {
                     m.digest, man.config.media_type
                 )));
             }
-            let config_bytes = read(&man.config.digest)?;
+            let config_bytes = match state.configs.get(&man.config.digest) {
+                Some(b) => b.clone(),
+                None => std::fs::read(blob_path(&man.config.digest))
+                    .map_err(|e| TransportError::io(what.clone(), e))?,
+            };
             let config =
                 Config::parse(&config_bytes).map_err(|source| TransportError::Document {
                     what: what.clone(),
@@ -267,7 +252,7 @@ impl<'s> StoreDestination<'s> {
                             actual: id.clone(),
                         })
                     }
-                    None => known_size(store, &state, &chains[i], l, &diff_ids[i])?,
+                    None => known_size(&db, &blob_path(&l.digest), &chains[i], l, &diff_ids[i])?,
                 };
                 layers.push(NewLayer {
                     layer: LayerRecord {
@@ -281,7 +266,8 @@ impl<'s> StoreDestination<'s> {
                     blob_size: l.size,
                 });
             }
-            records.push((
+            image_of.insert(m.digest.clone(), man.config.digest.clone());
+            self.writer.add_image(
                 NewImage {
                     id: man.config.digest.clone(),
                     config_size: man.config.size,
@@ -289,23 +275,50 @@ impl<'s> StoreDestination<'s> {
                     manifest_media_type: m.media_type.clone(),
                     created: config.created.clone(),
                     layers,
-                    tags: tags.iter().map(|t| t.to_string()).collect(),
+                    tags: Vec::new(),
                 },
-                tags.clone(),
-            ));
+                platform_of.get(&m.digest).cloned(),
+            )?;
         }
-        for (_, s) in state.staged {
-            store.commit_blob(s)?;
-        }
-        store.sync_blobs()?;
+        // Each top stands for one image: an index for the host's (or its first copied).
         let mut out = Vec::new();
-        for (img, tags) in records {
-            let moved = store.index_mut().add_image(&img)?;
+        for (top, tags) in &state.tops {
+            let id = match parse(top)? {
+                Document::Manifest(m) => m.config.digest,
+                Document::Index(idx) => {
+                    let copied: Vec<Descriptor> = idx
+                        .manifests
+                        .into_iter()
+                        .filter(|d| image_of.contains_key(&d.digest))
+                        .collect();
+                    let pick = choose(&copied, &Platform::host())
+                        .or(copied.first())
+                        .ok_or_else(|| {
+                            TransportError::NoSuchImage(format!(
+                                "index {} names no image that was copied",
+                                top.digest
+                            ))
+                        })?;
+                    image_of[&pick.digest].clone()
+                }
+            };
+            for t in tags {
+                self.writer.tag(&t.to_string(), &top.digest)?;
+            }
             out.push(LoadedImage {
-                id: img.id,
-                tags,
-                moved,
+                id,
+                tags: tags.clone(),
+                moved: Vec::new(),
             });
+        }
+        let moved = self.writer.commit()?;
+        for (name, old) in moved {
+            if let Some(img) = out
+                .iter_mut()
+                .find(|l| l.tags.iter().any(|t| t.to_string() == name) && l.id != old)
+            {
+                img.moved.push((name, old));
+            }
         }
         Ok(out)
     }
@@ -314,20 +327,16 @@ impl<'s> StoreDestination<'s> {
 /// The uncompressed size of a layer the store already had: from its chain's
 /// record, else measured (and its diffID checked) from the blob itself.
 fn known_size(
-    store: &Store,
-    state: &State,
+    db: &Db,
+    path: &std::path::Path,
     chain: &Digest,
     l: &Descriptor,
     diff_id: &Digest,
 ) -> Result<u64, TransportError> {
-    if let Some(rec) = store.index().layer(chain)? {
+    if let Some(rec) = db.layer(chain)? {
         return Ok(rec.size);
     }
-    let path: PathBuf = match state.staged.get(&l.digest) {
-        Some(s) => s.path().to_owned(),
-        None => store.blob_path(&l.digest),
-    };
-    let f = File::open(&path).map_err(|e| TransportError::io(l.digest.to_string(), e))?;
+    let f = File::open(path).map_err(|e| TransportError::io(l.digest.to_string(), e))?;
     let len = f
         .metadata()
         .map_err(|e| TransportError::io(l.digest.to_string(), e))?
@@ -344,12 +353,9 @@ fn known_size(
     Ok(size)
 }
 
-impl ImageDestination for StoreDestination<'_> {
+impl ImageDestination for StoreDestination {
     fn has_blob(&self, d: &Descriptor) -> Result<bool, TransportError> {
-        if lock(&self.state).staged.contains_key(&d.digest) {
-            return Ok(true);
-        }
-        Ok(lock(&self.store).has_blob(&d.digest))
+        Ok(self.writer.has_blob(&d.digest)?)
     }
 
     fn wants_diff_ids(&self) -> bool {
@@ -363,6 +369,15 @@ impl ImageDestination for StoreDestination<'_> {
         body: BlobBody,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<(), TransportError> {
+        if media_type::is_config(&d.media_type) && d.size <= MAX_JSON {
+            // Kept in memory too: commit describes the image from it.
+            let bytes = crate::blobio::read_small(body, MAX_JSON, &d.digest.to_string())?;
+            RawManifest::verified(bytes.clone(), d, &d.digest.to_string())?;
+            progress(bytes.len() as u64);
+            self.writer.put_bytes(&bytes, Some(&d.digest))?;
+            lock(&self.state).configs.insert(d.digest.clone(), bytes);
+            return Ok(());
+        }
         let (staged, diff) = self.stage(d, diff_id.is_some(), body, progress)?;
         let size = check(
             &d.digest.to_string(),
@@ -372,18 +387,18 @@ impl ImageDestination for StoreDestination<'_> {
             diff_id,
             diff,
         )?;
-        let mut st = lock(&self.state);
         if let (Some(id), Some(size)) = (diff_id, size) {
-            st.layers.insert(d.digest.clone(), (id.clone(), size));
+            lock(&self.state)
+                .layers
+                .insert(d.digest.clone(), (id.clone(), size));
         }
-        st.staged.insert(d.digest.clone(), staged);
+        self.writer.add_staged(staged, &d.digest, Some(d.size))?;
         Ok(())
     }
 
     fn put_manifest(&self, m: &RawManifest) -> Result<(), TransportError> {
-        let staged = self.ingest.stage_bytes(&m.bytes, Some(&m.digest))?;
+        self.writer.put_bytes(&m.bytes, Some(&m.digest))?;
         let mut st = lock(&self.state);
-        st.staged.insert(m.digest.clone(), staged);
         if !st.manifests.iter().any(|x| x.digest == m.digest) {
             st.manifests.push(m.clone());
         }

@@ -5,7 +5,7 @@
 use crate::source::{digest_of, BlobBody, ImageSource, RawManifest};
 use crate::{TransportError, MAX_JSON};
 use hoist_oci::{Descriptor, Digest};
-use hoist_store::{ImageRecord, Store, StoreError};
+use hoist_store::{ImageRecord, Store, StoreError, TagTarget};
 use std::fs::File;
 use std::path::PathBuf;
 
@@ -24,6 +24,36 @@ impl StoreSource {
             root: store.root().to_owned(),
             top,
         })
+    }
+
+    /// What the full reference `name` tags in `store` (a manifest or an
+    /// index), or None when no tag has that name.
+    pub fn tagged(store: &Store, name: &str) -> Result<Option<Self>, TransportError> {
+        let (digest, media_type) = match store.index().tag_target(name)? {
+            None => return Ok(None),
+            Some(TagTarget::Manifest { digest, .. }) => {
+                let mt = store
+                    .index()
+                    .manifest(&digest)?
+                    .map(|m| m.media_type)
+                    .unwrap_or_default();
+                (digest, mt)
+            }
+            Some(TagTarget::Index(digest)) => {
+                let mt = store
+                    .index()
+                    .index(&digest)?
+                    .map(|i| i.media_type)
+                    .unwrap_or_default();
+                (digest, mt)
+            }
+        };
+        let bytes = store.read_blob(&digest, MAX_JSON)?;
+        let top = checked(bytes, &digest, &media_type)?;
+        Ok(Some(StoreSource {
+            root: store.root().to_owned(),
+            top,
+        }))
     }
 
     fn path(&self, d: &Digest) -> PathBuf {

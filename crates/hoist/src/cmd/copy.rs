@@ -135,8 +135,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
                 let st = store
                     .as_ref()
                     .ok_or_else(|| Error::Msg("no store".into()))?;
-                let img = resolve::image(st, name)?;
-                source = Box::new(StoreSource::new(st, &img.image)?);
+                source = Box::new(store_source(st, name)?);
             }
         }
         match &dst {
@@ -170,6 +169,17 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What `name` tags in the store (an index stays an index), else the image it names by ID.
+fn store_source(store: &hoist_store::Store, name: &str) -> Result<StoreSource, Error> {
+    if let Ok(r) = hoist_oci::Reference::parse(name) {
+        if let Some(s) = StoreSource::tagged(store, &r.with_default_tag().to_string())? {
+            return Ok(s);
+        }
+    }
+    let img = resolve::image(store, name)?;
+    Ok(StoreSource::new(store, &img.image)?)
+}
+
 /// Copies into the store: the source is opened again with the store borrowed for writing.
 fn copy_into_store(
     ctx: &Context,
@@ -178,14 +188,14 @@ fn copy_into_store(
     opts: &CopyOptions,
     progress: &dyn Progress,
 ) -> Result<ExitCode, Error> {
-    let mut store = ctx.store()?;
+    let store = ctx.store()?;
     let tag = vec![name.to_owned()];
     let copied = match parse(&args.src)? {
         Transport::Oci(dir, r) => {
             let src = OciDirSource::open(&dir, r.as_deref())?;
             copy(
                 &src,
-                Box::new(StoreDestination::new(&mut store)?),
+                Box::new(StoreDestination::new(&store)?),
                 &tag,
                 opts,
                 progress,
@@ -198,7 +208,7 @@ fn copy_into_store(
             let src = archive.find(r.as_deref())?;
             copy(
                 &src,
-                Box::new(StoreDestination::new(&mut store)?),
+                Box::new(StoreDestination::new(&store)?),
                 &tag,
                 opts,
                 progress,
