@@ -140,3 +140,34 @@ fn oci_to_docker_archive_to_store_keeps_the_image_id() {
     let inspect = store.hoist_ok(["inspect", "example.com/one:v1"]);
     assert!(inspect.contains(&built.images[0].config), "{inspect}");
 }
+
+#[test]
+fn a_two_platform_index_survives_an_oci_archive_byte_for_byte() {
+    let s = scratch_dir();
+    let (src, dst) = (s.path().join("src"), s.path().join("dst"));
+    let archive = s.path().join("multi.tar");
+    let built = ocilayout::write_layout(
+        &src,
+        "v1",
+        &["linux/amd64", "linux/arm/v7"],
+        100_000,
+        serde_json::json!([]),
+    );
+    let store = hoist_store();
+    store.hoist_ok([
+        "copy",
+        "-q",
+        "--all",
+        &format!("oci:{}:v1", p(&src)),
+        &format!("oci-archive:{}:example.com/multi:v1", p(&archive)),
+    ]);
+    store.hoist_ok([
+        "copy",
+        "-q",
+        "--all",
+        &format!("oci-archive:{}", p(&archive)),
+        &format!("oci:{}:v1", p(&dst)),
+    ]);
+    assert_eq!(named(&dst, "v1"), built.top, "the index digest changed");
+    assert_eq!(blobs(&src), blobs(&dst), "a blob changed or went missing");
+}
