@@ -249,25 +249,31 @@ fn move_blob(
     progress: &dyn Progress,
 ) -> Result<(), TransportError> {
     let id = short(job);
+    // Progress is about layers, as Docker shows it; configs move silently.
+    let shown = !media_type::is_config(&job.desc.media_type);
     if dst.has_blob(&job.desc)? || dst.mount_blob(&job.desc)? {
-        progress.finish(&id, true);
+        if shown {
+            progress.finish(&id, true);
+        }
         return Ok(());
     }
     let blame = |e| src.blame(&job.desc, e);
     let body = src.blob(&job.desc, 0).map_err(blame)?;
     // A staged body was reported while it streamed in.
-    let staged = matches!(body, BlobBody::Staged { .. });
-    if !staged {
+    let shown = shown && !matches!(body, BlobBody::Staged { .. });
+    if shown {
         progress.start(&id, job.desc.size);
     }
     let advance = |n: u64| {
-        if !staged {
+        if shown {
             progress.advance(&id, n)
         }
     };
     dst.put_blob(&job.desc, job.diff_id.as_ref(), body, &advance)
         .map_err(blame)?;
-    progress.finish(&id, false);
+    if shown {
+        progress.finish(&id, false);
+    }
     Ok(())
 }
 
