@@ -112,17 +112,7 @@ impl TarOut<'_> {
                 (m.digest, m.size)
             }
             (out, body) => {
-                let r: Box<dyn io::Read + Send> = match body {
-                    BlobBody::File { file, offset, len } => Box::new(io::Read::take(
-                        crate::blobio::OwnedSpan::new(file, offset, len),
-                        d.size,
-                    )),
-                    BlobBody::Staged { blob, .. } => Box::new(io::Read::take(
-                        File::open(blob.path()).map_err(io_err)?,
-                        d.size,
-                    )),
-                    BlobBody::Stream(r) => Box::new(io::Read::take(r, d.size)),
-                };
+                let r = io::Read::take(body.into_reader()?, d.size);
                 let w: &mut (dyn Write + Send) = match out {
                     SaveOutput::File(f) => *f,
                     SaveOutput::Stream(w) => *w,

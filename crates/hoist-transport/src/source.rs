@@ -114,6 +114,23 @@ impl BlobBody {
     pub fn bytes(b: Vec<u8>) -> Self {
         BlobBody::Stream(Box::new(std::io::Cursor::new(b)))
     }
+
+    /// The body as one stream, for destinations that send bytes over a
+    /// socket (a registry upload) rather than into a file.
+    pub fn into_reader(self) -> Result<Box<dyn Read + Send>, TransportError> {
+        Ok(match self {
+            BlobBody::File { file, offset, len } => {
+                Box::new(crate::blobio::OwnedSpan::new(file, offset, len))
+            }
+            BlobBody::Staged { blob, .. } => {
+                // An open descriptor keeps the bytes even once the staged file is removed.
+                let f = File::open(blob.path())
+                    .map_err(|e| TransportError::io(blob.path().display().to_string(), e))?;
+                Box::new(f)
+            }
+            BlobBody::Stream(r) => r,
+        })
+    }
 }
 
 /// Where images come from: a registry, a directory, an archive, the store.
