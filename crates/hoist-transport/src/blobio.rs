@@ -3,6 +3,7 @@
 //! beside an in-kernel copy when both ends are files, or inline as a stream
 //! flows. Every destination writes through these.
 
+use crate::source::BlobBody;
 use crate::TransportError;
 use hoist_archive::{compression, HashingReader, LimitedReader};
 use hoist_oci::media_type::Compression;
@@ -106,37 +107,6 @@ impl Read for SpanReader<'_> {
             ));
         }
         self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-/// A file range read with positioned reads, owning its file.
-pub(crate) struct OwnedSpan {
-    file: File,
-    pos: u64,
-    end: u64,
-}
-
-impl OwnedSpan {
-    /// `len` bytes at `offset` of `file`.
-    pub(crate) fn new(file: File, offset: u64, len: u64) -> Self {
-        OwnedSpan {
-            file,
-            pos: offset,
-            end: offset + len,
-        }
-    }
-}
-
-impl Read for OwnedSpan {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut s = SpanReader {
-            file: &self.file,
-            pos: self.pos,
-            end: self.end,
-        };
-        let n = s.read(buf)?;
-        self.pos = s.pos;
         Ok(n)
     }
 }
@@ -348,8 +318,6 @@ pub(crate) fn write_verified(
         }
     }
 }
-
-use crate::source::BlobBody;
 
 /// Reads a whole small body (a config), refusing more than `limit` bytes.
 pub(crate) fn read_small(

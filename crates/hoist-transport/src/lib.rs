@@ -48,7 +48,7 @@ pub use engine::{
 pub use error::TransportError;
 pub use import::{apply_change, import, ImportError, ImportOptions, ImportedImage};
 pub use load::load;
-pub use oci_dir::{OciDirDestination, OciDirSource};
+pub use oci_dir::{OciDirDestination, OciDirSource, REF_NAME};
 pub use progress::{NoProgress, Progress};
 pub use save::{save, SaveFormat, SaveItem};
 pub use source::{digest_of, BlobBody, ImageSource, RawManifest};

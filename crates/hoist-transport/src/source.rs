@@ -119,9 +119,7 @@ impl BlobBody {
     /// socket (a registry upload) rather than into a file.
     pub fn into_reader(self) -> Result<Box<dyn Read + Send>, TransportError> {
         Ok(match self {
-            BlobBody::File { file, offset, len } => {
-                Box::new(crate::blobio::OwnedSpan::new(file, offset, len))
-            }
+            BlobBody::File { file, offset, len } => Box::new(OwnedSpan::new(file, offset, len)),
             BlobBody::Staged { blob, .. } => {
                 // An open descriptor keeps the bytes even once the staged file is removed.
                 let f = File::open(blob.path())
@@ -148,5 +146,42 @@ pub trait ImageSource: Send + Sync {
     /// archive names its member); the default keeps it.
     fn blame(&self, _d: &Descriptor, e: TransportError) -> TransportError {
         e
+    }
+}
+
+/// A file range read with positioned reads, owning its file.
+pub(crate) struct OwnedSpan {
+    file: File,
+    pos: u64,
+    end: u64,
+}
+
+impl OwnedSpan {
+    /// `len` bytes at `offset` of `file`.
+    pub(crate) fn new(file: File, offset: u64, len: u64) -> Self {
+        OwnedSpan {
+            file,
+            pos: offset,
+            end: offset + len,
+        }
+    }
+}
+
+impl Read for OwnedSpan {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.end - self.pos;
+        if left == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = std::os::unix::fs::FileExt::read_at(&self.file, &mut buf[..want], self.pos)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file ended inside the blob",
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
     }
 }

@@ -6,9 +6,9 @@
 //! failed copy leaves the store as it was. Manifests and indexes are kept
 //! as themselves: a tag names what the copy's top is, an index included.
 
-use crate::blobio::{bomb_limit, check, measure_diff, pump, DiffResult, OwnedSpan, SpanReader};
+use crate::blobio::{bomb_limit, check, measure_diff, pump, DiffResult, SpanReader};
 use crate::destination::ImageDestination;
-use crate::source::{BlobBody, RawManifest};
+use crate::source::{BlobBody, OwnedSpan, RawManifest};
 use crate::{choose, TransportError, MAX_JSON};
 use hoist_archive::compression;
 use hoist_oci::media_type::{self, Compression};
