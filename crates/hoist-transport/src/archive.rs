@@ -2,9 +2,12 @@
 //! `docker save` or OCI layout). A regular file is scanned once for its
 //! headers, and members are then read in place; a stream (stdin, a compressed
 //! archive) is read once, with big members staged straight into the store's
-//! `ingest/` (hashed on the way) so no byte is written twice.
+//! `ingest/` (hashed on the way, and a compressed one decompressed for its
+//! diffID in that same pass) so no byte is written or read twice. Progress
+//! is reported as a stream's bytes arrive.
 
-use crate::TransportError;
+use crate::blobio::{bomb_limit, measure_diff, DiffResult, SpanReader};
+use crate::{Progress, TransportError};
 use hoist_archive::tarstream::{Entry, EntryKind, TarReader};
 use hoist_oci::Digest;
 use hoist_store::{StagedBlob, Store};
@@ -26,8 +29,15 @@ pub(crate) enum Content {
     Span { offset: u64, size: u64 },
     /// Held in memory.
     Memory(Vec<u8>),
-    /// Staged into the store's ingest directory, already hashed.
-    Staged(StagedBlob),
+    /// Staged into the store's ingest directory, already hashed; handed
+    /// out once (then committed by rename).
+    Staged {
+        blob: std::sync::Mutex<Option<StagedBlob>>,
+        digest: Digest,
+        size: u64,
+        /// The diffID measured while staging; None when not compressed.
+        diff: Option<DiffResult>,
+    },
     /// Named `blobs/<alg>/<hex>` and already committed in the store: not written again.
     InStore {
         digest: Digest,
@@ -41,7 +51,7 @@ impl Content {
         match self {
             Content::Span { size, .. } => *size,
             Content::Memory(v) => v.len() as u64,
-            Content::Staged(s) => s.size(),
+            Content::Staged { size, .. } => *size,
             Content::InStore { size, .. } => *size,
         }
     }
@@ -52,9 +62,6 @@ pub(crate) struct ArchiveFiles {
     file: Option<File>,
     entries: HashMap<String, Content>,
     links: HashMap<String, String>,
-    /// Staged members handed out by `take_staged`: still members of the
-    /// archive (a layer several images share resolves to its key again).
-    taken: std::collections::HashSet<String>,
 }
 
 /// Normalises a member name: no absolute paths, no `..`, no NUL.
@@ -221,12 +228,15 @@ impl ArchiveFiles {
             file: Some(file),
             entries,
             links,
-            taken: Default::default(),
         })
     }
 
     /// Reads a tar stream once, staging large members into the store.
-    pub(crate) fn scan_stream(input: impl Read, store: &Store) -> Result<Self, TransportError> {
+    pub(crate) fn scan_stream(
+        input: impl Read,
+        store: &Store,
+        progress: &dyn Progress,
+    ) -> Result<Self, TransportError> {
         let mut entries = HashMap::new();
         let mut links = HashMap::new();
         let mut in_memory = 0u64;
@@ -249,15 +259,26 @@ impl ArchiveFiles {
             } else if let Some(digest) = committed_blob(store, &name, size) {
                 // The store has these exact bytes: read past them, write nothing.
                 io::copy(&mut tr, &mut io::sink()).map_err(io_tar_err)?;
+                progress.finish(&short_name(&name), true);
                 Content::InStore {
                     path: store.blob_path(&digest),
                     digest,
                     size,
                 }
             } else {
+                let id = short_name(&name);
+                progress.start(&id, size);
                 let mut w = store.blob_writer()?;
-                stream_into(&mut tr, &mut w).map_err(io_tar_err)?;
-                Content::Staged(w.finish()?)
+                let diff = stream_into(&mut tr, &mut w, size, &|n| progress.advance(&id, n))
+                    .map_err(io_tar_err)?;
+                let blob = w.finish()?;
+                progress.finish(&id, false);
+                Content::Staged {
+                    digest: blob.digest().clone(),
+                    size: blob.size(),
+                    blob: std::sync::Mutex::new(Some(blob)),
+                    diff,
+                }
             };
             entries.insert(name, content);
         }
@@ -265,7 +286,6 @@ impl ArchiveFiles {
             file: None,
             entries,
             links,
-            taken: Default::default(),
         })
     }
 
@@ -273,7 +293,7 @@ impl ArchiveFiles {
     pub(crate) fn resolve(&self, name: &str) -> Result<String, TransportError> {
         let mut cur = normalize(name)?;
         for _ in 0..=MAX_LINK_HOPS {
-            if self.entries.contains_key(&cur) || self.taken.contains(&cur) {
+            if self.entries.contains_key(&cur) {
                 return Ok(cur);
             }
             match self.links.get(&cur) {
@@ -341,8 +361,12 @@ impl ArchiveFiles {
                 })
             }
             Content::Memory(v) => Box::new(&v[..]),
-            Content::Staged(s) => {
-                Box::new(File::open(s.path()).map_err(|e| TransportError::io(name.to_owned(), e))?)
+            Content::Staged { blob, .. } => {
+                let path = lock(blob)
+                    .as_ref()
+                    .map(|b| b.path().to_owned())
+                    .ok_or_else(|| handed_out(name))?;
+                Box::new(File::open(path).map_err(|e| TransportError::io(name.to_owned(), e))?)
             }
             Content::InStore { path, .. } => {
                 Box::new(File::open(path).map_err(|e| TransportError::io(name.to_owned(), e))?)
@@ -350,36 +374,87 @@ impl ArchiveFiles {
         })
     }
 
-    /// The committed store blob a member is known to be (digest, size, path), if it is one.
-    pub(crate) fn in_store(&self, key: &str) -> Option<(Digest, u64, &std::path::Path)> {
+    /// A member as a blob body: a file range, a staged blob (handed out
+    /// once), a committed store blob, or bytes in memory.
+    /// A staged member whose diffID could not be measured is refused, after
+    /// its digest and size are checked against `expect`.
+    pub(crate) fn body(
+        &self,
+        key: &str,
+        expect: Option<&hoist_oci::Descriptor>,
+    ) -> Result<crate::BlobBody, TransportError> {
+        use crate::BlobBody;
+        let (_, c) = self.content(key)?;
+        let io = |e| TransportError::io(key.to_owned(), e);
+        Ok(match c {
+            Content::Span { offset, size } => {
+                let file = self
+                    .file
+                    .as_ref()
+                    .ok_or_else(|| TransportError::Archive("archive file is gone".into()))?;
+                BlobBody::File {
+                    file: file.try_clone().map_err(io)?,
+                    offset: *offset,
+                    len: *size,
+                }
+            }
+            Content::Memory(v) => BlobBody::bytes(v.clone()),
+            Content::Staged {
+                blob,
+                diff,
+                digest,
+                size,
+            } => {
+                let diff_id = match diff {
+                    None => None,
+                    Some(Ok(d)) => Some(d.clone()),
+                    Some(Err(f)) => {
+                        if let Some(d) = expect {
+                            crate::blobio::check(key, d, digest, *size, None, None)?;
+                        }
+                        return Err(f.clone().into_error(key));
+                    }
+                };
+                let blob = lock(blob).take().ok_or_else(|| handed_out(key))?;
+                BlobBody::Staged { blob, diff_id }
+            }
+            Content::InStore { path, size, .. } => BlobBody::File {
+                file: File::open(path).map_err(io)?,
+                offset: 0,
+                len: *size,
+            },
+        })
+    }
+
+    /// The digest a member is already known by (hashed while streaming, or named by the store).
+    pub(crate) fn known_digest(&self, key: &str) -> Option<Digest> {
         match self.entries.get(key) {
-            Some(Content::InStore { digest, size, path }) => Some((digest.clone(), *size, path)),
+            Some(Content::Staged { digest, .. }) | Some(Content::InStore { digest, .. }) => {
+                Some(digest.clone())
+            }
             _ => None,
         }
     }
+}
 
-    /// The archive file and byte range of a member read in place, if it is one.
-    pub(crate) fn span(&self, key: &str) -> Option<(&File, u64, u64)> {
-        match (self.entries.get(key), &self.file) {
-            (Some(Content::Span { offset, size }), Some(f)) => Some((f, *offset, *size)),
-            _ => None,
-        }
-    }
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
-    /// Takes a staged member out, so it can be committed by rename.
-    pub(crate) fn take_staged(&mut self, key: &str) -> Option<StagedBlob> {
-        match self.entries.remove(key) {
-            Some(Content::Staged(s)) => {
-                self.taken.insert(key.to_owned());
-                Some(s)
-            }
-            Some(other) => {
-                self.entries.insert(key.to_owned(), other);
-                None
-            }
-            None => None,
-        }
-    }
+fn handed_out(name: &str) -> TransportError {
+    TransportError::Archive(format!(
+        "{name:?} was read from the stream once and already copied"
+    ))
+}
+
+/// The short name progress shows for a member: the digest's first 12 hex
+/// characters for `blobs/<alg>/<hex>`, else its directory's.
+pub(crate) fn short_name(name: &str) -> String {
+    let base = match name.strip_prefix("blobs/").and_then(|r| r.split_once('/')) {
+        Some((_, hex)) => hex,
+        None => name.split('/').next().unwrap_or(name),
+    };
+    base.chars().take(12).collect()
 }
 
 /// The digest a member named `blobs/<alg>/<hex>` claims, when the store
@@ -392,36 +467,23 @@ fn committed_blob(store: &Store, name: &str, size: u64) -> Option<Digest> {
     (on_disk.is_file() && on_disk.len() == size).then_some(d)
 }
 
-/// Reads a byte range of a file with positioned reads (no shared cursor).
-struct SpanReader<'a> {
-    file: &'a File,
-    pos: u64,
-    end: u64,
-}
-
-impl Read for SpanReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.end - self.pos;
-        if left == 0 {
-            return Ok(0);
-        }
-        let want = buf.len().min(left as usize);
-        let n = self.file.read_at(&mut buf[..want], self.pos)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "archive ended inside a member",
-            ));
-        }
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
 /// Streams a member into a blob writer, reading straight into the buffers
-/// that then go to the hashing thread (no copy for hashing).
-fn stream_into(r: &mut impl Read, w: &mut hoist_store::BlobWriter) -> io::Result<()> {
-    loop {
+/// that then go to the hashing thread (no copy for hashing). A compressed
+/// member is also decompressed and hashed for its diffID on a second
+/// thread, from copies of the same chunks; returns that diffID (None when
+/// the member is not compressed).
+fn stream_into(
+    r: &mut impl Read,
+    w: &mut hoist_store::BlobWriter,
+    size: u64,
+    progress: &dyn Fn(u64),
+) -> io::Result<Option<DiffResult>> {
+    let mut diff: Option<(
+        std::sync::mpsc::SyncSender<Vec<u8>>,
+        std::thread::JoinHandle<DiffResult>,
+    )> = None;
+    let mut first = true;
+    let result = loop {
         // Fill whole buffers: a pipe hands out less per read, and only whole
         // pages can go to the disk directly.
         let mut buf = w.buffer(STREAM_CHUNK);
@@ -437,13 +499,74 @@ fn stream_into(r: &mut impl Read, w: &mut hoist_store::BlobWriter) -> io::Result
         }
         let last = n < space.len();
         if n == 0 {
-            return Ok(());
+            break Ok(());
+        }
+        if first {
+            first = false;
+            if hoist_archive::compression::detect(&space[..n])
+                != hoist_oci::media_type::Compression::None
+            {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+                let limit = bomb_limit(size);
+                let h = std::thread::spawn(move || {
+                    measure_diff(
+                        ChannelReader {
+                            rx,
+                            cur: Vec::new(),
+                            at: 0,
+                        },
+                        limit,
+                    )
+                });
+                diff = Some((tx, h));
+            }
+        }
+        if let Some((tx, _)) = &diff {
+            // A send fails only when the diff thread stopped (a bad stream): its result says why.
+            let _ = tx.send(space[..n].to_vec());
         }
         buf.set_len(n);
-        w.write_buffer(buf)?;
-        if last {
-            return Ok(());
+        progress(n as u64);
+        if let Err(e) = w.write_buffer(buf) {
+            break Err(e);
         }
+        if last {
+            break Ok(());
+        }
+    };
+    let diff = diff.map(|(tx, h)| {
+        drop(tx);
+        h.join().unwrap_or_else(|_| {
+            Err(crate::blobio::DiffFail::Corrupt(
+                "diffID thread panicked".into(),
+            ))
+        })
+    });
+    result.map(|()| diff)
+}
+
+/// Reads the chunks a channel delivers, in order, until the sender is gone.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    cur: Vec<u8>,
+    at: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.cur.len() {
+            match self.rx.recv() {
+                Ok(c) => {
+                    self.cur = c;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.at);
+        buf[..n].copy_from_slice(&self.cur[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 

@@ -56,12 +56,82 @@ pub enum TransportError {
         /// The ratio allowed.
         ratio: u64,
     },
+    /// A blob or document does not have the size its descriptor gives.
+    #[error("{what}: size mismatch: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// What was checked.
+        what: String,
+        /// The size the descriptor gives.
+        expected: u64,
+        /// The size found.
+        actual: u64,
+    },
+    /// A blob in the local store no longer matches its digest.
+    #[error("blob {digest} in the store is damaged: {actual}; run `hoist fsck` (then `hoist fsck --repair` and load or pull the image again)")]
+    StoreCorrupt {
+        /// The blob.
+        digest: Digest,
+        /// What was found instead.
+        actual: String,
+    },
+    /// A transport name or reference given by the user is not understood.
+    #[error("{0}")]
+    BadReference(String),
     /// A name or ID given on the command line does not resolve.
     #[error("No such image: {0}")]
     NoSuchImage(String),
 }
 
 impl TransportError {
+    /// The same error with the thing it names (`from`) called `to` instead.
+    pub fn renamed(self, from: &str, to: &str) -> Self {
+        let swap = |s: String| if s == from { to.to_owned() } else { s };
+        match self {
+            TransportError::DigestMismatch {
+                path,
+                expected,
+                actual,
+            } => TransportError::DigestMismatch {
+                path: swap(path),
+                expected,
+                actual,
+            },
+            TransportError::DiffIdMismatch {
+                path,
+                expected,
+                actual,
+            } => TransportError::DiffIdMismatch {
+                path: swap(path),
+                expected,
+                actual,
+            },
+            TransportError::SizeMismatch {
+                what,
+                expected,
+                actual,
+            } => TransportError::SizeMismatch {
+                what: swap(what),
+                expected,
+                actual,
+            },
+            TransportError::Bomb { path, limit, ratio } => TransportError::Bomb {
+                path: swap(path),
+                limit,
+                ratio,
+            },
+            TransportError::Archive(m) => TransportError::Archive(m.replace(from, to)),
+            TransportError::Document { what, source } => TransportError::Document {
+                what: swap(what),
+                source,
+            },
+            TransportError::Io { what, source } => TransportError::Io {
+                what: what.replace(from, to),
+                source,
+            },
+            e => e,
+        }
+    }
+
     /// Wraps an I/O error with what was being done.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         TransportError::Io {

@@ -5,13 +5,13 @@
 //! Blobs are written byte for byte as stored, so digests and the image ID
 //! never change; they move in the kernel (`copy_file_range`/`sendfile`).
 
-use crate::TransportError;
-use hoist_oci::{media_type, Descriptor, Digest, Index, Reference};
-use hoist_store::{ImageRecord, Store};
+use crate::archive_dest::{json, ArchiveDestination, ArchiveKind, SaveOutput, TarOut};
+use crate::{copy_image, CopyOptions, ImageDestination, NoProgress, StoreSource, TransportError};
+use hoist_oci::{Descriptor, Digest, Reference};
+use hoist_store::{ImageRecord, LockMode, Store};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::Read;
 
 /// The archive layout to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,14 +22,6 @@ pub enum SaveFormat {
     DockerClassic,
     /// An OCI image layout tar (`oci-archive:`).
     Oci,
-}
-
-/// Where the archive goes.
-pub enum SaveOutput<'a> {
-    /// A file: blobs are copied in the kernel.
-    File(&'a mut File),
-    /// Any stream (stdout).
-    Stream(&'a mut dyn Write),
 }
 
 /// One image to save and the names to record for it.
@@ -58,103 +50,28 @@ struct LegacyLayerJson<'a> {
     os: &'a str,
 }
 
-/// Serialises what hoist itself creates (never documents it received).
-fn json(v: &impl Serialize) -> io::Result<Vec<u8>> {
-    serde_json::to_vec(v).map_err(io::Error::other)
-}
-
-fn member(d: &Digest) -> String {
-    format!("blobs/{}/{}", d.algorithm().as_str(), d.hex())
-}
-
-struct TarOut<'a> {
-    out: SaveOutput<'a>,
-}
-
 impl TarOut<'_> {
-    fn write_all(&mut self, b: &[u8]) -> io::Result<()> {
-        match &mut self.out {
-            SaveOutput::File(f) => f.write_all(b),
-            SaveOutput::Stream(w) => w.write_all(b),
-        }
+    /// Writes a stored blob byte for byte as the member `path`, verified on its way out.
+    fn stored_blob(
+        &mut self,
+        store: &Store,
+        d: &Digest,
+        size: u64,
+        path: &str,
+    ) -> Result<(), TransportError> {
+        let desc = Descriptor::new("", d.clone(), size);
+        let file = store.open_blob(d)?;
+        let body = crate::BlobBody::File {
+            file,
+            offset: 0,
+            len: size,
+        };
+        self.blob(path, &desc, body, &|_| {})
+            .map_err(|e| corrupt(d, e))
     }
 
-    fn header(&mut self, path: &str, size: u64) -> io::Result<()> {
-        // Names over 100 bytes (sha512 blobs) need a GNU long-name record first.
-        let mut h = tar::Header::new_gnu();
-        if path.len() > 100 {
-            let mut long = tar::Header::new_gnu();
-            long.as_gnu_mut()
-                .map(|g| g.name[..13].copy_from_slice(b"././@LongLink"))
-                .ok_or_else(|| io::Error::other("gnu header"))?;
-            long.set_entry_type(tar::EntryType::GNULongName);
-            long.set_size(path.len() as u64 + 1);
-            long.set_mode(0o644);
-            long.set_cksum();
-            self.write_all(long.as_bytes())?;
-            let mut name = path.as_bytes().to_vec();
-            name.push(0);
-            self.write_all(&name)?;
-            self.pad(name.len() as u64)?;
-            let g = h
-                .as_gnu_mut()
-                .ok_or_else(|| io::Error::other("gnu header"))?;
-            g.name.copy_from_slice(&path.as_bytes()[..100]);
-        } else {
-            h.set_path(path)?;
-        }
-        h.set_size(size);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_cksum();
-        self.write_all(h.as_bytes())
-    }
-
-    fn pad(&mut self, size: u64) -> io::Result<()> {
-        let rem = (512 - size % 512) % 512;
-        self.write_all(&[0u8; 512][..rem as usize])
-    }
-
-    fn bytes(&mut self, path: &str, data: &[u8]) -> io::Result<()> {
-        self.header(path, data.len() as u64)?;
-        self.write_all(data)?;
-        self.pad(data.len() as u64)
-    }
-
-    fn blob(&mut self, store: &Store, d: &Digest) -> Result<(), TransportError> {
-        self.blob_as(store, d, &member(d))
-    }
-
-    /// Writes a stored blob byte for byte as the member `path`.
-    fn blob_as(&mut self, store: &Store, d: &Digest, path: &str) -> Result<(), TransportError> {
-        let mut f = store.open_blob(d)?;
-        let size = f
-            .metadata()
-            .map_err(|e| TransportError::io(d.to_string(), e))?
-            .len();
-        let io_err = |e| TransportError::io(format!("writing blob {d}"), e);
-        self.header(path, size).map_err(io_err)?;
-        let n = match &mut self.out {
-            SaveOutput::File(out) => {
-                hoist_archive::kcopy::copy_range(&f, 0, out, size).map(|()| size)
-            }
-            SaveOutput::Stream(w) => crate::archive::copy_big(&mut f, *w),
-        }
-        .map_err(io_err)?;
-        if n != size {
-            return Err(TransportError::Archive(format!(
-                "blob {d} changed size while being saved ({size} → {n}); run `hoist fsck`"
-            )));
-        }
-        self.pad(size).map_err(io_err)
-    }
-}
-
-impl TarOut<'_> {
-    /// Writes a layer as an uncompressed `layer.tar`, decompressing a compressed blob on the way.
+    /// Writes a layer as an uncompressed `layer.tar`, decompressing a
+    /// compressed blob on the way and checking its diffID.
     fn uncompressed_layer(
         &mut self,
         store: &Store,
@@ -163,26 +80,50 @@ impl TarOut<'_> {
     ) -> Result<(), TransportError> {
         let comp = hoist_oci::media_type::layer_compression(&layer.media_type);
         if comp == Some(hoist_oci::media_type::Compression::None) {
-            return self.blob_as(store, &layer.blob, path);
+            return self.stored_blob(store, &layer.blob, layer.blob_size, path);
         }
         let f = store.open_blob(&layer.blob)?;
-        let (_, mut r) = hoist_archive::compression::decompress_auto(f)
+        let (_, r) = hoist_archive::compression::decompress_auto(f)
             .map_err(|e| TransportError::io(format!("decompressing layer {}", layer.blob), e))?;
         let io_err = |e| TransportError::io(format!("writing layer {}", layer.blob), e);
         self.header(path, layer.layer.size).map_err(io_err)?;
-        let mut limited = (&mut r).take(layer.layer.size);
+        let mut hashed = hoist_archive::HashingReader::new(
+            r.take(layer.layer.size),
+            hoist_oci::Algorithm::Sha256,
+        );
         let n = match &mut self.out {
-            SaveOutput::File(out) => crate::archive::copy_big(&mut limited, *out),
-            SaveOutput::Stream(w) => crate::archive::copy_big(&mut limited, *w),
+            SaveOutput::File(out) => crate::archive::copy_big(&mut hashed, *out),
+            SaveOutput::Stream(w) => crate::archive::copy_big(&mut hashed, *w),
         }
         .map_err(io_err)?;
-        if n != layer.layer.size {
-            return Err(TransportError::Archive(format!(
-                "layer {} decompresses to {n} bytes but the store recorded {}; run `hoist fsck`",
-                layer.blob, layer.layer.size
-            )));
+        let (diff_id, _) = hashed.finish();
+        if n != layer.layer.size || diff_id != layer.layer.diff_id {
+            return Err(TransportError::StoreCorrupt {
+                digest: layer.blob.clone(),
+                actual: format!(
+                    "it decompresses to {n} bytes hashing to {diff_id}, not the {} bytes of {} recorded",
+                    layer.layer.size, layer.layer.diff_id
+                ),
+            });
         }
         self.pad(n).map_err(io_err)
+    }
+}
+
+/// A stored blob failing its check on the way out is damage in the store.
+fn corrupt(d: &Digest, e: TransportError) -> TransportError {
+    match e {
+        TransportError::DigestMismatch { actual, .. } => TransportError::StoreCorrupt {
+            digest: d.clone(),
+            actual: format!("its bytes hash to {actual}"),
+        },
+        TransportError::SizeMismatch {
+            expected, actual, ..
+        } => TransportError::StoreCorrupt {
+            digest: d.clone(),
+            actual: format!("it has {actual} bytes instead of {expected}"),
+        },
+        e => e,
     }
 }
 
@@ -220,8 +161,7 @@ fn save_classic(
         }
         let config = format!("{}.json", img.id.hex());
         if written.insert(config.clone()) {
-            tar.bytes(&config, &store.read_blob(&img.id, crate::MAX_JSON)?)
-                .map_err(io_err)?;
+            tar.stored_blob(store, &img.id, img.config_size, &config)?;
         }
         for n in &item.names {
             if let (Some(t), Some(top)) = (n.tag(), img.layers.last()) {
@@ -247,90 +187,31 @@ fn save_classic(
     tar.write_all(&[0u8; 1024]).map_err(io_err)
 }
 
-/// Writes `items` as one archive; blobs shared by several images are written once.
+/// Writes `items` as one archive; blobs shared by several images are written
+/// once, and each is verified on its way out: a damaged blob stops the save
+/// with its digest and `hoist fsck` named.
 pub fn save(
     store: &Store,
     items: &[SaveItem],
     format: SaveFormat,
     out: SaveOutput<'_>,
 ) -> Result<(), TransportError> {
-    let mut tar = TarOut { out };
-    if format == SaveFormat::DockerClassic {
-        return save_classic(store, items, &mut tar);
-    }
-    let mut written: BTreeSet<Digest> = BTreeSet::new();
-    let mut index_entries = Vec::new();
-    let mut manifest_json = Vec::new();
-    let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for item in items {
-        let img = &item.image;
-        let mut blobs = vec![img.id.clone()];
-        blobs.extend(img.layers.iter().map(|l| l.blob.clone()));
-        blobs.push(img.manifest.clone());
-        for b in blobs {
-            if written.insert(b.clone()) {
-                tar.blob(store, &b)?;
-            }
+    // Shared: an rmi cannot delete a blob under a running save.
+    let _lock = store.lock(LockMode::Shared)?;
+    let kind = match format {
+        SaveFormat::DockerClassic => {
+            return save_classic(store, items, &mut TarOut { out });
         }
-        let manifest_size = store
-            .open_blob(&img.manifest)?
-            .metadata()
-            .map_err(|e| TransportError::io(img.manifest.to_string(), e))?
-            .len();
-        let desc = |annotations: BTreeMap<String, String>| Descriptor {
-            annotations,
-            ..Descriptor::new(
-                &img.manifest_media_type,
-                img.manifest.clone(),
-                manifest_size,
-            )
-        };
-        if item.names.is_empty() {
-            index_entries.push(desc(BTreeMap::new()));
-        }
-        for n in &item.names {
-            let mut a = BTreeMap::new();
-            a.insert("io.containerd.image.name".to_owned(), n.to_string());
-            if let Some(t) = n.tag() {
-                a.insert("org.opencontainers.image.ref.name".to_owned(), t.to_owned());
-                if let Some(top) = img.layers.last() {
-                    repositories
-                        .entry(n.familiar_name())
-                        .or_default()
-                        .insert(t.to_owned(), top.blob.hex().to_owned());
-                }
-            }
-            index_entries.push(desc(a));
-        }
-        manifest_json.push(ManifestEntry {
-            config: member(&img.id),
-            repo_tags: (!item.names.is_empty())
-                .then(|| item.names.iter().map(Reference::familiar).collect()),
-            layers: img.layers.iter().map(|l| member(&l.blob)).collect(),
-        });
-    }
-    let index = Index {
-        schema_version: 2,
-        media_type: Some(media_type::OCI_INDEX.to_owned()),
-        artifact_type: None,
-        manifests: index_entries,
-        subject: None,
-        annotations: BTreeMap::new(),
+        SaveFormat::Docker => ArchiveKind::Docker,
+        SaveFormat::Oci => ArchiveKind::Oci,
     };
-    let io_err = |e| TransportError::io("writing the archive", e);
-    tar.bytes("index.json", &json(&index).map_err(io_err)?)
-        .map_err(io_err)?;
-    tar.bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
-        .map_err(io_err)?;
-    if format == SaveFormat::Docker {
-        tar.bytes("manifest.json", &json(&manifest_json).map_err(io_err)?)
-            .map_err(io_err)?;
-        if !repositories.is_empty() {
-            tar.bytes("repositories", &json(&repositories).map_err(io_err)?)
-                .map_err(io_err)?;
-        }
+    let dst = Box::new(ArchiveDestination::new(out, kind));
+    let opts = CopyOptions::default();
+    for item in items {
+        let src = StoreSource::new(store, &item.image)?;
+        let copied = copy_image(&src, dst.as_ref(), &opts, &NoProgress)?;
+        let names: Vec<String> = item.names.iter().map(|n| n.to_string()).collect();
+        dst.tag(&copied.top, &names)?;
     }
-    // Two zero blocks end a tar archive.
-    tar.write_all(&[0u8; 1024]).map_err(io_err)?;
-    Ok(())
+    dst.commit()
 }

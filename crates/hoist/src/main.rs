@@ -55,6 +55,8 @@ enum Command {
     Version(cmd::version::Args),
     /// Display store-wide information.
     Info(cmd::info::Args),
+    /// Copy an image between transports: oci:, oci-archive:, docker-archive:, store:.
+    Copy(cmd::copy::Args),
     /// Check the store: re-hash every blob, check the index; --repair drops what is broken.
     Fsck(cmd::fsck::Args),
     /// Log in to a registry (credentials in Docker's config.json).
@@ -136,6 +138,7 @@ fn main() -> ExitCode {
         Command::Catalog(a) => cmd::catalog::run(&ctx, a),
         Command::Digest(a) => cmd::digest::run(&ctx, a),
         Command::Delete(a) => cmd::delete::run(&ctx, a),
+        Command::Copy(a) => cmd::copy::run(&ctx, a),
     };
     match result {
         Ok(code) => code,

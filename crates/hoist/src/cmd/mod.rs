@@ -1,6 +1,7 @@
 //! One module per command; each parses its arguments and prints its output.
 
 pub mod catalog;
+pub mod copy;
 pub mod delete;
 pub mod df;
 pub mod digest;
