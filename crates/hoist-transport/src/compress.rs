@@ -28,16 +28,20 @@ pub enum CompressFormat {
     Zstd,
 }
 
-impl CompressFormat {
-    /// The format named `gzip` or `zstd`, as `--dest-compress-format` takes it.
-    pub fn parse(s: &str) -> Option<Self> {
+impl std::str::FromStr for CompressFormat {
+    type Err = String;
+
+    /// `gzip` or `zstd`, as `--dest-compress-format` takes it.
+    fn from_str(s: &str) -> Result<Self, String> {
         match s {
-            "gzip" => Some(CompressFormat::Gzip),
-            "zstd" => Some(CompressFormat::Zstd),
-            _ => None,
+            "gzip" => Ok(CompressFormat::Gzip),
+            "zstd" => Ok(CompressFormat::Zstd),
+            _ => Err(format!("{s:?}: expected gzip or zstd")),
         }
     }
+}
 
+impl CompressFormat {
     fn compression(self) -> Compression {
         match self {
             CompressFormat::Gzip => Compression::Gzip,
