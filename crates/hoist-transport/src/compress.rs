@@ -151,7 +151,9 @@ pub(crate) fn compress_layer(
             CompressFormat::Gzip => {
                 pgzip::gzip(&mut plain, &mut out, GZIP_LEVEL, threads).map(|_| ())
             }
-            CompressFormat::Zstd => zstd_to(&mut plain, &mut out),
+            CompressFormat::Zstd => {
+                compression::zstd_parallel(&mut plain, &mut out, ZSTD_LEVEL, threads).map(|_| ())
+            }
         };
         let measured = plain.finish();
         let diff = match written {
@@ -188,14 +190,6 @@ pub(crate) fn compress_layer(
     desc.digest = new_digest;
     desc.size = new_size;
     Ok(Compressed { desc, file })
-}
-
-fn zstd_to(input: &mut (dyn Read + Send), out: &mut (dyn Write + Send)) -> io::Result<()> {
-    let mut enc = compression::compress_writer(out, Compression::Zstd, Some(ZSTD_LEVEL))
-        .map_err(io::Error::other)?;
-    io::copy(input, &mut enc)?;
-    enc.finish()?;
-    Ok(())
 }
 
 /// True when the error is the bomb limit being crossed.
