@@ -5,7 +5,11 @@
 //! several at once on bounded scoped threads, biggest first, and reports one
 //! [`Progress`]. Layers carry their diffID from the config to the
 //! destination, which checks it in the same pass as the digest; manifests and
-//! indexes travel as their exact bytes, after the blobs they name.
+//! indexes travel as their exact bytes, after the blobs they name, unless
+//! layers were compressed on the way ([`CopyOptions::compress`]): then the
+//! manifests naming them, and the indexes naming those, are rewritten. With
+//! [`CopyOptions::referrers`] the manifests naming a copied one as their
+//! subject (signatures, SBOMs) follow it.
 
 use crate::blobio::read_small;
 use crate::compress::{compress_layer, rewrite, Compress, CompressFormat};
