@@ -79,10 +79,38 @@ impl Compress {
     }
 }
 
-/// The gzip level hoist writes: zlib's default, as `docker push` uses.
-const GZIP_LEVEL: u32 = 6;
+/// The gzip level hoist writes by default: zlib's default, as `docker push` uses.
+const GZIP_LEVEL: i32 = 6;
 /// The zstd level hoist writes: zstd's default.
 const ZSTD_LEVEL: i32 = hoist_archive::compression::ZSTD_DEFAULT_LEVEL;
+
+/// How to compress one layer.
+pub(crate) struct Encoding {
+    /// gzip or zstd.
+    pub(crate) format: CompressFormat,
+    /// The level; None takes the format's default.
+    pub(crate) level: Option<i32>,
+    /// Threads compressing it; the bytes do not depend on how many.
+    pub(crate) threads: usize,
+}
+
+impl Encoding {
+    /// The level to use, refused when the format has no such level.
+    fn level(&self) -> Result<i32, TransportError> {
+        let (format, default, range, levels) = match self.format {
+            CompressFormat::Gzip => ("gzip", GZIP_LEVEL, "0 to 9", 0..=9),
+            CompressFormat::Zstd => ("zstd", ZSTD_LEVEL, "1 to 22", 1..=22),
+        };
+        match self.level.unwrap_or(default) {
+            l if levels.contains(&l) => Ok(l),
+            level => Err(TransportError::BadLevel {
+                format,
+                level,
+                range,
+            }),
+        }
+    }
+}
 
 /// A layer compressed into a temporary file.
 pub(crate) struct Compressed {
@@ -117,19 +145,19 @@ impl<R: Read> Read for Reporting<'_, R> {
     }
 }
 
-/// Compresses layer `d` (read from `body`) into `format` on `threads`
-/// threads, checking its digest, size and (when known) diffID on the way.
+/// Compresses layer `d` (read from `body`) as `enc` says, checking its
+/// digest, size and (when known) diffID on the way.
 /// `progress` gets the layer's raw bytes as they are read.
 pub(crate) fn compress_layer(
     what: &str,
     body: BlobBody,
     d: &Descriptor,
     diff_id: Option<&Digest>,
-    format: CompressFormat,
-    threads: usize,
+    enc: &Encoding,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Compressed, TransportError> {
     let io_err = |e| TransportError::io(format!("compressing {what}"), e);
+    let level = enc.level()?;
     let raw = body.into_reader()?;
     let mut raw = HashingReader::new(
         Reporting {
@@ -147,14 +175,13 @@ pub(crate) fn compress_layer(
             LimitedReader::new(dec, bomb_limit(d.size)),
             Algorithm::Sha256,
         );
-        let written = match format {
-            CompressFormat::Gzip => {
-                pgzip::gzip(&mut plain, &mut out, GZIP_LEVEL, threads).map(|_| ())
-            }
+        let written = match enc.format {
+            CompressFormat::Gzip => pgzip::gzip(&mut plain, &mut out, level as u32, enc.threads),
             CompressFormat::Zstd => {
-                compression::zstd_parallel(&mut plain, &mut out, ZSTD_LEVEL, threads).map(|_| ())
+                compression::zstd_parallel(&mut plain, &mut out, level, enc.threads)
             }
-        };
+        }
+        .map(|_| ());
         let measured = plain.finish();
         let diff = match written {
             Ok(()) => Ok(measured),
@@ -186,7 +213,7 @@ pub(crate) fn compress_layer(
     let (buf, new_digest, new_size) = out.finish();
     let file = buf.into_inner().map_err(|e| io_err(e.into_error()))?;
     let mut desc = d.clone();
-    desc.media_type = layer_type(&d.media_type, format).to_owned();
+    desc.media_type = layer_type(&d.media_type, enc.format).to_owned();
     desc.digest = new_digest;
     desc.size = new_size;
     Ok(Compressed { desc, file })
