@@ -12,7 +12,9 @@
 use crate::blobio::{bomb_limit, check, DiffFail};
 use crate::source::{BlobBody, RawManifest};
 use crate::TransportError;
-use hoist_archive::{compression, pgzip, HashingReader, HashingWriter, LimitedReader};
+use hoist_archive::{
+    compression, pgzip, CountingReader, HashingReader, HashingWriter, LimitedReader,
+};
 use hoist_oci::media_type::{self, Compression};
 use hoist_oci::{Algorithm, Descriptor, Digest, Document};
 use std::collections::HashMap;
@@ -131,6 +133,40 @@ impl Compressed {
     }
 }
 
+/// The uncompressed stream: hashed for its diffID, or only counted when
+/// the diffID is the raw digest.
+enum Plain<R> {
+    Hashed(Box<HashingReader<R>>),
+    Counted(CountingReader<R>),
+}
+
+/// What [`Plain`] measured.
+enum Measured {
+    Hashed(Digest, u64),
+    Counted(u64),
+}
+
+impl<R: Read> Plain<R> {
+    fn finish(self) -> Measured {
+        match self {
+            Plain::Hashed(h) => {
+                let (d, n) = h.finish();
+                Measured::Hashed(d, n)
+            }
+            Plain::Counted(c) => Measured::Counted(c.count()),
+        }
+    }
+}
+
+impl<R: Read> Read for Plain<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Plain::Hashed(h) => h.read(buf),
+            Plain::Counted(c) => c.read(buf),
+        }
+    }
+}
+
 /// Reports each read's byte count.
 struct Reporting<'a, R> {
     inner: R,
@@ -171,10 +207,13 @@ pub(crate) fn compress_layer(
     let diff = {
         let (comp, mut sniffed) = compression::sniff(&mut raw).map_err(io_err)?;
         let dec = compression::decompress_reader(&mut sniffed, comp).map_err(io_err)?;
-        let mut plain = HashingReader::new(
-            LimitedReader::new(dec, bomb_limit(d.size)),
-            Algorithm::Sha256,
-        );
+        let limited = LimitedReader::new(dec, bomb_limit(d.size));
+        // A plain sha256 layer's diffID is its digest, hashed already.
+        let mut plain = if comp == Compression::None && d.digest.algorithm() == Algorithm::Sha256 {
+            Plain::Counted(CountingReader::new(limited))
+        } else {
+            Plain::Hashed(Box::new(HashingReader::new(limited, Algorithm::Sha256)))
+        };
         let written = match enc.format {
             CompressFormat::Gzip => pgzip::gzip(&mut plain, &mut out, level as u32, enc.threads),
             CompressFormat::Zstd => {
@@ -199,6 +238,10 @@ pub(crate) fn compress_layer(
         io::copy(&mut raw, &mut io::sink()).map_err(io_err)?;
     }
     let (digest, size) = raw.finish();
+    let diff = diff.map(|m| match m {
+        Measured::Hashed(digest, n) => (digest, n),
+        Measured::Counted(n) => (digest.clone(), n),
+    });
     let diff = diff.map_err(|f| match f {
         DiffFail::Corrupt(_) if digest != d.digest => TransportError::DigestMismatch {
             path: what.to_owned(),
