@@ -5,7 +5,7 @@
 use hoist_oci::{media_type, Digest, Document, Manifest};
 use hoist_transport::{
     copy, Compress, CompressFormat, CopyOptions, ImageSource, NoProgress, OciDirDestination,
-    OciDirSource, TransportError,
+    OciDirSource, Platforms, TransportError,
 };
 use std::io::Read;
 use std::path::Path;
@@ -252,4 +252,78 @@ fn a_level_changes_the_bytes_and_a_level_the_format_lacks_is_refused() {
         matches!(err, TransportError::BadLevel { level: 10, .. }),
         "{err}"
     );
+}
+
+#[test]
+fn an_index_is_rewritten_to_name_its_recompressed_manifests() {
+    let t = tempfile::tempdir().unwrap();
+    let (one, two, dst) = (
+        t.path().join("one"),
+        t.path().join("two"),
+        t.path().join("dst"),
+    );
+    for d in [&one, &two] {
+        std::fs::create_dir(d).unwrap();
+        layout(d, media_type::DOCKER_MANIFEST);
+    }
+    // One layout holding both images under a Docker manifest list.
+    let src = t.path().join("src");
+    let mut entries = Vec::new();
+    for (d, arch) in [(&one, "amd64"), (&two, "arm64")] {
+        let top = OciDirSource::open(d, None).unwrap().top().unwrap();
+        for e in std::fs::read_dir(d.join("blobs/sha256")).unwrap() {
+            let e = e.unwrap();
+            put_blob(&src, &std::fs::read(e.path()).unwrap());
+        }
+        entries.push(serde_json::json!({
+            "mediaType": media_type::DOCKER_MANIFEST, "digest": top.digest, "size": top.bytes.len(),
+            "platform": { "os": "linux", "architecture": arch },
+        }));
+    }
+    let list = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": media_type::DOCKER_MANIFEST_LIST, "manifests": entries,
+    }))
+    .unwrap();
+    let ld = put_blob(&src, &list);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{ "mediaType": media_type::DOCKER_MANIFEST_LIST, "digest": ld, "size": list.len() }],
+    });
+    std::fs::write(src.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(src.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+
+    let source = OciDirSource::open(&src, None).unwrap();
+    let opts = CopyOptions {
+        platforms: Platforms::All,
+        compress: Compress::All(CompressFormat::Zstd),
+        ..CopyOptions::default()
+    };
+    let copied = copy(
+        &source,
+        Box::new(OciDirDestination::new(&dst).unwrap()),
+        &[],
+        &opts,
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(copied.top.media_type, media_type::OCI_INDEX);
+    let idx = match Document::parse(&copied.top.bytes, Some(&copied.top.media_type)).unwrap() {
+        Document::Index(i) => i,
+        Document::Manifest(_) => panic!("expected an index"),
+    };
+    assert_eq!(idx.manifests.len(), 2);
+    assert_eq!(copied.images.len(), 2);
+    for (e, image) in idx.manifests.iter().zip(&copied.images) {
+        assert_eq!(e.media_type, media_type::OCI_MANIFEST);
+        assert_eq!(
+            e.digest, image.manifest.digest,
+            "the index names the new manifests"
+        );
+        assert!(e.platform.is_some(), "entries keep their platform");
+        let m: Manifest = serde_json::from_slice(&blob(&dst, &e.digest)).unwrap();
+        assert!(m
+            .layers
+            .iter()
+            .all(|l| l.media_type == media_type::OCI_LAYER_ZSTD));
+    }
 }
