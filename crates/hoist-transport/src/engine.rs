@@ -132,7 +132,12 @@ pub fn copy_image(
     // Children come before the indexes naming them, so each index sees its
     // children's new digests.
     for m in &plan.manifests {
-        let m = match rewrite(m, &new)? {
+        let changed = if new.is_empty() {
+            None
+        } else {
+            rewrite(m, &new)?
+        };
+        let m = match changed {
             Some(changed) => {
                 for image in images.iter_mut().filter(|i| i.manifest.digest == m.digest) {
                     image.manifest = changed.clone();
