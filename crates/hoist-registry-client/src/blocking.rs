@@ -88,9 +88,15 @@ impl RegistryClient {
     }
 
     /// See [`crate::RegistryClient::put_referrer`].
-    pub fn put_referrer(&self, repo: &str, bytes: &[u8], media_type: &str) -> Result<bool> {
+    pub fn put_referrer(
+        &self,
+        repo: &str,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<bool> {
         self.rt
-            .block_on(self.inner.put_referrer(repo, bytes, media_type))
+            .block_on(self.inner.put_referrer(repo, reference, bytes, media_type))
     }
 
     /// See [`crate::RegistryClient::delete_manifest`].

@@ -940,14 +940,20 @@ impl RegistryClient {
         Ok(Digest::sha256(bytes))
     }
 
-    /// Uploads, by its digest, a manifest that names a `subject`; true when
+    /// Uploads under `reference` (its digest) a manifest that names a `subject`; true when
     /// the registry indexed it for the referrers API itself (it answered
     /// with `OCI-Subject`), false when the caller must keep the
     /// `<alg>-<hex>` tag index up to date (the tag-schema fallback).
-    pub async fn put_referrer(&self, repo: &str, bytes: &[u8], media_type: &str) -> Result<bool> {
+    pub async fn put_referrer(
+        &self,
+        repo: &str,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<bool> {
         let mut r = Req::new(
             Method::PUT,
-            format!("/v2/{repo}/manifests/{}", Digest::sha256(bytes)),
+            format!("/v2/{repo}/manifests/{reference}"),
             Some(repo),
         )
         .header(CONTENT_TYPE, media_type);

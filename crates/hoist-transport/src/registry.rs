@@ -234,7 +234,7 @@ impl ImageDestination for RegistryDestination {
         };
         let indexed = self
             .client
-            .put_referrer(&self.repo, &m.bytes, &m.media_type)
+            .put_referrer(&self.repo, &m.digest.to_string(), &m.bytes, &m.media_type)
             .map_err(|e| client_error(&what, e))?;
         if !indexed {
             add_to_tag_index(&self.client, &self.repo, &subject, entry)
