@@ -24,6 +24,12 @@ pub trait ImageDestination: Send + Sync {
         false
     }
 
+    /// False when the destination holds images only, not the artifacts
+    /// (signatures, SBOMs) that referrers are.
+    fn holds_artifacts(&self) -> bool {
+        true
+    }
+
     /// Writes a blob, verifying digest and size while writing (and the
     /// diffID in the same pass when `diff_id` is Some). `progress` gets byte
     /// counts as they are written. May be called from several threads at once.

@@ -108,6 +108,9 @@ pub fn copy_image(
     opts: &CopyOptions,
     progress: &dyn Progress,
 ) -> Result<Copied, TransportError> {
+    if opts.referrers && !dst.holds_artifacts() {
+        return Err(TransportError::ReferrersUnsupported);
+    }
     let top = src.top()?;
     let mut plan = Plan {
         compress: opts.compress,

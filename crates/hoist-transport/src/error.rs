@@ -74,6 +74,9 @@ pub enum TransportError {
         /// What was found instead.
         actual: String,
     },
+    /// Referrers were asked for but the destination holds images only.
+    #[error("the destination holds images only, not referrers (signatures, SBOMs): copy without --referrers, or to docker:// or oci:")]
+    ReferrersUnsupported,
     /// A compression level the format does not have.
     #[error(
         "{format} has no level {level}: give {range} (or leave the level out for the default)"

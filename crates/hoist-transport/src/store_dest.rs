@@ -362,6 +362,10 @@ impl ImageDestination for StoreDestination {
         true
     }
 
+    fn holds_artifacts(&self) -> bool {
+        false
+    }
+
     fn put_blob(
         &self,
         d: &Descriptor,

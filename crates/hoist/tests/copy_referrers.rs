@@ -98,6 +98,16 @@ fn a_referrer_comes_along_and_follows_its_recompressed_subject() {
     ]);
     assert_eq!(referrer_subject(&same).as_deref(), Some(built.top.as_str()));
 
+    let err = store.hoist_err([
+        "copy",
+        "-q",
+        "--referrers",
+        &format!("oci:{}:v1", p(&src)),
+        "store:withsbom:v1",
+    ]);
+    assert!(err.contains("holds images only"), "{err}");
+    assert!(!store.hoist_ok(["images"]).contains("withsbom"));
+
     let zstd = s.path().join("zstd");
     store.hoist_ok([
         "copy",
