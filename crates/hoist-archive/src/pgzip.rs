@@ -121,7 +121,8 @@ impl<'a> Blocks<'a> {
 }
 
 /// Runs the jobs on `threads` workers and emits their results in order,
-/// with at most two blocks per thread in flight.
+/// with one block per thread in flight and two more queued (memory stays
+/// a few blocks per thread, however long the input).
 fn parallel(
     input: &mut (dyn Read + Send),
     out: &mut (dyn Write + Send),
@@ -159,7 +160,7 @@ fn parallel(
         let mut pending = BTreeMap::new();
         let mut exhausted = false;
         loop {
-            while !exhausted && in_flight < 2 * threads {
+            while !exhausted && in_flight + pending.len() < threads + 2 {
                 match blocks.next_job()? {
                     Some(job) => {
                         job_tx
