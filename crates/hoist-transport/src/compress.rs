@@ -7,7 +7,7 @@
 //! needs both before the upload ends). The config does not change: diffIDs
 //! name the uncompressed bytes. Each manifest naming a compressed layer is
 //! rewritten (new bytes, new digest), and so is each index naming such a
-//! manifest.
+//! manifest and each referrer naming it as its subject.
 
 use crate::blobio::{bomb_limit, check, DiffFail};
 use crate::source::{BlobBody, RawManifest};
@@ -20,6 +20,7 @@ use hoist_oci::{Algorithm, Descriptor, Digest, Document};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
 
 /// A compression a copy can write layers in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,16 +88,18 @@ const GZIP_LEVEL: i32 = 6;
 const ZSTD_LEVEL: i32 = hoist_archive::compression::ZSTD_DEFAULT_LEVEL;
 
 /// How to compress one layer.
-pub(crate) struct Encoding {
+pub(crate) struct Encoding<'a> {
     /// gzip or zstd.
     pub(crate) format: CompressFormat,
     /// The level; None takes the format's default.
     pub(crate) level: Option<i32>,
     /// Threads compressing it; the bytes do not depend on how many.
     pub(crate) threads: usize,
+    /// Where the compressed layer is written (None: the temp dir).
+    pub(crate) scratch: Option<&'a Path>,
 }
 
-impl Encoding {
+impl Encoding<'_> {
     /// The level to use, refused when the format has no such level.
     fn level(&self) -> Result<i32, TransportError> {
         let (format, default, range, levels) = match self.format {
@@ -202,7 +205,11 @@ pub(crate) fn compress_layer(
         },
         d.digest.algorithm(),
     );
-    let file = tempfile::tempfile().map_err(|e| TransportError::io("a temporary file", e))?;
+    let file = match enc.scratch {
+        Some(dir) => tempfile::tempfile_in(dir)
+            .map_err(|e| TransportError::io(dir.display().to_string(), e))?,
+        None => tempfile::tempfile().map_err(|e| TransportError::io("a temporary file", e))?,
+    };
     let mut out = HashingWriter::new(BufWriter::with_capacity(1 << 20, file), Algorithm::Sha256);
     let diff = {
         let (comp, mut sniffed) = compression::sniff(&mut raw).map_err(io_err)?;

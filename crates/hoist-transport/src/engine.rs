@@ -18,6 +18,7 @@ use crate::source::{BlobBody, ImageSource, RawManifest};
 use crate::{Progress, TransportError, MAX_JSON};
 use hoist_oci::{media_type, Config, Descriptor, Digest, Document, Manifest, Platform};
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -48,6 +49,9 @@ pub struct CopyOptions {
     pub compress_level: Option<i32>,
     /// Copy the referrers (signatures, SBOMs…) of every manifest copied, and theirs.
     pub referrers: bool,
+    /// Where compressed layers wait for their upload (None: the temp dir,
+    /// which may be a small tmpfs: a store's directory is a better place).
+    pub scratch: Option<PathBuf>,
 }
 
 /// Blobs moved at once by default: one per core of a small machine keeps
@@ -63,6 +67,7 @@ impl Default for CopyOptions {
             compress_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             compress_level: None,
             referrers: false,
+            scratch: None,
         }
     }
 }
@@ -126,6 +131,7 @@ pub fn copy_image(
     let how = How {
         threads: opts.compress_threads.max(1),
         level: opts.compress_level,
+        scratch: opts.scratch.as_deref(),
         diff_ids: dst.wants_diff_ids(),
     };
     // Old digest to new descriptor, for every layer compressed and every
@@ -159,11 +165,13 @@ pub fn copy_image(
 }
 
 /// How blobs are moved, the same for every job of a copy.
-struct How {
+struct How<'a> {
     /// Threads compressing one layer.
     threads: usize,
     /// The compression level, when not the default.
     level: Option<i32>,
+    /// Where compressed layers are written.
+    scratch: Option<&'a Path>,
     /// True when the destination checks diffIDs.
     diff_ids: bool,
 }
@@ -401,6 +409,7 @@ fn compress_blob(
             format,
             level: how.level,
             threads: how.threads,
+            scratch: how.scratch,
         },
         &advance,
     )

@@ -327,3 +327,39 @@ fn an_index_is_rewritten_to_name_its_recompressed_manifests() {
             .all(|l| l.media_type == media_type::OCI_LAYER_ZSTD));
     }
 }
+
+#[test]
+fn compressed_layers_wait_in_the_scratch_directory_given() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    layout(&src, media_type::OCI_MANIFEST);
+    let run = |scratch: &Path, dst: &Path| {
+        let source = OciDirSource::open(&src, None).unwrap();
+        let opts = CopyOptions {
+            compress: Compress::Uncompressed(CompressFormat::Gzip),
+            scratch: Some(scratch.to_owned()),
+            ..CopyOptions::default()
+        };
+        copy(
+            &source,
+            Box::new(OciDirDestination::new(dst).unwrap()),
+            &[],
+            &opts,
+            &NoProgress,
+        )
+    };
+    let scratch = t.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    run(&scratch, &t.path().join("dst")).unwrap();
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
+    let missing = t.path().join("missing");
+    let err = run(&missing, &t.path().join("dst2"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(missing.to_str().unwrap()), "{err}");
+}
