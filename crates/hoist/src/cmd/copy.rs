@@ -253,8 +253,7 @@ fn copy_into_store(
     let tag = vec![name.to_owned()];
     let copied = match parse(&args.src)? {
         Transport::Docker(r) => {
-            let src = RegistrySource::open(&r, &args.src_options()?)?
-                .with_scratch(&store.root().join("ingest"));
+            let src = RegistrySource::open(&r, &args.src_options()?)?.with_ingest(store.ingest());
             copy(
                 &src,
                 Box::new(StoreDestination::new(&store)?),
