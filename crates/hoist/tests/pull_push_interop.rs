@@ -401,7 +401,16 @@ fn a_pull_killed_at_random_moments_leaves_fsck_clean_and_resumes() {
     let before = bytes_sent(&serve.addr);
     assert_eq!(store.hoist_ok(["pull", "-q", &name]).trim(), name);
     let fetched = bytes_sent(&serve.addr) - before;
-    let layer = std::fs::metadata(&tar).expect("tar size").len();
+    // The layer as the registry holds it (push gzipped the imported tar).
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ]);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&assert_success("skopeo inspect --raw", &raw)).expect("manifest");
+    let layer = manifest["layers"][0]["size"].as_u64().expect("layer size");
     eprintln!("resumed at {resume_at}: fetched {fetched} of {layer} bytes");
     // The layer is fetched from where the killed pulls checkpointed it
     // (manifest and config are a few hundred bytes more).
@@ -419,4 +428,41 @@ fn a_pull_killed_at_random_moments_leaves_fsck_clean_and_resumes() {
         src.hoist_ok(["images", "-q", &name]).trim(),
         "the pulled image is the pushed one"
     );
+}
+
+#[test]
+fn a_loaded_image_is_pushed_gzipped_and_docker_runs_it() {
+    let reg = Registry::start();
+    let scratch = scratch_dir();
+    let d = docker();
+    let tar = scratch.path().join("app.tar");
+    d.save(APP_IMAGE, &tar);
+    let id = d.image_id(APP_IMAGE);
+    let store = TempStore::with_bin(hoist_bin!());
+    store.hoist_ok(["load", "-i", p(&tar)]);
+    let name = format!("{}/loaded/{}:v1", reg.addr(), unique_name("app"));
+    store.hoist_ok(["tag", APP_IMAGE, &name]);
+    let out = store.hoist_ok(["push", &name]);
+    assert!(out.contains(": Pushed"), "{out}");
+
+    // The layers were stored as docker save wrote them (plain tar): they went out gzipped.
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ]);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&assert_success("skopeo inspect --raw", &raw)).expect("manifest");
+    let layers = manifest["layers"].as_array().expect("layers");
+    assert!(!layers.is_empty());
+    for l in layers {
+        let mt = l["mediaType"].as_str().unwrap_or_default();
+        assert!(mt.ends_with("gzip"), "layer not gzipped: {mt}");
+    }
+
+    d.run_ok(["pull", &name]);
+    assert_eq!(d.image_id(&name), id, "image ID changed through hoist push");
+    d.assert_runs_app(&name);
+    d.rmi(&name);
 }
