@@ -4,6 +4,9 @@
 //! hoist pushed, skopeo reads it; hoist pulls what `docker push` and
 //! `skopeo copy` pushed, and what it pulled runs after `hoist save | docker load`.
 
+#[path = "common/ocilayout.rs"]
+mod ocilayout;
+
 use hoist_testkit::serve::HoistServe;
 use hoist_testkit::*;
 use std::path::Path;
@@ -465,4 +468,54 @@ fn a_loaded_image_is_pushed_gzipped_and_docker_runs_it() {
     assert_eq!(d.image_id(&name), id, "image ID changed through hoist push");
     d.assert_runs_app(&name);
     d.rmi(&name);
+}
+
+#[test]
+fn pull_takes_one_platform_or_all_of_an_index_and_push_gives_the_index_back() {
+    let reg = Registry::start();
+    let scratch = scratch_dir();
+    let src = scratch.path().join("src");
+    let built = ocilayout::write_layout(
+        &src,
+        "v1",
+        &["linux/amd64", "linux/arm64"],
+        200_000,
+        serde_json::json!([{ "created_by": "test" }]),
+    );
+    let name = format!("{}/multi/{}:v1", reg.addr(), unique_name("idx"));
+    let store = TempStore::with_bin(hoist_bin!());
+    store.hoist_ok([
+        "copy",
+        "-q",
+        "--all",
+        &format!("oci:{}:v1", p(&src)),
+        &format!("docker://{name}"),
+    ]);
+
+    // One platform: its image, named by the index's digest as Docker prints it.
+    let arm = built
+        .images
+        .iter()
+        .find(|i| i.platform == "linux/arm64")
+        .expect("arm64 image");
+    let one = TempStore::with_bin(hoist_bin!());
+    let out = one.hoist_ok(["pull", "--platform", "linux/arm64", &name]);
+    assert!(out.contains(&format!("Digest: {}", built.top)), "{out}");
+    for (d, _) in &arm.layers {
+        let short = &d.trim_start_matches("sha256:")[..12];
+        assert!(out.contains(&format!("{short}: Pull complete")), "{out}");
+    }
+    let e = one.hoist_err(["pull", "--platform", "linux/s390x", &name]);
+    assert!(e.contains("no image for linux/s390x"), "{e}");
+
+    // Every platform: the index comes along, and push gives it back byte for byte.
+    let all = TempStore::with_bin(hoist_bin!());
+    all.hoist_ok(["pull", "-q", "--all-platforms", &name]);
+    let again = format!("{}/again/{}:v2", reg.addr(), unique_name("idx"));
+    all.hoist_ok(["tag", &name, &again]);
+    let out = all.hoist_ok(["push", &again]);
+    assert!(
+        last_line(&out).starts_with(&format!("v2: digest: {} size: ", built.top)),
+        "{out}"
+    );
 }
