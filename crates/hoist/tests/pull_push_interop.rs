@@ -519,3 +519,36 @@ fn pull_takes_one_platform_or_all_of_an_index_and_push_gives_the_index_back() {
         "{out}"
     );
 }
+
+#[test]
+fn two_pulls_of_one_image_at_once_both_finish() {
+    let scratch = scratch_dir();
+    let serve = HoistServe::start(&scratch.path().join("registry"), &[]);
+    let name = format!("{}/big/{}:v1", serve.addr, unique_name("img"));
+    let tar = big_layer(scratch.path(), 96 << 20);
+    let src = TempStore::with_bin(hoist_bin!());
+    src.hoist_ok(["import", p(&tar), &name]);
+    src.hoist_ok(["push", "-q", &name]);
+
+    let store = TempStore::with_bin(hoist_bin!());
+    let pulls: Vec<_> = (0..2)
+        .map(|_| {
+            store
+                .command()
+                .args(["pull", "-q", &name])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start hoist pull")
+        })
+        .collect();
+    for child in pulls {
+        let out = child.wait_with_output().expect("wait for hoist pull");
+        assert_eq!(assert_success("hoist pull", &out).trim(), name);
+    }
+    assert!(store.hoist_ok(["fsck"]).contains("clean"));
+    assert!(
+        resume_points(store.path()).is_empty(),
+        "a partial blob is left"
+    );
+}
