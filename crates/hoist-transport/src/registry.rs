@@ -195,11 +195,19 @@ impl RegistrySource {
         if let Some(e) = lock(&failed).take() {
             return Err(e.into());
         }
-        fetched.map_err(|e| client_error(&what, e))?;
         let mut blob = Arc::try_unwrap(shared)
             .map_err(|_| TransportError::Archive(format!("{what}: the fetch kept its blob")))?
             .into_inner()
             .unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = fetched {
+            // Wrong bytes (digest or size): the partial blob cannot be
+            // resumed from; finishing it fails its check and removes it.
+            // A cut or a refusal keeps it for the next attempt.
+            if matches!(e, ClientError::Invalid { .. }) {
+                let _ = blob.finish(Some(d.size));
+            }
+            return Err(client_error(&what, e));
+        }
         // A registry that ignored Range sent the blob again from its start,
         // into the same file: hash what the blob has not seen yet.
         blob.hash_through(d.size)?;

@@ -552,3 +552,54 @@ fn two_pulls_of_one_image_at_once_both_finish() {
         "a partial blob is left"
     );
 }
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_layer_with_wrong_bytes_is_refused_and_nothing_is_kept_to_resume() {
+    let reg = Registry::start();
+    let (name, id) = pushed_by_docker(reg.addr(), "tampered");
+    // The biggest blob the registry stores is a layer: change one byte.
+    let data = files(&reg.root().join("docker/registry/v2/blobs"))
+        .into_iter()
+        .max_by_key(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+        .expect("a blob in the registry");
+    let good = std::fs::read(&data).expect("read blob");
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    std::fs::write(&data, &bad).expect("tamper");
+    let hex = data
+        .parent()
+        .and_then(|d| d.file_name())
+        .and_then(|n| n.to_str())
+        .expect("blob directory named by its digest")
+        .to_owned();
+
+    let store = TempStore::with_bin(hoist_bin!());
+    let e = store.hoist_err(["pull", &name]);
+    assert!(e.contains(&hex), "the error names the blob: {e}");
+    assert!(
+        resume_points(store.path()).is_empty(),
+        "wrong bytes are kept to resume from"
+    );
+    assert!(store.hoist_ok(["fsck"]).contains("clean"));
+    assert_eq!(store.hoist_ok(["images", "-q"]).trim(), "");
+
+    std::fs::write(&data, &good).expect("restore");
+    store.hoist_ok(["pull", "-q", &name]);
+    let scratch = scratch_dir();
+    runs_after_save_and_load(&store, &name, &id, scratch.path());
+}
