@@ -1,17 +1,21 @@
 //! `hoist copy [--all] [--platform P] SRC DST`: one image from any transport
 //! to any other, over the copy engine.
 
+use super::remote::{parse_docker, registry_error, RemoteOpts};
 use super::{Context, Error};
 use crate::progress::Bars;
 use crate::resolve;
-use hoist_oci::Platform;
+use hoist_oci::{Descriptor, Digest, Platform, Reference};
+use hoist_registry_client::Options;
 use hoist_transport::{
-    copy, ArchiveDestination, ArchiveKind, ArchiveSource, CopyOptions, ImageSource, LoadInput,
-    NoProgress, OciDirDestination, OciDirSource, Platforms, Progress, SaveOutput, StoreDestination,
-    StoreSource,
+    copy, ArchiveDestination, ArchiveKind, ArchiveSource, CopyOptions, FetchProgress, ImageSource,
+    LoadInput, NoProgress, OciDirDestination, OciDirSource, Platforms, Progress,
+    RegistryDestination, RegistrySource, SaveOutput, StoreDestination, StoreSource,
 };
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 /// Arguments of `hoist copy`.
 #[derive(clap::Args)]
@@ -34,14 +38,50 @@ pub struct Args {
     /// Suppress the progress output.
     #[arg(short, long)]
     quiet: bool,
-    /// Source: oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF] or store:REF.
+    /// Credentials `USER[:PASSWORD]` for a docker:// source, instead of those in config.json.
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    src_creds: Option<String>,
+    /// Credentials `USER[:PASSWORD]` for a docker:// destination, instead of those in config.json.
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    dest_creds: Option<String>,
+    /// A docker:// source needs HTTPS with verified certificates (`=false`: neither).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    src_tls_verify: bool,
+    /// A docker:// destination needs HTTPS with verified certificates (`=false`: neither).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    dest_tls_verify: bool,
+    /// Source: docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF] or store:REF.
     src: String,
-    /// Destination: oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF] or store:REF.
+    /// Destination: docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF] or store:REF.
     dst: String,
+}
+
+impl Args {
+    /// The registry client options of the source's end.
+    fn src_options(&self) -> Result<Options, Error> {
+        client_options(&self.src_creds, self.src_tls_verify)
+    }
+
+    /// The registry client options of the destination's end.
+    fn dest_options(&self) -> Result<Options, Error> {
+        client_options(&self.dest_creds, self.dest_tls_verify)
+    }
+}
+
+fn client_options(creds: &Option<String>, tls_verify: bool) -> Result<Options, Error> {
+    RemoteOpts {
+        tls_verify,
+        creds: creds.clone(),
+        authfile: None,
+    }
+    .options()
+    .with_config_file()
+    .map_err(registry_error)
 }
 
 /// A parsed transport reference.
 enum Transport {
+    Docker(Reference),
     Oci(PathBuf, Option<String>),
     Archive(ArchiveKind, PathBuf, Option<String>),
     Store(String),
@@ -59,13 +99,14 @@ fn path_ref(rest: &str) -> (PathBuf, Option<String>) {
 fn parse(s: &str) -> Result<Transport, Error> {
     let (kind, rest) = s.split_once(':').ok_or_else(|| {
         Error::Msg(format!(
-            "{s:?}: give a transport: oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF] or store:REF"
+            "{s:?}: give a transport: docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF] or store:REF"
         ))
     })?;
     if rest.is_empty() {
         return Err(Error::Msg(format!("{s:?}: nothing after {kind}:")));
     }
     Ok(match kind {
+        "docker" => Transport::Docker(parse_docker(s, false)?),
         "oci" => {
             let (p, r) = path_ref(rest);
             Transport::Oci(p, r)
@@ -81,7 +122,7 @@ fn parse(s: &str) -> Result<Transport, Error> {
         "store" => Transport::Store(rest.to_owned()),
         other => {
             return Err(Error::Msg(format!(
-                "{s:?}: unknown transport {other:?}; hoist copy knows oci:, oci-archive:, docker-archive: and store:"
+                "{s:?}: unknown transport {other:?}; hoist copy knows docker://, oci:, oci-archive:, docker-archive: and store:"
             )))
         }
     })
@@ -112,10 +153,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     let bars = if args.quiet {
         None
     } else {
-        Bars::new("Copying blob")
+        Bars::new("Copying blob").map(Arc::new)
     };
     let progress: &dyn Progress = match &bars {
-        Some(b) => b,
+        Some(b) => b.as_ref(),
         None => &NoProgress,
     };
     if matches!((&src, &dst), (Transport::Store(_), Transport::Store(_))) {
@@ -136,6 +177,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         let archive;
         let source: Box<dyn ImageSource + '_>;
         match &src {
+            Transport::Docker(r) => {
+                source = Box::new(RegistrySource::open(r, &args.src_options()?)?)
+            }
             Transport::Oci(dir, r) => source = Box::new(OciDirSource::open(dir, r.as_deref())?),
             Transport::Archive(_, file, r) => {
                 let f = std::fs::File::open(file)
@@ -154,6 +198,16 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
             }
         }
         match &dst {
+            Transport::Docker(r) => {
+                let mut d = RegistryDestination::new(&destination_ref(r), &args.dest_options()?)?;
+                // Within one registry, blobs are mounted rather than sent.
+                if let Transport::Docker(s) = &src {
+                    if s.domain() == r.domain() {
+                        d = d.with_mount_from(vec![s.path().to_owned()]);
+                    }
+                }
+                copy(source.as_ref(), Box::new(d), &[], &opts, progress)?
+            }
             Transport::Oci(dir, r) => {
                 let tags: Vec<String> = r.iter().cloned().collect();
                 copy(
@@ -173,7 +227,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
             }
             Transport::Store(name) => {
                 drop(source);
-                return copy_into_store(ctx, &args, name, &opts, progress);
+                let fetched = bars.as_ref().map(fetch_bars);
+                return copy_into_store(ctx, &args, name, &opts, progress, fetched);
             }
         }
     };
@@ -182,6 +237,35 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         println!("Copied {}", copied.top.digest);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Bars for layers a registry source fetches into the store's ingest
+/// before the engine sees them (it shows only what it streams itself).
+fn fetch_bars(bars: &Arc<Bars>) -> FetchProgress {
+    let bars = bars.clone();
+    let done: Mutex<HashMap<Digest, u64>> = Mutex::new(HashMap::new());
+    Arc::new(move |d: &Descriptor, n: u64| {
+        let id: String = d.digest.hex().chars().take(12).collect();
+        let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
+        let got = done.entry(d.digest.clone()).or_insert_with(|| {
+            bars.start(&id, d.size);
+            0
+        });
+        *got += n;
+        bars.advance(&id, n);
+        if *got >= d.size {
+            bars.finish(&id, false);
+        }
+    })
+}
+
+/// A destination reference names a tag: Docker's `latest` when it gives neither tag nor digest.
+fn destination_ref(r: &Reference) -> Reference {
+    if r.digest().is_some() {
+        r.clone()
+    } else {
+        r.clone().with_default_tag()
+    }
 }
 
 /// What `name` tags in the store (an index stays an index), else the image it names by ID.
@@ -202,10 +286,24 @@ fn copy_into_store(
     name: &str,
     opts: &CopyOptions,
     progress: &dyn Progress,
+    fetched: Option<FetchProgress>,
 ) -> Result<ExitCode, Error> {
     let store = ctx.store()?;
     let tag = vec![name.to_owned()];
     let copied = match parse(&args.src)? {
+        Transport::Docker(r) => {
+            let mut src = RegistrySource::open(&r, &args.src_options()?)?.with_store(&store);
+            if let Some(f) = fetched {
+                src = src.with_progress(f);
+            }
+            copy(
+                &src,
+                Box::new(StoreDestination::new(&store)?),
+                &tag,
+                opts,
+                progress,
+            )?
+        }
         Transport::Oci(dir, r) => {
             let src = OciDirSource::open(&dir, r.as_deref())?;
             copy(
