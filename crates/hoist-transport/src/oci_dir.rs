@@ -49,6 +49,19 @@ fn read_index(dir: &Path) -> Result<Option<Index>, TransportError> {
     }
 }
 
+/// What each ref name of the layout in `dir` names (empty when there is no layout yet),
+/// so that a sync can skip the tags a layout already holds.
+pub fn layout_refs(dir: &Path) -> Result<BTreeMap<String, Digest>, TransportError> {
+    Ok(read_index(dir)?
+        .map(|idx| {
+            idx.manifests
+                .into_iter()
+                .filter_map(|d| Some((d.annotations.get(REF_NAME)?.clone(), d.digest)))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 /// An image of an OCI layout directory.
 pub struct OciDirSource {
     dir: PathBuf,
