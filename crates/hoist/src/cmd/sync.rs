@@ -55,7 +55,7 @@ pub struct Args {
 /// Where a sync writes.
 enum Target {
     /// A repository; each tag keeps its name.
-    Registry(Reference, Options),
+    Registry(Reference, Box<Options>),
     /// One OCI layout; each tag becomes a ref name.
     Layout(PathBuf),
 }
@@ -77,7 +77,7 @@ impl Target {
                     "{s:?}: sync copies tags under their own names; give the repository without a tag"
                 )));
             }
-            return Ok(Target::Registry(r, opts));
+            return Ok(Target::Registry(r, Box::new(opts)));
         }
         Err(Error::Msg(format!(
             "{s:?}: sync writes into docker://REGISTRY/REPOSITORY or oci:DIR"
@@ -184,9 +184,9 @@ fn wanted(src: &dyn ImageSource, platforms: &Platforms) -> Result<Digest, Error>
 /// The tags to sync: the one the source names, else those of the repository the regex matches.
 fn tags(args: &Args, src: &Reference, client: &RegistryClient) -> Result<Vec<String>, Error> {
     let re = match &args.tags {
-        Some(t) => Some(
-            regex::Regex::new(t).map_err(|e| Error::Msg(format!("--tags {t:?}: {e}")))?,
-        ),
+        Some(t) => {
+            Some(regex::Regex::new(t).map_err(|e| Error::Msg(format!("--tags {t:?}: {e}")))?)
+        }
         None => None,
     };
     let all = match src.tag() {
