@@ -268,3 +268,50 @@ impl ImageDestination for OciDirDestination {
         self.write_file("index.json", &bytes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(dir: &Path, m: &RawManifest, tags: &[&str]) {
+        let d = Box::new(OciDirDestination::new(dir).expect("layout"));
+        d.put_manifest(m).expect("put");
+        let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
+        d.tag(m, &tags).expect("tag");
+        d.commit().expect("commit");
+    }
+
+    #[test]
+    fn a_layout_holds_several_ref_names_and_a_name_moves_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(layout_refs(dir.path()).expect("no layout yet").is_empty());
+        let one = RawManifest::new(
+            br#"{"schemaVersion":2,"n":1}"#.to_vec(),
+            media_type::OCI_MANIFEST,
+        );
+        let two = RawManifest::new(
+            br#"{"schemaVersion":2,"n":2}"#.to_vec(),
+            media_type::OCI_MANIFEST,
+        );
+        put(dir.path(), &one, &["a", "b"]);
+        put(dir.path(), &two, &["c"]);
+        let refs = layout_refs(dir.path()).expect("refs");
+        let want = |pairs: &[(&str, &Digest)]| -> BTreeMap<String, Digest> {
+            pairs
+                .iter()
+                .map(|(n, d)| ((*n).to_owned(), (*d).clone()))
+                .collect()
+        };
+        assert_eq!(
+            refs,
+            want(&[("a", &one.digest), ("b", &one.digest), ("c", &two.digest)])
+        );
+        put(dir.path(), &two, &["a"]);
+        assert_eq!(
+            layout_refs(dir.path()).expect("refs"),
+            want(&[("a", &two.digest), ("b", &one.digest), ("c", &two.digest)])
+        );
+        let src = OciDirSource::open(dir.path(), Some("b")).expect("b opens");
+        assert_eq!(src.top().expect("top").digest, one.digest);
+    }
+}
