@@ -387,3 +387,60 @@ fn sync_refuses_a_destination_tag_and_a_bad_regex() {
     ]);
     assert!(err.contains("--tags"), "{err}");
 }
+
+/// `--dest-creds` and `--src-creds` against docker-registry with htpasswd:
+/// refused without them; within one registry the layers are mounted, not sent.
+#[test]
+fn sync_with_credentials_and_mounts_within_one_registry() {
+    let plain = Registry::start();
+    let auth = Registry::start_with_htpasswd("alice", "alice-pw");
+    let scratch = scratch_dir();
+    let store = TempStore::with_bin(hoist_bin!());
+    let (repo, _) = source_repo(&store, plain.addr(), scratch.path(), Pusher::Docker);
+    let src_url = format!("docker://{repo}");
+    let first = format!("docker://{}/alice/first", auth.addr());
+    let second = format!("docker://{}/alice/second", auth.addr());
+
+    let e = store.hoist_err(["sync", "-q", "--tags", "^v1$", &src_url, &first]);
+    assert!(
+        e.contains("401") || e.to_lowercase().contains("unauthorized"),
+        "{e}"
+    );
+    let out = store.hoist_ok([
+        "sync",
+        "-q",
+        "--all",
+        "--dest-creds",
+        "alice:alice-pw",
+        &src_url,
+        &first,
+    ]);
+    assert!(out.contains("4 copied, 0 already present"), "{out}");
+
+    let json: Value = serde_json::from_str(&store.hoist_ok([
+        "sync",
+        "--format",
+        "json",
+        "--tags",
+        "^v",
+        "--src-creds",
+        "alice:alice-pw",
+        "--dest-creds",
+        "alice:alice-pw",
+        &first,
+        &second,
+    ]))
+    .expect("sync --format json");
+    assert_eq!(json["copied"], 2, "{json}");
+    for t in json["tags"].as_array().expect("tags") {
+        assert_eq!(t["bytesSent"], 0, "a layer was sent, not mounted: {t}");
+        assert_ne!(t["layersPresent"], 0, "{t}");
+        assert_eq!(
+            remote_digest(
+                &store,
+                &format!("docker://{repo}:{}", t["tag"].as_str().expect("tag"))
+            ),
+            t["digest"].as_str().expect("digest"),
+        );
+    }
+}
