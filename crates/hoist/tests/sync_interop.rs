@@ -330,7 +330,8 @@ fn sync_registry_to_registry_twice_moves_nothing_the_second_time() {
 
 /// `hoist sync` from `hoist serve` into one OCI layout: each tag is a ref
 /// name (an index resolved to this machine's image), skopeo reads each, and
-/// a second run rewrites no blob. The images are OCI-typed: skopeo's `oci:`
+/// a second run rewrites no blob; synced back into a registry, each ref
+/// name is a tag with the same digest. The images are OCI-typed: skopeo's `oci:`
 /// ignores layout entries with Docker media types, which hoist keeps as received.
 #[test]
 fn sync_registry_to_oci_layout_names_each_tag() {
@@ -365,6 +366,19 @@ fn sync_registry_to_oci_layout_names_each_tag() {
     assert_eq!(again.matches("Skipped image ref ").count(), 4, "{again}");
     assert!(again.contains("nothing moved"), "{again}");
     assert_eq!(blob_files(&layout), before, "a second sync rewrote blobs");
+
+    // And back: the layout's ref names become tags of another repository.
+    let back = format!("{}/{}", serve.addr, unique_name("sync-back"));
+    let out = store.hoist_ok(["sync", "-q", &dst_url, &format!("docker://{back}")]);
+    assert!(out.contains("4 copied, 0 already present"), "{out}");
+    for (tag, digest) in layout_refs(&layout) {
+        assert_eq!(
+            remote_digest(&store, &format!("docker://{back}:{tag}")),
+            digest
+        );
+    }
+    let again = store.hoist_ok(["sync", "-q", &dst_url, &format!("docker://{back}")]);
+    assert!(again.contains("0 copied, 4 already present"), "{again}");
 }
 
 #[test]
@@ -375,9 +389,16 @@ fn sync_refuses_a_destination_tag_and_a_bad_regex() {
         "docker://127.0.0.1:1/a",
         "docker://127.0.0.1:1/b:v1",
     ]);
-    assert!(err.contains("without a tag"), "{err}");
+    assert!(err.contains("without a tag or ref"), "{err}");
     let err = store.hoist_err(["sync", "docker://127.0.0.1:1/a", "oci:/tmp/x:v1"]);
-    assert!(err.contains("give no ref"), "{err}");
+    assert!(err.contains("without a tag or ref"), "{err}");
+    let missing = scratch_dir();
+    let err = store.hoist_err([
+        "sync",
+        &format!("oci:{}", p(&missing.path().join("none"))),
+        "docker://127.0.0.1:1/b",
+    ]);
+    assert!(err.contains("not an OCI image layout"), "{err}");
     let err = store.hoist_err([
         "sync",
         "--tags",

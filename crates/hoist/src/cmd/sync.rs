@@ -1,6 +1,8 @@
-//! `hoist sync [--all] [--tags REGEX] docker://REG/REPO (docker://REG2/REPO2 | oci:DIR)`:
-//! every tag of a repository to another registry under the same names, or
-//! into one OCI layout with each tag as its ref name, as `skopeo sync` does.
+//! `hoist sync [--all] [--tags REGEX] SRC DST`, SRC and DST each
+//! `docker://REG/REPO` or `oci:DIR`: every tag of a repository to another
+//! registry under the same names, or into one OCI layout with each tag as
+//! its ref name (and a layout's ref names back into a repository), as
+//! `skopeo sync` does.
 //! Digests are compared first: a tag whose destination already names the
 //! same manifest moves nothing.
 
@@ -13,7 +15,7 @@ use hoist_registry_client::blocking::RegistryClient;
 use hoist_registry_client::Options;
 use hoist_transport::{
     choose, copy, layout_refs, CopyOptions, ImageDestination, ImageSource, NoProgress,
-    OciDirDestination, Platforms, Progress, RegistryDestination, RegistrySource,
+    OciDirDestination, OciDirSource, Platforms, Progress, RegistryDestination, RegistrySource,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,76 +48,139 @@ pub struct Args {
     /// The destination needs HTTPS with verified certificates (`=false`: neither).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     dest_tls_verify: bool,
-    /// The source repository: docker://REGISTRY/REPOSITORY (a tag syncs only that tag).
+    /// The source: docker://REGISTRY/REPOSITORY or oci:DIR (a tag or ref name syncs only that one).
     src: String,
     /// The destination: docker://REGISTRY/REPOSITORY or oci:DIR.
     dst: String,
 }
 
-/// Where a sync writes.
-enum Target {
-    /// A repository; each tag keeps its name.
-    Registry(Reference, Box<Options>),
-    /// One OCI layout; each tag becomes a ref name.
+/// One end of a sync: a repository (each tag keeps its name) or one OCI
+/// layout (each tag is a ref name).
+enum End {
+    Registry {
+        repo: Reference,
+        opts: Box<Options>,
+        client: RegistryClient,
+    },
     Layout(PathBuf),
 }
 
-impl Target {
-    fn parse(s: &str, opts: Options) -> Result<Self, Error> {
-        if let Some(dir) = s.strip_prefix("oci:") {
-            if dir.is_empty() || dir.contains(':') {
+impl End {
+    /// Parses `docker://REGISTRY/REPOSITORY[:TAG]` or `oci:DIR[:REF]`, with
+    /// the one tag it names (a destination names none: tags keep their names).
+    fn parse(s: &str, opts: Options, source: bool) -> Result<(Self, Option<String>), Error> {
+        let no_tag = || {
+            Error::Msg(format!(
+                "{s:?}: sync copies tags under their own names; give the destination without a tag or ref"
+            ))
+        };
+        if let Some(rest) = s.strip_prefix("oci:") {
+            let (dir, one) = match rest.split_once(':') {
+                Some((d, r)) => (d, Some(r.to_owned())),
+                None => (rest, None),
+            };
+            if dir.is_empty() || one.as_deref() == Some("") {
+                return Err(Error::Msg(format!("{s:?}: expected oci:DIR[:REF]")));
+            }
+            if !source && one.is_some() {
+                return Err(no_tag());
+            }
+            let dir = PathBuf::from(dir);
+            if source && !dir.join("index.json").is_file() {
                 return Err(Error::Msg(format!(
-                    "{s:?}: sync writes into oci:DIR (each tag becomes a ref name); give no ref"
+                    "{s:?}: {} is not an OCI image layout (no index.json)",
+                    dir.display()
                 )));
             }
-            return Ok(Target::Layout(PathBuf::from(dir)));
+            return Ok((End::Layout(dir), one));
         }
         if s.starts_with("docker://") {
             let r = parse_docker(s, false)?;
-            if r.tag().is_some() || r.digest().is_some() {
+            if r.digest().is_some() {
                 return Err(Error::Msg(format!(
-                    "{s:?}: sync copies tags under their own names; give the repository without a tag"
+                    "{s:?}: sync copies tags; give the repository (or one tag), not a digest"
                 )));
             }
-            return Ok(Target::Registry(r, Box::new(opts)));
+            let one = r.tag().map(str::to_owned);
+            if !source && one.is_some() {
+                return Err(no_tag());
+            }
+            let repo = Reference::parse(&r.name())?;
+            let client = RegistryClient::new(repo.domain(), &opts).map_err(registry_error)?;
+            return Ok((
+                End::Registry {
+                    repo,
+                    opts: Box::new(opts),
+                    client,
+                },
+                one,
+            ));
         }
         Err(Error::Msg(format!(
-            "{s:?}: sync writes into docker://REGISTRY/REPOSITORY or oci:DIR"
+            "{s:?}: sync takes docker://REGISTRY/REPOSITORY or oci:DIR"
         )))
     }
 
-    /// How the destination names `tag`, for messages.
-    fn name(&self, tag: &str) -> String {
+    /// The end itself, for messages.
+    fn name(&self) -> String {
         match self {
-            Target::Registry(r, _) => format!("docker://{}", r.with_tag(tag)),
-            Target::Layout(dir) => format!("oci:{}:{tag}", dir.display()),
+            End::Registry { repo, .. } => format!("docker://{}", repo.name()),
+            End::Layout(dir) => format!("oci:{}", dir.display()),
         }
     }
 
-    /// What the destination's `tag` names now, if anything.
-    fn current(&self, client: Option<&RegistryClient>, tag: &str) -> Result<Option<Digest>, Error> {
-        match (self, client) {
-            (Target::Registry(r, _), Some(c)) => Ok(c
-                .head_manifest(r.path(), tag)
+    /// How this end names `tag`, for messages.
+    fn tag_name(&self, tag: &str) -> String {
+        match self {
+            End::Registry { repo, .. } => format!("docker://{}", repo.with_tag(tag)),
+            End::Layout(dir) => format!("oci:{}:{tag}", dir.display()),
+        }
+    }
+
+    /// Every tag (ref name) this end holds.
+    fn tags(&self) -> Result<Vec<String>, Error> {
+        match self {
+            End::Registry { repo, client, .. } => {
+                client.list_tags(repo.path(), None).map_err(registry_error)
+            }
+            End::Layout(dir) => Ok(layout_refs(dir)?.into_keys().collect()),
+        }
+    }
+
+    /// What this end's `tag` names now, if anything.
+    fn current(&self, tag: &str) -> Result<Option<Digest>, Error> {
+        match self {
+            End::Registry { repo, client, .. } => Ok(client
+                .head_manifest(repo.path(), tag)
                 .map_err(registry_error)?
                 .map(|d| d.digest)),
-            (Target::Layout(dir), _) => Ok(layout_refs(dir)?.remove(tag)),
-            (Target::Registry(..), None) => Ok(None),
+            End::Layout(dir) => Ok(layout_refs(dir)?.remove(tag)),
         }
     }
 
-    /// A destination for `tag`, mounting from `src` when both are in one registry.
-    fn open(&self, tag: &str, src: &Reference) -> Result<Box<dyn ImageDestination>, Error> {
+    /// The image this end names `tag`, as a source.
+    fn source(&self, tag: &str) -> Result<Box<dyn ImageSource>, Error> {
         Ok(match self {
-            Target::Registry(r, opts) => {
-                let d = RegistryDestination::new(&r.with_tag(tag), opts)?;
-                Box::new(if src.domain() == r.domain() {
-                    d.with_mount_from(vec![src.path().to_owned()])
-                } else {
-                    d
+            End::Registry { repo, opts, .. } => {
+                Box::new(RegistrySource::open(&repo.with_tag(tag), opts)?)
+            }
+            End::Layout(dir) => Box::new(OciDirSource::open(dir, Some(tag))?),
+        })
+    }
+
+    /// A destination for `tag`, mounting from `from` when both are in one registry.
+    fn destination(&self, tag: &str, from: &End) -> Result<Box<dyn ImageDestination>, Error> {
+        Ok(match self {
+            End::Registry { repo, opts, .. } => {
+                let d = RegistryDestination::new(&repo.with_tag(tag), opts)?;
+                Box::new(match from {
+                    End::Registry { repo: src, .. } if src.domain() == repo.domain() => {
+                        d.with_mount_from(vec![src.path().to_owned()])
+                    }
+                    _ => d,
                 })
             }
-            Target::Layout(dir) => Box::new(OciDirDestination::new(dir)?),
+            End::Layout(dir) => Box::new(OciDirDestination::new(dir)?),
         })
     }
 }
@@ -181,17 +246,17 @@ fn wanted(src: &dyn ImageSource, platforms: &Platforms) -> Result<Digest, Error>
     }
 }
 
-/// The tags to sync: the one the source names, else those of the repository the regex matches.
-fn tags(args: &Args, src: &Reference, client: &RegistryClient) -> Result<Vec<String>, Error> {
+/// The tags to sync: the one the source names, else those it holds that the regex matches.
+fn tags(args: &Args, src: &End, one: Option<String>) -> Result<Vec<String>, Error> {
     let re = match &args.tags {
         Some(t) => {
             Some(regex::Regex::new(t).map_err(|e| Error::Msg(format!("--tags {t:?}: {e}")))?)
         }
         None => None,
     };
-    let all = match src.tag() {
-        Some(t) => vec![t.to_owned()],
-        None => client.list_tags(src.path(), None).map_err(registry_error)?,
+    let all = match one {
+        Some(t) => vec![t],
+        None => src.tags()?,
     };
     Ok(all
         .into_iter()
@@ -201,23 +266,16 @@ fn tags(args: &Args, src: &Reference, client: &RegistryClient) -> Result<Vec<Str
 
 /// Runs `hoist sync`.
 pub fn run(_ctx: &Context, args: Args) -> Result<ExitCode, Error> {
-    let src = parse_docker(&args.src, false)?;
-    if src.digest().is_some() {
-        return Err(Error::Msg(format!(
-            "{}: sync copies tags; give the repository (or one tag), not a digest",
-            args.src
-        )));
-    }
-    let src_opts = client_options(&args.src_creds, args.src_tls_verify)?;
-    let target = Target::parse(
+    let (src, one) = End::parse(
+        &args.src,
+        client_options(&args.src_creds, args.src_tls_verify)?,
+        true,
+    )?;
+    let (dst, _) = End::parse(
         &args.dst,
         client_options(&args.dest_creds, args.dest_tls_verify)?,
+        false,
     )?;
-    let src_client = RegistryClient::new(src.domain(), &src_opts).map_err(registry_error)?;
-    let dst_client = match &target {
-        Target::Registry(r, o) => Some(RegistryClient::new(r.domain(), o).map_err(registry_error)?),
-        Target::Layout(_) => None,
-    };
     let opts = CopyOptions {
         platforms: if args.all {
             Platforms::All
@@ -236,23 +294,22 @@ pub fn run(_ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         None => &NoProgress,
     };
 
-    let tags = tags(&args, &src, &src_client)?;
+    let tags = tags(&args, &src, one)?;
     let mut outcomes = Vec::with_capacity(tags.len());
     for (i, tag) in tags.iter().enumerate() {
-        let from = src.with_tag(tag);
-        let source = RegistrySource::open(&from, &src_opts)?;
-        let digest = wanted(&source, &opts.platforms)?;
+        let source = src.source(tag)?;
+        let digest = wanted(source.as_ref(), &opts.platforms)?;
         let mut o = Outcome {
             tag: tag.clone(),
-            source: format!("docker://{from}"),
-            destination: target.name(tag),
+            source: src.tag_name(tag),
+            destination: dst.tag_name(tag),
             digest: digest.to_string(),
             status: "skipped",
             layers_sent: 0,
             layers_present: 0,
             bytes_sent: 0,
         };
-        if target.current(dst_client.as_ref(), tag)?.as_ref() != Some(&digest) {
+        if dst.current(tag)?.as_ref() != Some(&digest) {
             let tally = Tally {
                 inner: shown,
                 sent: AtomicU64::new(0),
@@ -260,8 +317,8 @@ pub fn run(_ctx: &Context, args: Args) -> Result<ExitCode, Error> {
                 bytes: AtomicU64::new(0),
             };
             copy(
-                &source,
-                target.open(tag, &src)?,
+                source.as_ref(),
+                dst.destination(tag, &src)?,
                 std::slice::from_ref(tag),
                 &opts,
                 &tally,
@@ -279,15 +336,15 @@ pub fn run(_ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     let copied = outcomes.iter().filter(|o| o.status == "copied").count();
     match args.format {
         Format::Table => println!(
-            "Synced {} tags from docker://{} to {}: {copied} copied, {} already present",
+            "Synced {} tags from {} to {}: {copied} copied, {} already present",
             outcomes.len(),
             src.name(),
-            args.dst,
+            dst.name(),
             outcomes.len() - copied
         ),
         Format::Json => print_json(&serde_json::json!({
-            "source": format!("docker://{}", src.name()),
-            "destination": args.dst,
+            "source": src.name(),
+            "destination": dst.name(),
             "copied": copied,
             "skipped": outcomes.len() - copied,
             "tags": outcomes,
