@@ -382,7 +382,7 @@ fn sync_registry_to_oci_layout_names_each_tag() {
 }
 
 #[test]
-fn sync_refuses_a_destination_tag_and_a_bad_regex() {
+fn sync_refuses_bad_ends_and_regex_and_names_a_failing_tag() {
     let store = TempStore::with_bin(hoist_bin!());
     let err = store.hoist_err([
         "sync",
@@ -399,6 +399,35 @@ fn sync_refuses_a_destination_tag_and_a_bad_regex() {
         "docker://127.0.0.1:1/b",
     ]);
     assert!(err.contains("not an OCI image layout"), "{err}");
+
+    // A ref name whose manifest is missing: the error names the tag.
+    let broken = missing.path().join("broken");
+    std::fs::create_dir_all(broken.join("blobs/sha256")).expect("mkdir");
+    let gone = hoist_oci::Digest::sha256(b"no such manifest");
+    std::fs::write(
+        broken.join("index.json"),
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": gone.to_string(),
+                "size": 16,
+                "annotations": {"org.opencontainers.image.ref.name": "bad"},
+            }],
+        }))
+        .expect("JSON"),
+    )
+    .expect("write index.json");
+    let out = missing.path().join("out");
+    let err = store.hoist_err([
+        "sync",
+        &format!("oci:{}", p(&broken)),
+        &format!("oci:{}", p(&out)),
+    ]);
+    assert!(
+        err.contains(&format!("oci:{}:bad (tag 1/1)", p(&broken))) && err.contains(gone.hex()),
+        "{err}"
+    );
     let err = store.hoist_err([
         "sync",
         "--tags",

@@ -297,37 +297,14 @@ pub fn run(_ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     let tags = tags(&args, &src, one)?;
     let mut outcomes = Vec::with_capacity(tags.len());
     for (i, tag) in tags.iter().enumerate() {
-        let source = src.source(tag)?;
-        let digest = wanted(source.as_ref(), &opts.platforms)?;
-        let mut o = Outcome {
-            tag: tag.clone(),
-            source: src.tag_name(tag),
-            destination: dst.tag_name(tag),
-            digest: digest.to_string(),
-            status: "skipped",
-            layers_sent: 0,
-            layers_present: 0,
-            bytes_sent: 0,
-        };
-        if dst.current(tag)?.as_ref() != Some(&digest) {
-            let tally = Tally {
-                inner: shown,
-                sent: AtomicU64::new(0),
-                present: AtomicU64::new(0),
-                bytes: AtomicU64::new(0),
-            };
-            copy(
-                source.as_ref(),
-                dst.destination(tag, &src)?,
-                std::slice::from_ref(tag),
-                &opts,
-                &tally,
-            )?;
-            o.status = "copied";
-            o.layers_sent = tally.sent.into_inner();
-            o.layers_present = tally.present.into_inner();
-            o.bytes_sent = tally.bytes.into_inner();
-        }
+        let o = sync_tag(&src, &dst, tag, &opts, shown).map_err(|e| {
+            Error::Msg(format!(
+                "{} (tag {}/{}): {e}; the tags before it are synced, run the sync again to go on",
+                src.tag_name(tag),
+                i + 1,
+                tags.len()
+            ))
+        })?;
         if args.format == Format::Table {
             println!("{}", line(i + 1, tags.len(), &o));
         }
@@ -351,6 +328,49 @@ pub fn run(_ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         }))?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Copies `tag` unless the destination already names the digest it would get.
+fn sync_tag(
+    src: &End,
+    dst: &End,
+    tag: &str,
+    opts: &CopyOptions,
+    shown: &dyn Progress,
+) -> Result<Outcome, Error> {
+    let source = src.source(tag)?;
+    let digest = wanted(source.as_ref(), &opts.platforms)?;
+    let mut o = Outcome {
+        tag: tag.to_owned(),
+        source: src.tag_name(tag),
+        destination: dst.tag_name(tag),
+        digest: digest.to_string(),
+        status: "skipped",
+        layers_sent: 0,
+        layers_present: 0,
+        bytes_sent: 0,
+    };
+    if dst.current(tag)?.as_ref() == Some(&digest) {
+        return Ok(o);
+    }
+    let tally = Tally {
+        inner: shown,
+        sent: AtomicU64::new(0),
+        present: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+    };
+    copy(
+        source.as_ref(),
+        dst.destination(tag, src)?,
+        &[tag.to_owned()],
+        opts,
+        &tally,
+    )?;
+    o.status = "copied";
+    o.layers_sent = tally.sent.into_inner();
+    o.layers_present = tally.present.into_inner();
+    o.bytes_sent = tally.bytes.into_inner();
+    Ok(o)
 }
 
 /// One tag's line, as `skopeo sync` logs each image ref.
