@@ -185,6 +185,15 @@ impl End {
     }
 }
 
+/// Whether a tag moved.
+#[derive(serde::Serialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    Copied,
+    /// The destination already named the digest: nothing moved.
+    Skipped,
+}
+
 /// What happened to one tag.
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -193,8 +202,7 @@ struct Outcome {
     source: String,
     destination: String,
     digest: String,
-    /// `copied` or `skipped` (the destination already named this digest).
-    status: &'static str,
+    status: Status,
     layers_sent: u64,
     layers_present: u64,
     bytes_sent: u64,
@@ -310,7 +318,10 @@ pub fn run(_ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         }
         outcomes.push(o);
     }
-    let copied = outcomes.iter().filter(|o| o.status == "copied").count();
+    let copied = outcomes
+        .iter()
+        .filter(|o| o.status == Status::Copied)
+        .count();
     match args.format {
         Format::Table => println!(
             "Synced {} tags from {} to {}: {copied} copied, {} already present",
@@ -345,7 +356,7 @@ fn sync_tag(
         source: src.tag_name(tag),
         destination: dst.tag_name(tag),
         digest: digest.to_string(),
-        status: "skipped",
+        status: Status::Skipped,
         layers_sent: 0,
         layers_present: 0,
         bytes_sent: 0,
@@ -366,7 +377,7 @@ fn sync_tag(
         opts,
         &tally,
     )?;
-    o.status = "copied";
+    o.status = Status::Copied;
     o.layers_sent = tally.sent.into_inner();
     o.layers_present = tally.present.into_inner();
     o.bytes_sent = tally.bytes.into_inner();
@@ -376,11 +387,11 @@ fn sync_tag(
 /// One tag's line, as `skopeo sync` logs each image ref.
 fn line(n: usize, of: usize, o: &Outcome) -> String {
     match o.status {
-        "copied" => format!(
+        Status::Copied => format!(
             "Copied image ref {n}/{of} {} to {} ({}; {} layers sent, {} already present)",
             o.source, o.destination, o.digest, o.layers_sent, o.layers_present
         ),
-        _ => format!(
+        Status::Skipped => format!(
             "Skipped image ref {n}/{of} {}: {} already is {} (nothing moved)",
             o.source, o.destination, o.digest
         ),
