@@ -158,6 +158,9 @@ pub struct OciDirDestination {
 /// Temporary names unique within the process.
 static TMP: AtomicU64 = AtomicU64::new(0);
 
+/// Serialises the index.json updates of this process's destinations.
+static INDEX_LOCK: Mutex<()> = Mutex::new(());
+
 impl OciDirDestination {
     /// A destination writing into `dir`.
     pub fn new(dir: &Path) -> Result<Self, TransportError> {
@@ -245,6 +248,9 @@ impl ImageDestination for OciDirDestination {
     }
 
     fn commit(self: Box<Self>) -> Result<(), TransportError> {
+        // Several copies into one layout at once (a sync) each read, change
+        // and replace index.json: one at a time, or a name would be lost.
+        let _one = INDEX_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let tops = std::mem::take(&mut *self.tops.lock().unwrap_or_else(|e| e.into_inner()));
         let mut idx = read_index(&self.dir)?.unwrap_or(Index {
             schema_version: 2,
