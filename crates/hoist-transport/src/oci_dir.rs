@@ -320,4 +320,24 @@ mod tests {
         let src = OciDirSource::open(dir.path(), Some("b")).expect("b opens");
         assert_eq!(src.top().expect("top").digest, one.digest);
     }
+
+    #[test]
+    fn copies_into_one_layout_at_once_lose_no_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names: Vec<String> = (0..8).map(|n| format!("t{n}")).collect();
+        std::thread::scope(|s| {
+            for (n, name) in names.iter().enumerate() {
+                let dir = dir.path();
+                s.spawn(move || {
+                    let m = RawManifest::new(
+                        format!(r#"{{"schemaVersion":2,"n":{n}}}"#).into_bytes(),
+                        media_type::OCI_MANIFEST,
+                    );
+                    put(dir, &m, &[name.as_str()]);
+                });
+            }
+        });
+        let refs = layout_refs(dir.path()).expect("refs");
+        assert_eq!(refs.into_keys().collect::<Vec<_>>(), names);
+    }
 }
