@@ -32,6 +32,9 @@ use std::sync::{Arc, Mutex};
 /// the copy engine sees them (the engine reports streamed ones itself).
 pub type FetchProgress = Arc<dyn Fn(&Descriptor, u64) + Send + Sync>;
 
+/// Told each blob a destination mounted and the repository it came from.
+pub type MountReport = Arc<dyn Fn(&Descriptor, &str) + Send + Sync>;
+
 /// Blobs at least this large are fetched as parallel ranges into a scratch file.
 const RANGED_FETCH_MIN: u64 = 64 << 20;
 
@@ -257,6 +260,7 @@ pub struct RegistryDestination {
     repo: String,
     tag: Option<String>,
     mount_from: Vec<String>,
+    mounted: Option<MountReport>,
 }
 
 impl RegistryDestination {
@@ -271,6 +275,7 @@ impl RegistryDestination {
             repo: r.path().to_owned(),
             tag: r.tag().map(str::to_owned),
             mount_from: Vec::new(),
+            mounted: None,
         })
     }
 
@@ -283,6 +288,12 @@ impl RegistryDestination {
     /// (the source's repository, when copying within one registry).
     pub fn with_mount_from(mut self, repos: Vec<String>) -> Self {
         self.mount_from = repos;
+        self
+    }
+
+    /// Tells `f` each blob mounted, and from which repository.
+    pub fn with_mount_report(mut self, f: MountReport) -> Self {
+        self.mounted = Some(f);
         self
     }
 }
@@ -305,6 +316,9 @@ impl ImageDestination for RegistryDestination {
                 .mount_blob(&self.repo, &d.digest, from)
                 .map_err(|e| client_error(&what, e))?
             {
+                if let Some(f) = &self.mounted {
+                    f(d, from);
+                }
                 return Ok(true);
             }
         }

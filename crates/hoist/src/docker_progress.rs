@@ -38,6 +38,33 @@ struct Layer {
     drawn: Option<Instant>,
     /// Finished one way or the other.
     settled: bool,
+    /// The repository it was mounted from.
+    from: Option<String>,
+}
+
+impl Layer {
+    fn new(line: usize, status: &'static str, settled: bool) -> Self {
+        Layer {
+            line,
+            status,
+            total: 0,
+            done: 0,
+            drawn: None,
+            settled,
+            from: None,
+        }
+    }
+
+    /// What the line says after the id: the status, its repository or bar.
+    fn label(&self) -> String {
+        match (self.status, &self.from) {
+            ("Mounted from", Some(f)) => format!("Mounted from {f}"),
+            ("Downloading" | "Pushing", _) => {
+                format!("{} {}", self.status, docker_progress(self.done, self.total))
+            }
+            (s, _) => s.to_owned(),
+        }
+    }
 }
 
 struct State {
@@ -127,14 +154,7 @@ impl DockerProgress {
             st.order.push(id.clone());
             st.layers.insert(
                 id.clone(),
-                Layer {
-                    line,
-                    status,
-                    total: 0,
-                    done: 0,
-                    drawn: None,
-                    settled: have && self.verb == Verb::Pull,
-                },
+                Layer::new(line, status, have && self.verb == Verb::Pull),
             );
             println_flush(&mut st.out, &format!("{id}: {status}"));
         }
@@ -154,6 +174,21 @@ impl DockerProgress {
                 None
             }
         });
+    }
+
+    /// Blob `d` was mounted from another repository of the registry.
+    pub fn mounted(&self, d: &Descriptor, from: &str) {
+        let id = short(&d.digest);
+        // Configs move silently, as Docker shows them.
+        if !self.lock().alias.contains_key(&id) {
+            return;
+        }
+        self.update(&id, |l| {
+            (!l.settled).then(|| {
+                l.from = Some(from.to_owned());
+                vec!["Mounted from"]
+            })
+        })
     }
 
     /// Ends a pull: every downloaded layer is committed (`Pull complete`).
@@ -182,17 +217,7 @@ impl DockerProgress {
         if !st.layers.contains_key(&id) {
             let line = st.order.len();
             st.order.push(id.clone());
-            st.layers.insert(
-                id.clone(),
-                Layer {
-                    line,
-                    status: "",
-                    total: 0,
-                    done: 0,
-                    drawn: None,
-                    settled: false,
-                },
-            );
+            st.layers.insert(id.clone(), Layer::new(line, "", false));
             if self.tty {
                 println_flush(&mut st.out, &format!("{id}: "));
             }
@@ -208,7 +233,7 @@ impl DockerProgress {
         if let Some(s) = statuses {
             for status in s {
                 l.status = status;
-                out.push(format!("{id}: {status}"));
+                out.push(format!("{id}: {}", l.label()));
             }
             l.settled = true;
         }
@@ -220,12 +245,7 @@ impl DockerProgress {
                 .is_none_or(|t| now.duration_since(t) >= REDRAW_EVERY);
             if changed || due {
                 l.drawn = Some(now);
-                let text = if matches!(l.status, "Downloading" | "Pushing") {
-                    format!("{id}: {} {}", l.status, docker_progress(l.done, l.total))
-                } else {
-                    format!("{id}: {}", l.status)
-                };
-                redraw(w, lines - l.line, &text);
+                redraw(w, lines - l.line, &format!("{id}: {}", l.label()));
             }
         } else {
             // Without a terminal Docker drops progress bars: only changes of status show.
@@ -514,6 +534,24 @@ mod tests {
             "{text:?}"
         );
         assert!(text.contains("]    1.2MB/3.4MB\r"), "{text:?}");
+    }
+
+    #[test]
+    fn a_mounted_layer_names_its_repository_and_a_config_shows_nothing() {
+        let buf = Buf::default();
+        let p = DockerProgress::to(Verb::Push, false, false, Box::new(buf.clone()));
+        let (a, a_diff) = (digest(1), digest(2));
+        p.announce(&[(a.clone(), Some(a_diff.clone()))], &|_| false);
+        let layer = Descriptor::new(media_type::OCI_LAYER_GZIP, a.clone(), 10);
+        p.mounted(&layer, "library/base");
+        p.finish(&short(&a), true);
+        let config = Descriptor::new(media_type::OCI_CONFIG, digest(9), 10);
+        p.mounted(&config, "library/base");
+        let a = short(&a_diff);
+        assert_eq!(
+            buf.text(),
+            format!("{a}: Preparing\n{a}: Mounted from library/base\n")
+        );
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct Args {
     /// The image of an index to copy (os/arch[/variant]); default: this machine's.
     #[arg(long)]
     platform: Option<String>,
+    /// Compress every layer to gzip or zstd, recompressing those in another format.
+    #[arg(long, value_name = "FORMAT")]
+    dest_compress_format: Option<hoist_transport::CompressFormat>,
     /// Suppress the progress output.
     #[arg(short, long)]
     quiet: bool,
@@ -133,6 +136,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         } else {
             Platforms::Host
         },
+        compress: args.dest_compress_format.map_or(
+            hoist_transport::Compress::Keep,
+            hoist_transport::Compress::All,
+        ),
         ..CopyOptions::default()
     };
     let bars = if args.quiet {
