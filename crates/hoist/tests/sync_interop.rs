@@ -276,7 +276,7 @@ fn sync_registry_to_registry_twice_moves_nothing_the_second_time() {
 
     let out = store.hoist_ok(args);
     assert_eq!(out.matches("Copied image ref ").count(), 3, "{out}");
-    // Tags go several at once, but their lines come in order.
+    // Tags are checked several at once, but their lines come in order.
     let at = |n: usize| {
         out.find(&format!("image ref {n}/3 "))
             .expect("a line per tag")

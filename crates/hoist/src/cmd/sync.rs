@@ -20,7 +20,7 @@ use hoist_transport::{
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 /// Arguments of `hoist sync`.
 #[derive(clap::Args)]
@@ -335,13 +335,16 @@ pub fn run(_ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Tags synced at once: what a sync waits on per tag is mostly round trips
-/// (manifest, HEAD), which overlap; blobs are bounded by the engine per tag.
-const TAGS_AT_ONCE: usize = 3;
+/// Tags checked at once: a check is round trips (the source's manifest, the
+/// destination's HEAD) that overlap well. Copies go one tag at a time (each
+/// with the engine's parallel blobs): two tags sharing a layer must not
+/// upload it into one repository at once (docker-registry then may refuse
+/// the manifest with MANIFEST_BLOB_UNKNOWN).
+const CHECKS_AT_ONCE: usize = 4;
 
-/// Syncs every tag, several at once; with `lines`, prints each tag's line in
-/// order as soon as it and those before it are done. After a failure no new
-/// tag starts, and the first failing tag's error is returned.
+/// Checks every tag, several at once, and copies those the destination
+/// lacks, in order, while later tags are being checked; with `lines`,
+/// prints each tag's line as it is done. The first failure ends the sync.
 fn sync_all(
     src: &End,
     dst: &End,
@@ -350,88 +353,107 @@ fn sync_all(
     shown: &dyn Progress,
     lines: bool,
 ) -> Result<Vec<Outcome>, Error> {
-    struct Done {
-        results: Vec<Option<Result<Outcome, Error>>>,
-        printed: usize,
-    }
     let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let done = Mutex::new(Done {
-        results: (0..tags.len()).map(|_| None).collect(),
-        printed: 0,
-    });
+    let stop = AtomicBool::new(false);
+    let checked: Mutex<Vec<Option<Result<Outcome, Error>>>> =
+        Mutex::new((0..tags.len()).map(|_| None).collect());
+    let ready = Condvar::new();
+    let named = |i: usize, e: Error| {
+        Error::Msg(format!(
+            "{} (tag {}/{}): {e}; run the sync again to finish (synced tags are skipped)",
+            src.tag_name(&tags[i]),
+            i + 1,
+            tags.len()
+        ))
+    };
     std::thread::scope(|s| {
-        for _ in 0..TAGS_AT_ONCE.min(tags.len()) {
+        for _ in 0..CHECKS_AT_ONCE.min(tags.len()) {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= tags.len() || failed.load(Ordering::Relaxed) {
+                if i >= tags.len() || stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let r = sync_tag(src, dst, &tags[i], opts, shown).map_err(|e| {
-                    failed.store(true, Ordering::Relaxed);
-                    Error::Msg(format!(
-                        "{} (tag {}/{}): {e}; run the sync again to finish (synced tags are skipped)",
-                        src.tag_name(&tags[i]),
-                        i + 1,
-                        tags.len()
-                    ))
-                });
-                let mut d = done.lock().unwrap_or_else(|e| e.into_inner());
-                d.results[i] = Some(r);
-                while let Some(Some(Ok(o))) = d.results.get(d.printed) {
-                    if lines {
-                        println!("{}", line(d.printed + 1, tags.len(), o));
-                    }
-                    d.printed += 1;
-                }
+                let r = check(src, dst, &tags[i], &opts.platforms);
+                checked.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+                ready.notify_all();
             });
         }
-    });
-    let done = done.into_inner().unwrap_or_else(|e| e.into_inner());
-    let mut outcomes = Vec::with_capacity(tags.len());
-    for r in done.results.into_iter().flatten() {
-        outcomes.push(r?);
-    }
-    Ok(outcomes)
+        let mut outcomes = Vec::with_capacity(tags.len());
+        for (i, tag) in tags.iter().enumerate() {
+            let mut c = checked.lock().unwrap_or_else(|e| e.into_inner());
+            let r = loop {
+                if let Some(r) = c[i].take() {
+                    break r;
+                }
+                c = ready.wait(c).unwrap_or_else(|e| e.into_inner());
+            };
+            drop(c);
+            let done = r.and_then(|o| match o.status {
+                Status::Skipped => Ok(o),
+                Status::Copied => copy_tag(src, dst, tag, o, opts, shown),
+            });
+            match done {
+                Ok(o) => {
+                    if lines {
+                        println!("{}", line(i + 1, tags.len(), &o));
+                    }
+                    outcomes.push(o);
+                }
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(named(i, e));
+                }
+            }
+        }
+        Ok(outcomes)
+    })
 }
 
-/// Copies `tag` unless the destination already names the digest it would get.
-fn sync_tag(
-    src: &End,
-    dst: &End,
-    tag: &str,
-    opts: &CopyOptions,
-    shown: &dyn Progress,
-) -> Result<Outcome, Error> {
-    let source = src.source(tag)?;
-    let digest = wanted(source.as_ref(), &opts.platforms)?;
-    let mut o = Outcome {
+/// What `tag` needs: `Copied` when the destination does not name the
+/// digest it would get, else `Skipped`.
+fn check(src: &End, dst: &End, tag: &str, platforms: &Platforms) -> Result<Outcome, Error> {
+    let digest = wanted(src.source(tag)?.as_ref(), platforms)?;
+    let status = if dst.current(tag)?.as_ref() == Some(&digest) {
+        Status::Skipped
+    } else {
+        Status::Copied
+    };
+    Ok(Outcome {
         tag: tag.to_owned(),
         source: src.tag_name(tag),
         destination: dst.tag_name(tag),
         digest: digest.to_string(),
-        status: Status::Skipped,
+        status,
         layers_sent: 0,
         layers_present: 0,
         bytes_sent: 0,
-    };
-    if dst.current(tag)?.as_ref() == Some(&digest) {
-        return Ok(o);
-    }
+    })
+}
+
+/// Copies `tag`, counting the layers it sent and found present.
+fn copy_tag(
+    src: &End,
+    dst: &End,
+    tag: &str,
+    mut o: Outcome,
+    opts: &CopyOptions,
+    shown: &dyn Progress,
+) -> Result<Outcome, Error> {
     let tally = Tally {
         inner: shown,
         sent: AtomicU64::new(0),
         present: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
     };
-    copy(
-        source.as_ref(),
+    let copied = copy(
+        src.source(tag)?.as_ref(),
         dst.destination(tag, src)?,
         &[tag.to_owned()],
         opts,
         &tally,
     )?;
-    o.status = Status::Copied;
+    // The tag may have moved between the check and the copy.
+    o.digest = copied.top.digest.to_string();
     o.layers_sent = tally.sent.into_inner();
     o.layers_present = tally.present.into_inner();
     o.bytes_sent = tally.bytes.into_inner();
