@@ -337,9 +337,10 @@ pub fn run(_ctx: &Context, args: Args) -> Result<ExitCode, Error> {
 
 /// Tags checked at once: a check is round trips (the source's manifest, the
 /// destination's HEAD) that overlap well. Copies go one tag at a time (each
-/// with the engine's parallel blobs): two tags sharing a layer must not
-/// upload it into one repository at once (docker-registry then may refuse
-/// the manifest with MANIFEST_BLOB_UNKNOWN).
+/// with the engine's parallel blobs): when two tags uploaded a shared layer
+/// into one docker-registry repository at once, a manifest was once refused
+/// with MANIFEST_BLOB_UNKNOWN (cause not isolated), and one at a time
+/// uploads each shared layer once.
 const CHECKS_AT_ONCE: usize = 4;
 
 /// Checks every tag, several at once, and copies those the destination
