@@ -359,9 +359,21 @@ fn sync_registry_to_oci_layout_names_each_tag() {
             ("extra".to_owned(), v1.clone()),
             ("multi".to_owned(), v1.clone()),
             ("v1".to_owned(), v1),
-            ("v2".to_owned(), v2),
+            ("v2".to_owned(), v2.clone()),
         ]
     );
+    // One tag, the other platform's image of the index.
+    let picked = scratch.path().join("picked");
+    let (_, other) = host_and_other_arch();
+    store.hoist_ok([
+        "sync",
+        "-q",
+        "--platform",
+        &format!("linux/{other}"),
+        &format!("docker://{repo}:multi"),
+        &format!("oci:{}", p(&picked)),
+    ]);
+    assert_eq!(layout_refs(&picked), vec![("multi".to_owned(), v2)]);
     for tag in ["v1", "v2", "multi", "extra"] {
         let out = skopeo(&["inspect", &format!("oci:{}:{tag}", p(&layout))]);
         assert_success("skopeo inspect of a synced ref name", &out);

@@ -26,8 +26,11 @@ use std::sync::{Condvar, Mutex};
 #[derive(clap::Args)]
 pub struct Args {
     /// Copy every image of an index, and the index itself (default: this machine's image).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "platform")]
     all: bool,
+    /// The image of an index to copy (os/arch[/variant]); default: this machine's.
+    #[arg(long)]
+    platform: Option<String>,
     /// Only the tags this regular expression matches (unanchored, as skopeo's `tags-regex`: write `^v1$`).
     #[arg(long, value_name = "REGEX")]
     tags: Option<String>,
@@ -236,21 +239,20 @@ impl Progress for Tally<'_> {
 /// `--all`, else the image chosen for the platform (as the engine chooses).
 fn wanted(src: &dyn ImageSource, platforms: &Platforms) -> Result<Digest, Error> {
     let top = src.top()?;
-    if *platforms == Platforms::All {
-        return Ok(top.digest);
-    }
+    let want = match platforms {
+        Platforms::All => return Ok(top.digest),
+        Platforms::Only(p) => p.clone(),
+        Platforms::Host => Platform::host(),
+    };
     match Document::parse(&top.bytes, Some(&top.media_type)) {
-        Ok(Document::Index(idx)) => {
-            let host = Platform::host();
-            choose(&idx.manifests, &host)
-                .map(|d| d.digest.clone())
-                .ok_or_else(|| {
-                    Error::Msg(format!(
-                        "index {} has no image for {host}; sync them all with --all",
-                        top.digest
-                    ))
-                })
-        }
+        Ok(Document::Index(idx)) => choose(&idx.manifests, &want)
+            .map(|d| d.digest.clone())
+            .ok_or_else(|| {
+                Error::Msg(format!(
+                    "index {} has no image for {want}; choose one with --platform or sync them all with --all",
+                    top.digest
+                ))
+            }),
         _ => Ok(top.digest),
     }
 }
@@ -288,6 +290,10 @@ pub fn run(_ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     let opts = CopyOptions {
         platforms: if args.all {
             Platforms::All
+        } else if let Some(p) = &args.platform {
+            Platforms::Only(Platform::parse(p).ok_or_else(|| {
+                Error::Msg(format!("--platform {p:?}: expected os/arch[/variant]"))
+            })?)
         } else {
             Platforms::Host
         },
