@@ -50,6 +50,19 @@ fn read_index(dir: &Path) -> Result<Option<Index>, TransportError> {
     }
 }
 
+/// What each ref name of the layout in `dir` names (empty when there is no layout yet),
+/// so that a sync can skip the tags a layout already holds.
+pub fn layout_refs(dir: &Path) -> Result<BTreeMap<String, Digest>, TransportError> {
+    Ok(read_index(dir)?
+        .map(|idx| {
+            idx.manifests
+                .into_iter()
+                .filter_map(|d| Some((d.annotations.get(REF_NAME)?.clone(), d.digest)))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 /// An image of an OCI layout directory.
 pub struct OciDirSource {
     dir: PathBuf,
@@ -169,6 +182,9 @@ pub struct OciDirDestination {
 /// Temporary names unique within the process.
 static TMP: AtomicU64 = AtomicU64::new(0);
 
+/// Serialises the index.json updates of this process's destinations.
+static INDEX_LOCK: Mutex<()> = Mutex::new(());
+
 impl OciDirDestination {
     /// A destination writing into `dir`.
     pub fn new(dir: &Path) -> Result<Self, TransportError> {
@@ -263,6 +279,9 @@ impl ImageDestination for OciDirDestination {
     }
 
     fn commit(self: Box<Self>) -> Result<(), TransportError> {
+        // Several copies into one layout at once (a sync) each read, change
+        // and replace index.json: one at a time, or a name would be lost.
+        let _one = INDEX_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let tops = std::mem::take(&mut *self.tops.lock().unwrap_or_else(|e| e.into_inner()));
         let mut idx = read_index(&self.dir)?.unwrap_or(Index {
             schema_version: 2,
@@ -284,5 +303,72 @@ impl ImageDestination for OciDirDestination {
             .map_err(|e| TransportError::Archive(format!("cannot serialise index.json: {e}")))?;
         self.write_file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         self.write_file("index.json", &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(dir: &Path, m: &RawManifest, tags: &[&str]) {
+        let d = Box::new(OciDirDestination::new(dir).expect("layout"));
+        d.put_manifest(m).expect("put");
+        let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
+        d.tag(m, &tags).expect("tag");
+        d.commit().expect("commit");
+    }
+
+    #[test]
+    fn a_layout_holds_several_ref_names_and_a_name_moves_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(layout_refs(dir.path()).expect("no layout yet").is_empty());
+        let one = RawManifest::new(
+            br#"{"schemaVersion":2,"n":1}"#.to_vec(),
+            media_type::OCI_MANIFEST,
+        );
+        let two = RawManifest::new(
+            br#"{"schemaVersion":2,"n":2}"#.to_vec(),
+            media_type::OCI_MANIFEST,
+        );
+        put(dir.path(), &one, &["a", "b"]);
+        put(dir.path(), &two, &["c"]);
+        let refs = layout_refs(dir.path()).expect("refs");
+        let want = |pairs: &[(&str, &Digest)]| -> BTreeMap<String, Digest> {
+            pairs
+                .iter()
+                .map(|(n, d)| ((*n).to_owned(), (*d).clone()))
+                .collect()
+        };
+        assert_eq!(
+            refs,
+            want(&[("a", &one.digest), ("b", &one.digest), ("c", &two.digest)])
+        );
+        put(dir.path(), &two, &["a"]);
+        assert_eq!(
+            layout_refs(dir.path()).expect("refs"),
+            want(&[("a", &two.digest), ("b", &one.digest), ("c", &two.digest)])
+        );
+        let src = OciDirSource::open(dir.path(), Some("b")).expect("b opens");
+        assert_eq!(src.top().expect("top").digest, one.digest);
+    }
+
+    #[test]
+    fn copies_into_one_layout_at_once_lose_no_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names: Vec<String> = (0..8).map(|n| format!("t{n}")).collect();
+        std::thread::scope(|s| {
+            for (n, name) in names.iter().enumerate() {
+                let dir = dir.path();
+                s.spawn(move || {
+                    let m = RawManifest::new(
+                        format!(r#"{{"schemaVersion":2,"n":{n}}}"#).into_bytes(),
+                        media_type::OCI_MANIFEST,
+                    );
+                    put(dir, &m, &[name.as_str()]);
+                });
+            }
+        });
+        let refs = layout_refs(dir.path()).expect("refs");
+        assert_eq!(refs.into_keys().collect::<Vec<_>>(), names);
     }
 }

@@ -62,6 +62,8 @@ enum Command {
     Push(cmd::push::Args),
     /// Copy an image between transports: docker://, oci:, oci-archive:, docker-archive:, store:.
     Copy(cmd::copy::Args),
+    /// Copy every tag of a repository to another registry or into one OCI layout, skipping what is there.
+    Sync(cmd::sync::Args),
     /// Check the store: re-hash every blob, check the index; --repair drops what is broken.
     Fsck(cmd::fsck::Args),
     /// Log in to a registry (credentials in Docker's config.json).
@@ -144,6 +146,7 @@ fn main() -> ExitCode {
         Command::Digest(a) => cmd::digest::run(&ctx, a),
         Command::Delete(a) => cmd::delete::run(&ctx, a),
         Command::Copy(a) => cmd::copy::run(&ctx, a),
+        Command::Sync(a) => cmd::sync::run(&ctx, a),
         Command::Pull(a) => cmd::pull::run(&ctx, a),
         Command::Push(a) => cmd::push::run(&ctx, a),
     };

@@ -68,7 +68,7 @@ impl Args {
     }
 }
 
-fn client_options(creds: &Option<String>, tls_verify: bool) -> Result<Options, Error> {
+pub(super) fn client_options(creds: &Option<String>, tls_verify: bool) -> Result<Options, Error> {
     RemoteOpts {
         tls_verify,
         creds: creds.clone(),

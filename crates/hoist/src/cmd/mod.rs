@@ -25,6 +25,7 @@ pub mod rmi;
 pub mod save;
 pub mod serve;
 pub mod storage;
+pub mod sync;
 pub mod system;
 pub mod tag;
 pub mod version;
