@@ -1,10 +1,10 @@
 //! `hoist images`: the images of the store, one row per tag.
 
 use super::{Context, Error};
-use crate::output::{ago, go_time_string, human_size, Formatter};
+use crate::output::{ago, go_time_string, human_size, human_size_precision, Formatter};
+use hoist_oci::Digest;
 use hoist_oci::Reference;
 use hoist_store::{ImageRecord, Store};
-use hoist_oci::Digest;
 use std::collections::BTreeSet;
 use std::process::ExitCode;
 
@@ -84,11 +84,7 @@ fn image_rows<'a>(
         digest,
         dangling: img.tags.is_empty(),
     };
-    let tags: Vec<&String> = img
-        .tags
-        .iter()
-        .filter(|t| !claimed.contains(*t))
-        .collect();
+    let tags: Vec<&String> = img.tags.iter().filter(|t| !claimed.contains(*t)).collect();
     if img.tags.is_empty() && img.repo_digests.is_empty() {
         return vec![row("<none>".into(), "<none>".into(), "<none>".into())];
     }
@@ -362,10 +358,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     } else {
         Formatter::new(&args.format, DEFAULT_TABLE)?
     };
-    let values: Vec<serde_json::Value> =
-        rows.iter()
-            .map(|r| Ok(row_value(r, row_size(&store, r)?, !args.no_trunc)))
-            .collect::<Result<_, Error>>()?;
+    let values: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| Ok(row_value(r, row_size(&store, r)?, !args.no_trunc)))
+        .collect::<Result<_, Error>>()?;
     fmt.print(&headers(), &values)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -421,6 +417,8 @@ fn row_value(r: &Row, size: u64, trunc: bool) -> serde_json::Value {
     } else {
         r.id.to_string()
     };
+    // Docker's CLI: Size with 3 digits (HumanSizeWithPrecision), VirtualSize with HumanSize's 4.
+    let virtual_size = human_size_precision(size, 4);
     let size = human_size(size);
     serde_json::json!({
         // hoist has no containers; `docker images` says N/A for the counts it does not compute.
@@ -435,7 +433,7 @@ fn row_value(r: &Row, size: u64, trunc: bool) -> serde_json::Value {
         "Size": size,
         "Tag": r.tag,
         "UniqueSize": "N/A",
-        "VirtualSize": size,
+        "VirtualSize": virtual_size,
     })
 }
 
