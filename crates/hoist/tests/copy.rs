@@ -171,3 +171,37 @@ fn a_two_platform_index_survives_an_oci_archive_byte_for_byte() {
     assert_eq!(named(&dst, "v1"), built.top, "the index digest changed");
     assert_eq!(blobs(&src), blobs(&dst), "a blob changed or went missing");
 }
+
+/// `images` shows an index copied with `--all` as one row, as Docker with
+/// the containerd image store does: the index digest as its ID, and SIZE the
+/// content of every fetched platform's layers.
+#[test]
+fn a_two_platform_index_is_one_row_of_images() {
+    let s = scratch_dir();
+    let src = s.path().join("src");
+    let built = ocilayout::write_layout(
+        &src,
+        "v1",
+        &["linux/amd64", "linux/arm64"],
+        300_000,
+        serde_json::json!([]),
+    );
+    let store = hoist_store();
+    store.hoist_ok([
+        "copy",
+        "-q",
+        "--all",
+        &format!("oci:{}:v1", p(&src)),
+        "store:example.com/multi:v1",
+    ]);
+    let out = store.hoist_ok(["images", "--no-trunc", "--format", "{{.ID}} {{.Size}}"]);
+    let layers: std::collections::BTreeSet<&String> = built
+        .images
+        .iter()
+        .flat_map(|i| i.layers.iter().map(|(d, _)| d))
+        .collect();
+    let mb = layers.len() as f64 * 300_000.0 / 1e6;
+    assert_eq!(out, format!("{} {mb}MB\n", built.top), "{out}");
+    let short = store.hoist_ok(["images", "-q"]);
+    assert_eq!(short.trim(), &built.top["sha256:".len()..][..12]);
+}
