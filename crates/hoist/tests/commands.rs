@@ -1027,3 +1027,45 @@ fn image_group_spells_the_top_level_commands() {
     let out = st.hoist_ok(["image", "rm", "group/a:1", "group/b:2"]);
     assert!(out.contains(&format!("Deleted: {id}")), "{out}");
 }
+
+// ------------------------------------------------------------ repo digests
+
+/// What a pull or push records (here through the store's API, as those
+/// commands do) is Docker's RepoDigests: `images --digests` rows and
+/// `inspect`'s `RepoDigests`; without one the digest is `<none>`.
+#[test]
+fn recorded_repo_digests_show_in_images_and_inspect() {
+    let st = store();
+    let scratch = tempfile::tempdir().expect("scratch");
+    let archive = docker_archive(&[Img {
+        layers: vec![layer_tar(&[("f", &noise(7, 100))])],
+        history: vec![],
+        tags: vec!["rd/app:1"],
+    }]);
+    let path = write(scratch.path(), "a.tar", &archive);
+    st.hoist_ok(["load", "-i", s(&path)]);
+    let fmt = ["images", "--digests", "--format", "{{.Repository}} {{.Tag}} {{.Digest}}"];
+    assert_eq!(st.hoist_ok(fmt), "rd/app 1 <none>\n");
+    let id: Digest = inspect(&st, "rd/app:1")["Id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("digest");
+    let pushed = Digest::sha256(b"the manifest as the registry has it");
+    let mut store = hoist_store::Store::open(st.path()).expect("store");
+    store
+        .index_mut()
+        .add_repo_digest(&id, "docker.io/rd/app", &pushed)
+        .expect("record");
+    drop(store);
+    assert_eq!(st.hoist_ok(fmt), format!("rd/app 1 {pushed}\n"));
+    // Without --digests Docker leaves the column out of its rows.
+    assert_eq!(
+        st.hoist_ok(["images", "--format", "{{.Digest}}"]),
+        "<none>\n"
+    );
+    assert_eq!(
+        inspect(&st, "rd/app:1")["RepoDigests"],
+        serde_json::json!([format!("rd/app@{pushed}")])
+    );
+}
