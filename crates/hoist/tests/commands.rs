@@ -1044,7 +1044,12 @@ fn recorded_repo_digests_show_in_images_and_inspect() {
     }]);
     let path = write(scratch.path(), "a.tar", &archive);
     st.hoist_ok(["load", "-i", s(&path)]);
-    let fmt = ["images", "--digests", "--format", "{{.Repository}} {{.Tag}} {{.Digest}}"];
+    let fmt = [
+        "images",
+        "--digests",
+        "--format",
+        "{{.Repository}} {{.Tag}} {{.Digest}}",
+    ];
     assert_eq!(st.hoist_ok(fmt), "rd/app 1 <none>\n");
     let id: Digest = inspect(&st, "rd/app:1")["Id"]
         .as_str()
