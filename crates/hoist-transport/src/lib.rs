@@ -50,7 +50,7 @@ pub use engine::{
 };
 pub use error::TransportError;
 pub use import::{apply_change, import, ImportError, ImportOptions, ImportedImage};
-pub use load::load;
+pub use load::{load, load_dir};
 pub use oci_dir::{OciDirDestination, OciDirSource, REF_NAME};
 pub use progress::{NoProgress, Progress};
 pub use registry::{RegistryDestination, RegistrySource};
