@@ -264,6 +264,16 @@ fn images_tables_are_dockers_text() {
             "images --format {format:?}"
         );
     }
+    // --digests: neither side has a repository digest for an image that was
+    // built or loaded, not pulled (hoist's are recorded by pull and push).
+    let args = [
+        "images",
+        "--digests",
+        "--format",
+        r"table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}",
+        repo,
+    ];
+    assert_eq!(b.hoist_out(&args), b.docker_out(&args), "images --digests");
     let args = ["images", "--no-trunc", "-q", repo];
     assert_eq!(
         b.hoist_out(&args),
