@@ -1,8 +1,8 @@
 //! Layers' content sizes as Docker counts them (`docker images`/`history`
-//! SIZE: files' bytes, not tar bytes), measured from the blobs on first need
-//! and kept in the index. Measured lazily rather than during a copy: the
-//! copy's single pass hashes bytes and never parses the tar, and most layers
-//! are never listed.
+//! SIZE: files' bytes, not tar bytes), kept in the index. A commit measures
+//! its uncompressed layers (a walk over their headers); a compressed layer is
+//! measured on first need instead of during the copy, whose single pass
+//! hashes bytes and never parses the tar.
 
 use crate::{ImageRecord, Store, StoreError};
 use hoist_oci::Digest;
