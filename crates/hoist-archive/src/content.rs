@@ -36,7 +36,8 @@ pub fn layer_file_content_size(mut file: File) -> Result<u64> {
             compression::decompress_auto(file).map_err(io("opening a compressed layer"))?;
         return crate::tarstream::content_size(tar);
     }
-    let mut r = TarReader::new(BufReader::with_capacity(64 << 10, file));
+    // Small: after each seek the buffer refills, and only a header is wanted.
+    let mut r = TarReader::new(BufReader::with_capacity(8 << 10, file));
     let mut total = 0u64;
     while let Some(e) = r.next_entry()? {
         total = total.saturating_add(entry_content_size(&e));
