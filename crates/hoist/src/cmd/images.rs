@@ -1,9 +1,10 @@
-//! `hoist images`: the images of the store, one row per tag.
+//! `hoist images`: the images of the store, one row per tag (per tag and
+//! repository digest with `--digests`); an index with several fetched
+//! platforms is one row, as Docker's containerd image store shows it.
 
 use super::{Context, Error};
 use crate::output::{ago, go_time_string, human_size, human_size_precision, Formatter};
-use hoist_oci::Digest;
-use hoist_oci::Reference;
+use hoist_oci::{Digest, Reference};
 use hoist_store::{ImageRecord, Store};
 use std::collections::BTreeSet;
 use std::process::ExitCode;
