@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod compression;
+mod content;
 mod error;
 mod fsat;
 pub mod hash;
@@ -23,6 +24,7 @@ pub mod writer;
 pub use compression::{
     compress_writer, decompress_auto, decompress_reader, detect, sniff, Compressor,
 };
+pub use content::{entry_content_size, layer_file_content_size};
 pub use error::{Error, Result};
 pub use hash::{CountingReader, HashingReader, HashingWriter, LimitedReader};
 pub use hoist_oci::media_type::Compression;

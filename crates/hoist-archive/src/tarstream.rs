@@ -715,12 +715,7 @@ pub fn content_size<R: Read>(tar: R) -> Result<u64> {
     let mut r = TarReader::new(tar);
     let mut total = 0u64;
     while let Some(e) = r.next_entry()? {
-        let n = match e.kind {
-            EntryKind::File => e.size,
-            EntryKind::Symlink => e.link.as_ref().map_or(0, |l| l.as_os_str().len() as u64),
-            _ => 0,
-        };
-        total = total.saturating_add(n);
+        total = total.saturating_add(crate::content::entry_content_size(&e));
     }
     Ok(total)
 }

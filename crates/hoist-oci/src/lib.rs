@@ -7,6 +7,7 @@ pub mod document;
 pub mod media_type;
 pub mod platform;
 pub mod reference;
+pub mod units;
 
 pub use chain::{chain_id, chain_ids};
 pub use digest::{Algorithm, Digest, DigestError, Digester};

@@ -50,21 +50,8 @@ fn esc(s: &str) -> String {
     out
 }
 
-/// Bytes as `12.3 MiB`.
-pub fn human_size(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+/// Bytes as Docker prints them (`12.3MB`), as every hoist table does.
+pub use hoist_oci::units::human_size;
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(

@@ -136,9 +136,10 @@ async fn web_lists_are_paginated() {
 #[test]
 fn human_sizes() {
     use hoist_registry::web::human_size;
-    assert_eq!(human_size(0), "0 B");
-    assert_eq!(human_size(1023), "1023 B");
-    assert_eq!(human_size(1536), "1.5 KiB");
-    assert_eq!(human_size(5 << 20), "5.0 MiB");
-    assert_eq!(human_size(u64::MAX), "16384.0 PiB");
+    // Docker's units, as `hoist images` prints them.
+    assert_eq!(human_size(0), "0B");
+    assert_eq!(human_size(999), "999B");
+    assert_eq!(human_size(1536), "1.54kB");
+    assert_eq!(human_size(5 << 20), "5.24MB");
+    assert_eq!(human_size(u64::MAX), "18.4EB");
 }

@@ -83,6 +83,9 @@ pub struct ImageRecord {
     pub tags: Vec<String>,
     /// Every manifest of it, first one first.
     pub manifests: Vec<ManifestRecord>,
+    /// Its repository digests (`REPO@DIGEST`, full repository names),
+    /// sorted: what pulls and pushes recorded, as Docker's `RepoDigests`.
+    pub repo_digests: Vec<String>,
 }
 
 impl ImageRecord {
@@ -764,6 +767,10 @@ impl Db {
             params![id.to_string()],
         )?;
         let tags = self.column(REACHING_TAGS, params![id.to_string()])?;
+        let repo_digests = self.column(
+            "SELECT repo || '@' || digest FROM repo_digests WHERE image = ?1 ORDER BY repo, added, digest",
+            params![id.to_string()],
+        )?;
         let mut manifests = Vec::new();
         for m in self.column(
             "SELECT digest FROM manifests WHERE image = ?1 ORDER BY digest = (SELECT manifest FROM images WHERE id = ?1) DESC, added, digest",
@@ -783,6 +790,7 @@ impl Db {
             layers,
             tags,
             manifests,
+            repo_digests,
         }))
     }
 
@@ -874,6 +882,71 @@ impl Db {
         }
         tx.commit().map_err(err)?;
         Ok(out)
+    }
+
+    /// A layer's content size as Docker counts it (files' bytes), when
+    /// measured; see [`crate::Store::content_sizes`].
+    pub fn content_size(&self, chain_id: &Digest) -> Result<Option<u64>, StoreError> {
+        let v: Option<Option<i64>> = self
+            .conn
+            .query_row(
+                "SELECT content_size FROM layers WHERE chain_id = ?1",
+                params![chain_id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(v.flatten().map(|n| n as u64))
+    }
+
+    /// Records layers' content sizes (chainID, bytes) in one transaction.
+    pub fn set_content_sizes(&mut self, sizes: &[(Digest, u64)]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::db(&path, source);
+        let tx = self.conn.transaction().map_err(err)?;
+        for (chain, size) in sizes {
+            tx.execute(
+                "UPDATE layers SET content_size = ?2 WHERE chain_id = ?1",
+                params![chain.to_string(), *size as i64],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Records that repository `repo` (a full name such as
+    /// `docker.io/library/nginx`) holds `image` as `digest`: the digest of
+    /// the manifest or index as the registry has it, learnt by a pull or a
+    /// push. Shown as Docker's `RepoDigests` and by `images --digests`.
+    pub fn add_repo_digest(
+        &mut self,
+        image: &Digest,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
+        let id = image.to_string();
+        if !exists(&self.conn, "SELECT 1 FROM images WHERE id = ?1", &id)
+            .map_err(|e| self.err(e))?
+        {
+            return Err(StoreError::NoSuchImage(id));
+        }
+        self.conn
+            .execute(
+                "INSERT INTO repo_digests(image, repo, digest, added) VALUES(?1, ?2, ?3, ?4)
+                 ON CONFLICT(image, repo, digest) DO UPDATE SET added = excluded.added",
+                params![id, repo, digest.to_string(), now()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The repository digests recorded as `digest` (`REPO@DIGEST`), sorted:
+    /// those of an index are its own, not its platforms'.
+    pub fn repo_digests_of(&self, digest: &Digest) -> Result<Vec<String>, StoreError> {
+        self.column(
+            "SELECT DISTINCT repo || '@' || digest FROM repo_digests WHERE digest = ?1 ORDER BY 1",
+            params![digest.to_string()],
+        )
     }
 
     /// Deletes layer records no image uses (left by a crash between steps).

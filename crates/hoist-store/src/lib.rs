@@ -9,6 +9,7 @@
 //! one that does not exist, use [`Store::open_read_only`].
 
 mod blobs;
+mod content;
 mod error;
 mod fsck;
 mod index;

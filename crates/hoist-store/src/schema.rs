@@ -103,8 +103,26 @@ ALTER TABLE tags_v2 RENAME TO tags;
 CREATE INDEX tags_target ON tags(target);
 ";
 
+/// Version 3: each layer's content size as Docker counts it (files' bytes,
+/// for `images`/`history` SIZE; NULL until measured from the blob, which
+/// reading commands do on first need), and the repository digests a pull or
+/// push recorded (Docker's `RepoDigests`: the digest of the manifest or
+/// index as the registry has it, per repository; a push that recompressed
+/// layers names a manifest the store does not hold, hence the image column).
+const V3: &str = "
+ALTER TABLE layers ADD COLUMN content_size INTEGER;
+CREATE TABLE repo_digests(
+  image TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+  repo TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  added INTEGER NOT NULL,
+  PRIMARY KEY(image, repo, digest)
+);
+CREATE INDEX repo_digests_digest ON repo_digests(digest);
+";
+
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this program writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -317,7 +317,37 @@ impl StoreWriter {
         if batch.images.is_empty() && batch.indexes.is_empty() && batch.tags.is_empty() {
             return Ok(Vec::new());
         }
-        db.apply(&batch)
+        let moved = db.apply(&batch)?;
+        record_plain_content_sizes(&self.root, &mut db, &batch);
+        Ok(moved)
+    }
+}
+
+/// Records the content size (Docker's SIZE) of the new uncompressed layers,
+/// as `docker load` measures its layers: walking an uncompressed tar's
+/// headers costs a few reads, while a compressed layer would be decompressed
+/// again, so those are measured when first listed ([`Store::content_sizes`]).
+/// A cache after the commit: a failure leaves the size to be measured then.
+fn record_plain_content_sizes(root: &Path, db: &mut Db, batch: &Batch) {
+    let mut sizes: Vec<(Digest, u64)> = Vec::new();
+    for l in batch.images.iter().flat_map(|(img, _)| &img.layers) {
+        let plain = hoist_oci::media_type::layer_compression(&l.media_type)
+            == Some(hoist_oci::media_type::Compression::None);
+        if !plain
+            || sizes.iter().any(|(c, _)| c == &l.layer.chain_id)
+            || !matches!(db.content_size(&l.layer.chain_id), Ok(None))
+        {
+            continue;
+        }
+        let Ok(file) = File::open(blob_path(root, &l.blob)) else {
+            continue;
+        };
+        if let Ok(n) = hoist_archive::layer_file_content_size(file) {
+            sizes.push((l.layer.chain_id.clone(), n));
+        }
+    }
+    if !sizes.is_empty() {
+        let _ = db.set_content_sizes(&sizes);
     }
 }
 

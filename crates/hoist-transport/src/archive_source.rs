@@ -76,6 +76,23 @@ fn parse_ref(s: &str, what: &str) -> Result<Reference, TransportError> {
         .map_err(|e| TransportError::Archive(format!("{what}: {e}")))
 }
 
+/// The references an OCI layout's `index.json` entry names its image by, as
+/// `docker load` reads them: containerd's image name, else a ref name that is
+/// a full reference (as skopeo writes); a bare tag (`v1`) names nothing.
+pub(crate) fn oci_entry_tags(d: &Descriptor) -> Result<Vec<Reference>, TransportError> {
+    let mut tags = Vec::new();
+    if let Some(name) = d.annotations.get("io.containerd.image.name") {
+        tags.push(parse_ref(name, "index.json io.containerd.image.name")?);
+    } else if let Some(name) = d.annotations.get(crate::oci_dir::REF_NAME) {
+        if name.contains(':') {
+            if let Ok(r) = Reference::parse(name) {
+                tags.push(r.with_default_tag());
+            }
+        }
+    }
+    Ok(tags)
+}
+
 /// Opens the input and indexes its members, undoing any outer compression.
 fn open_input(
     input: LoadInput,
@@ -407,17 +424,7 @@ impl ArchiveSource {
         };
         for d in &idx.manifests {
             let top = self.read_manifest(d)?;
-            let mut tags = Vec::new();
-            if let Some(name) = d.annotations.get("io.containerd.image.name") {
-                tags.push(parse_ref(name, "index.json io.containerd.image.name")?);
-            } else if let Some(name) = d.annotations.get("org.opencontainers.image.ref.name") {
-                // A full reference (as skopeo writes) names the image; a bare tag names nothing.
-                if name.contains(':') {
-                    if let Ok(r) = Reference::parse(name) {
-                        tags.push(r.with_default_tag());
-                    }
-                }
-            }
+            let tags = oci_entry_tags(d)?;
             self.images.push(ArchiveImage { top, tags });
         }
         Ok(())

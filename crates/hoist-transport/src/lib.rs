@@ -53,7 +53,7 @@ pub use engine::{
 };
 pub use error::TransportError;
 pub use import::{apply_change, import, ImportError, ImportOptions, ImportedImage};
-pub use load::load;
+pub use load::{load, load_dir};
 pub use oci_dir::{layout_refs, OciDirDestination, OciDirSource, REF_NAME};
 pub use progress::{NoProgress, Progress};
 pub use registry::{FetchProgress, MountReport, RegistryDestination, RegistrySource};

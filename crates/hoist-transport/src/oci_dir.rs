@@ -25,7 +25,7 @@ fn blob_path(dir: &Path, d: &Digest) -> PathBuf {
     dir.join("blobs").join(d.algorithm().as_str()).join(d.hex())
 }
 
-fn read_index(dir: &Path) -> Result<Option<Index>, TransportError> {
+pub(crate) fn read_index(dir: &Path) -> Result<Option<Index>, TransportError> {
     let p = dir.join("index.json");
     let bytes = match File::open(&p) {
         Ok(f) => {

@@ -8,7 +8,6 @@ mod progress;
 mod resolve;
 mod template;
 
-use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,9 +16,10 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "hoist", version, about, propagate_version = true)]
 struct Cli {
-    /// The store directory (default /var/lib/hoist as root, else $XDG_DATA_HOME/hoist);
-    /// for `serve` and `registry gc`, the registry directory (HOIST_REGISTRY_ROOT).
-    #[arg(long, global = true, env = "HOIST_ROOT")]
+    /// The store directory (default /var/lib/hoist as root, else $XDG_DATA_HOME/hoist).
+    /// Given before the command, as Docker's global options; `serve` and
+    /// `registry gc` take their own --root after it: the registry directory.
+    #[arg(long, env = "HOIST_ROOT")]
     root: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -95,9 +95,6 @@ fn default_root() -> PathBuf {
 
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
-    // `serve` and `registry gc` take `--root` as typed, never from HOIST_ROOT
-    // (which names the image store, a different layout).
-    let root_typed = matches.value_source("root") == Some(ValueSource::CommandLine);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     output::die_quietly_on_closed_stdout();
     // HOIST_LOG wins; else `hoist serve --config` may set the level.
@@ -115,12 +112,6 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let ctx = cmd::Context {
-        registry_root: match &cli.root {
-            Some(r) if root_typed => Some(r.clone()),
-            _ => std::env::var_os("HOIST_REGISTRY_ROOT")
-                .filter(|r| !r.is_empty())
-                .map(PathBuf::from),
-        },
         root: cli.root.unwrap_or_else(default_root),
     };
     let result = match cli.command {
@@ -130,8 +121,8 @@ fn main() -> ExitCode {
         Command::Tag(a) => cmd::tag::run(&ctx, a),
         Command::Rmi(a) => cmd::rmi::run(&ctx, a),
         Command::Inspect(a) => cmd::inspect::run(&ctx, a),
-        Command::Serve(a) => cmd::serve::run(&ctx, *a),
-        Command::Registry(a) => cmd::registry::run(&ctx, a),
+        Command::Serve(a) => cmd::serve::run(*a),
+        Command::Registry(a) => cmd::registry::run(a),
         Command::History(a) => cmd::history::run(&ctx, a),
         Command::Import(a) => cmd::import::run(&ctx, a),
         Command::Image(a) => cmd::image::run(&ctx, a),

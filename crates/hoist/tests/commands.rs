@@ -525,7 +525,9 @@ fn history_maps_non_empty_entries_to_layers_newest_first() {
         .iter()
         .map(|r| r["Size"].as_str().expect("size").parse().expect("bytes"))
         .collect();
-    assert_eq!(sizes, [0, app.len() as u64, 0, base.len() as u64]);
+    // Docker's SIZE: the files' bytes, not the layer tars' (headers and padding).
+    assert_eq!(sizes, [0, 9000, 0, 3000]);
+    assert!(app.len() > 9000 && base.len() > 3000);
     assert_eq!(rows[1]["CreatedBy"], long);
     assert_eq!(rows[0]["ID"], id.as_str());
     assert_eq!(rows[2]["ID"], "<missing>");
@@ -534,7 +536,7 @@ fn history_maps_non_empty_entries_to_layers_newest_first() {
     assert_eq!(q.lines().count(), 4);
     let raw = st.hoist_ok(["history", "--human=false", "hist/app:1"]);
     assert!(
-        raw.contains(&app.len().to_string()) && raw.contains("2024-01-02T03:04:05Z"),
+        raw.contains("   9000   ") && raw.contains("2024-01-02T03:04:05Z"),
         "{raw}"
     );
     // The management-command spelling is the same command.
@@ -1024,4 +1026,51 @@ fn image_group_spells_the_top_level_commands() {
     assert_eq!(inspect(&other, "group/a:1")["Id"], id.as_str());
     let out = st.hoist_ok(["image", "rm", "group/a:1", "group/b:2"]);
     assert!(out.contains(&format!("Deleted: {id}")), "{out}");
+}
+
+// ------------------------------------------------------------ repo digests
+
+/// What a pull or push records (here through the store's API, as those
+/// commands do) is Docker's RepoDigests: `images --digests` rows and
+/// `inspect`'s `RepoDigests`; without one the digest is `<none>`.
+#[test]
+fn recorded_repo_digests_show_in_images_and_inspect() {
+    let st = store();
+    let scratch = tempfile::tempdir().expect("scratch");
+    let archive = docker_archive(&[Img {
+        layers: vec![layer_tar(&[("f", &noise(7, 100))])],
+        history: vec![],
+        tags: vec!["rd/app:1"],
+    }]);
+    let path = write(scratch.path(), "a.tar", &archive);
+    st.hoist_ok(["load", "-i", s(&path)]);
+    let fmt = [
+        "images",
+        "--digests",
+        "--format",
+        "{{.Repository}} {{.Tag}} {{.Digest}}",
+    ];
+    assert_eq!(st.hoist_ok(fmt), "rd/app 1 <none>\n");
+    let id: Digest = inspect(&st, "rd/app:1")["Id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("digest");
+    let pushed = Digest::sha256(b"the manifest as the registry has it");
+    let mut store = hoist_store::Store::open(st.path()).expect("store");
+    store
+        .index_mut()
+        .add_repo_digest(&id, "docker.io/rd/app", &pushed)
+        .expect("record");
+    drop(store);
+    assert_eq!(st.hoist_ok(fmt), format!("rd/app 1 {pushed}\n"));
+    // Without --digests Docker leaves the column out of its rows.
+    assert_eq!(
+        st.hoist_ok(["images", "--format", "{{.Digest}}"]),
+        "<none>\n"
+    );
+    assert_eq!(
+        inspect(&st, "rd/app:1")["RepoDigests"],
+        serde_json::json!([format!("rd/app@{pushed}")])
+    );
 }

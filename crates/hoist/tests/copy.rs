@@ -171,3 +171,79 @@ fn a_two_platform_index_survives_an_oci_archive_byte_for_byte() {
     assert_eq!(named(&dst, "v1"), built.top, "the index digest changed");
     assert_eq!(blobs(&src), blobs(&dst), "a blob changed or went missing");
 }
+
+/// `images` shows an index copied with `--all` as one row, as Docker with
+/// the containerd image store does: the index digest as its ID, and SIZE the
+/// content of every fetched platform's layers.
+#[test]
+fn a_two_platform_index_is_one_row_of_images() {
+    let s = scratch_dir();
+    let src = s.path().join("src");
+    let built = ocilayout::write_layout(
+        &src,
+        "v1",
+        &["linux/amd64", "linux/arm64"],
+        300_000,
+        serde_json::json!([]),
+    );
+    let store = hoist_store();
+    store.hoist_ok([
+        "copy",
+        "-q",
+        "--all",
+        &format!("oci:{}:v1", p(&src)),
+        "store:example.com/multi:v1",
+    ]);
+    let out = store.hoist_ok(["images", "--no-trunc", "--format", "{{.ID}} {{.Size}}"]);
+    let layers: std::collections::BTreeSet<&String> = built
+        .images
+        .iter()
+        .flat_map(|i| i.layers.iter().map(|(d, _)| d))
+        .collect();
+    let mb = layers.len() as f64 * 300_000.0 / 1e6;
+    assert_eq!(out, format!("{} {mb}MB\n", built.top), "{out}");
+    let short = store.hoist_ok(["images", "-q"]);
+    assert_eq!(short.trim(), &built.top["sha256:".len()..][..12]);
+}
+
+/// `load -i DIR` takes an OCI layout directory as `docker load` takes an
+/// OCI archive: a ref name that is a full reference tags the image, a bare
+/// one (`v1`) names nothing; a directory that is no layout says so.
+#[test]
+fn load_takes_an_oci_layout_directory() {
+    let s = scratch_dir();
+    let (named, bare, empty) = (
+        s.path().join("named"),
+        s.path().join("bare"),
+        s.path().join("empty"),
+    );
+    let one = ocilayout::write_layout(
+        &named,
+        "example.com/app:v1",
+        &["linux/amd64"],
+        1000,
+        serde_json::json!([]),
+    );
+    ocilayout::write_layout(
+        &bare,
+        "v1",
+        &["linux/amd64", "linux/arm64"],
+        1000,
+        serde_json::json!([]),
+    );
+    std::fs::create_dir(&empty).unwrap();
+    let store = hoist_store();
+    assert_eq!(
+        store.hoist_ok(["load", "-i", p(&named)]),
+        "Loaded image: example.com/app:v1\n"
+    );
+    let id = store.hoist_ok(["inspect", "-f", "{{.Id}}", "example.com/app:v1"]);
+    assert_eq!(id.trim(), one.images[0].config);
+    let out = store.hoist_ok(["load", "-i", p(&bare)]);
+    assert!(out.starts_with("Loaded image ID: sha256:"), "{out}");
+    let err = assert_failure(
+        "load of a plain directory",
+        &store.hoist(["load", "-i", p(&empty)]),
+    );
+    assert!(err.contains("not an OCI image layout"), "{err}");
+}

@@ -143,7 +143,7 @@ fn chromium_shows_repositories_tags_platforms_layers_and_history() {
     let total: u64 = img.layers.iter().map(|l| l.1).sum();
     for (d, size) in &img.layers {
         assert_has(&page, d);
-        assert_has(&page, &format!("{:.1} KiB", *size as f64 / 1024.0));
+        assert_has(&page, &hoist_oci::units::human_size(*size));
     }
     assert_has(&page, &format!("Total size: {total} bytes"));
     assert_has(&page, "RUN make install");

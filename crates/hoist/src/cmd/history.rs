@@ -81,7 +81,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     let img = resolve::image(&store, &args.image)?.image;
     let raw = store.read_blob(&img.id, hoist_transport::MAX_JSON)?;
     let config = Config::parse(&raw).map_err(|e| Error::Msg(format!("config {}: {e}", img.id)))?;
-    let sizes: Vec<u64> = img.layers.iter().map(|l| l.layer.size).collect();
+    // Docker's SIZE: each layer's content (files' bytes), not its tar bytes.
+    let sizes = store.content_sizes(&img)?;
     let mut rows = steps(&config, &sizes);
     rows.reverse();
     let top_id = if args.no_trunc {

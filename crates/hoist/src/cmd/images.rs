@@ -1,9 +1,12 @@
-//! `hoist images`: the images of the store, one row per tag.
+//! `hoist images`: the images of the store, one row per tag (per tag and
+//! repository digest with `--digests`); an index with several fetched
+//! platforms is one row, as Docker's containerd image store shows it.
 
 use super::{Context, Error};
-use crate::output::{ago, go_time_string, human_size, Formatter};
-use hoist_oci::Reference;
-use hoist_store::ImageRecord;
+use crate::output::{ago, go_time_string, human_size, human_size_precision, Formatter};
+use hoist_oci::{Digest, Reference};
+use hoist_store::{ImageRecord, Store};
+use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 /// Arguments of `hoist images`.
@@ -32,10 +35,144 @@ pub struct Args {
     repository: Option<String>,
 }
 
+/// One line of the listing.
 struct Row<'a> {
+    /// The image whose creation time and labels the row has: for an index,
+    /// the platform its tag resolves to.
     image: &'a ImageRecord,
+    /// What IMAGE ID shows: the image ID, or an index's digest.
+    id: Digest,
+    /// The images whose layers SIZE counts: one, or every fetched platform.
+    platforms: Vec<&'a ImageRecord>,
     repo: String,
     tag: String,
+    /// The repository digest, or `<none>`.
+    digest: String,
+    /// No tag reaches the image.
+    dangling: bool,
+}
+
+/// `REPO@DIGEST` (full repository) as Docker's familiar repository and digest.
+fn split_repo_digest(rd: &str) -> Option<(String, String)> {
+    let (repo, digest) = rd.split_once('@')?;
+    let repo = Reference::parse(repo).map_or_else(|_| repo.to_owned(), |r| r.familiar_name());
+    Some((repo, digest.to_owned()))
+}
+
+/// `repo` and tag of a full reference, familiar as Docker prints them.
+fn split_tag(t: &str) -> (String, String) {
+    match Reference::parse(t) {
+        Ok(r) => (r.familiar_name(), r.tag().unwrap_or("<none>").to_owned()),
+        Err(_) => (t.to_owned(), "<none>".into()),
+    }
+}
+
+/// The rows of one image as Docker's CLI makes them from RepoTags and
+/// RepoDigests: a row per tag (per tag and digest with `--digests`), then
+/// the repositories known only by digest; `<none>` rows for an image with
+/// neither. `claimed` tags are shown by an index's row instead.
+fn image_rows<'a>(
+    img: &'a ImageRecord,
+    claimed: &BTreeSet<String>,
+    show_digests: bool,
+) -> Vec<Row<'a>> {
+    let row = |repo: String, tag: String, digest: String| Row {
+        image: img,
+        id: img.id.clone(),
+        platforms: vec![img],
+        repo,
+        tag,
+        digest,
+        dangling: img.tags.is_empty(),
+    };
+    let tags: Vec<&String> = img.tags.iter().filter(|t| !claimed.contains(*t)).collect();
+    if img.tags.is_empty() && img.repo_digests.is_empty() {
+        return vec![row("<none>".into(), "<none>".into(), "<none>".into())];
+    }
+    if tags.is_empty() && !img.tags.is_empty() {
+        // Every tag names an index listed on its own row.
+        return Vec::new();
+    }
+    let mut digests: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for rd in &img.repo_digests {
+        if let Some((repo, d)) = split_repo_digest(rd) {
+            digests.entry(repo).or_default().push(d);
+        }
+    }
+    let mut rows = Vec::new();
+    for t in tags {
+        let (repo, tag) = split_tag(t);
+        match digests.get(&repo).filter(|_| show_digests) {
+            Some(ds) => {
+                for d in ds {
+                    rows.push(row(repo.clone(), tag.clone(), d.clone()));
+                }
+            }
+            None => rows.push(row(repo, tag, "<none>".into())),
+        }
+    }
+    for (repo, ds) in digests {
+        if rows.iter().any(|r| r.repo == repo) {
+            continue;
+        }
+        if show_digests {
+            for d in ds {
+                rows.push(row(repo.clone(), "<none>".into(), d));
+            }
+        } else {
+            rows.push(row(repo, "<none>".into(), "<none>".into()));
+        }
+    }
+    rows
+}
+
+/// One row per tag naming an index with several fetched platforms, as
+/// Docker with the containerd image store shows a multi-platform image: the
+/// index digest as its ID, SIZE counting every fetched platform's layers.
+/// Also gives the tags those rows show, which the platforms' rows leave out.
+fn index_rows<'a>(
+    store: &hoist_store::Store,
+    images: &'a [ImageRecord],
+    show_digests: bool,
+) -> Result<(Vec<Row<'a>>, BTreeSet<String>), Error> {
+    let mut rows = Vec::new();
+    let mut claimed = BTreeSet::new();
+    for t in store.index().tags()? {
+        let Some(idx) = store.index().index(&t.target)? else {
+            continue;
+        };
+        let platforms: Vec<&ImageRecord> = idx
+            .fetched
+            .iter()
+            .filter_map(|m| store.index().manifest(m).ok().flatten())
+            .filter_map(|m| images.iter().find(|i| i.id == m.image))
+            .collect();
+        if platforms.len() < 2 {
+            continue;
+        }
+        let Some(image) = images.iter().find(|i| i.id == t.image) else {
+            continue;
+        };
+        let (repo, tag) = split_tag(&t.name);
+        claimed.insert(t.name.clone());
+        let digest = store
+            .index()
+            .repo_digests_of(&idx.digest)?
+            .iter()
+            .filter_map(|rd| split_repo_digest(rd))
+            .find(|(r, _)| *r == repo && show_digests)
+            .map_or_else(|| "<none>".to_owned(), |(_, d)| d);
+        rows.push(Row {
+            image,
+            id: idx.digest.clone(),
+            platforms,
+            repo,
+            tag,
+            digest,
+            dangling: false,
+        });
+    }
+    Ok((rows, claimed))
 }
 
 /// Go's `path.Match`, which Docker's `reference=` filter uses: `*` and `?`
@@ -134,30 +271,15 @@ fn parse_filters(filters: &[String]) -> Result<std::collections::BTreeMap<&str, 
 /// Runs `hoist images`.
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     let store = ctx.store_read()?;
-    let mut images = store.index().images()?;
+    let images = store.index().images()?;
+    let (mut rows, claimed) = index_rows(&store, &images, args.digests)?;
+    rows.extend(
+        images
+            .iter()
+            .flat_map(|img| image_rows(img, &claimed, args.digests)),
+    );
     // Docker lists the newest image first, by creation time (not load order).
-    images.sort_by_key(|img| std::cmp::Reverse(created_unix(img)));
-    let mut rows: Vec<Row> = Vec::new();
-    for img in &images {
-        if img.tags.is_empty() {
-            rows.push(Row {
-                image: img,
-                repo: "<none>".into(),
-                tag: "<none>".into(),
-            });
-        }
-        for t in &img.tags {
-            let (repo, tag) = match Reference::parse(t) {
-                Ok(r) => (r.familiar_name(), r.tag().unwrap_or("<none>").to_owned()),
-                Err(_) => (t.clone(), "<none>".into()),
-            };
-            rows.push(Row {
-                image: img,
-                repo,
-                tag,
-            });
-        }
-    }
+    rows.sort_by_key(|r| std::cmp::Reverse(created_unix(r.image)));
     let created_of = |name: &str| -> Result<i64, Error> {
         Ok(created_unix(&crate::resolve::image(&store, name)?.image))
     };
@@ -170,11 +292,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
                     "false" | "0" => false,
                     v => return Err(Error::Msg(format!("Invalid filter 'dangling={v}'"))),
                 };
-                rows.retain(|r| r.image.tags.is_empty() == want);
+                rows.retain(|r| r.dangling == want);
             }
             "reference" => rows.retain(|r| {
                 // Dangling images have no reference to match.
-                !r.image.tags.is_empty()
+                !r.dangling
                     && values.iter().any(|v| {
                         path_match(v, &format!("{}:{}", r.repo, r.tag)) || path_match(v, &r.repo)
                     })
@@ -237,15 +359,32 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     } else {
         Formatter::new(&args.format, DEFAULT_TABLE)?
     };
-    let values: Vec<serde_json::Value> =
-        rows.iter().map(|r| row_value(r, !args.no_trunc)).collect();
+    let values: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| Ok(row_value(r, row_size(&store, r)?, !args.no_trunc)))
+        .collect::<Result<_, Error>>()?;
     fmt.print(&headers(), &values)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// An image's size as `docker images` counts it.
-pub fn image_size(img: &ImageRecord) -> u64 {
-    img.size()
+/// An image's size as `docker images` counts it: its layers' content
+/// (files' bytes, as Docker's overlay2 measures it), not their tar bytes.
+pub fn image_size(store: &Store, img: &ImageRecord) -> Result<u64, Error> {
+    Ok(store.content_sizes(img)?.iter().sum())
+}
+
+/// A row's SIZE: the content of every distinct layer of its images.
+fn row_size(store: &Store, r: &Row) -> Result<u64, Error> {
+    let mut seen = BTreeSet::new();
+    let mut total = 0;
+    for img in &r.platforms {
+        for (l, n) in img.layers.iter().zip(store.content_sizes(img)?) {
+            if seen.insert(&l.layer.chain_id) {
+                total += n;
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// Docker's `docker images` table.
@@ -273,27 +412,29 @@ fn headers() -> serde_json::Value {
 }
 
 /// One row with the fields of Docker's image formatter, as the strings it prints.
-fn row_value(r: &Row, trunc: bool) -> serde_json::Value {
+fn row_value(r: &Row, size: u64, trunc: bool) -> serde_json::Value {
     let id = if trunc {
-        r.image.id.short().to_owned()
+        r.id.short().to_owned()
     } else {
-        r.image.id.to_string()
+        r.id.to_string()
     };
-    let size = human_size(image_size(r.image));
+    // Docker's CLI: Size with 3 digits (HumanSizeWithPrecision), VirtualSize with HumanSize's 4.
+    let virtual_size = human_size_precision(size, 4);
+    let size = human_size(size);
     serde_json::json!({
         // hoist has no containers; `docker images` says N/A for the counts it does not compute.
         "Containers": "N/A",
         "CreatedAt": go_time_string(r.image.created.as_deref()),
         "CreatedSince": ago(r.image.created.as_deref()),
-        // Docker fills this from RepoDigests, which only a pull or push records; a load has none.
-        "Digest": "<none>",
+        // From RepoDigests, which only a pull or push records; a load has none.
+        "Digest": r.digest,
         "ID": id,
         "Repository": r.repo,
         "SharedSize": "N/A",
         "Size": size,
         "Tag": r.tag,
         "UniqueSize": "N/A",
-        "VirtualSize": size,
+        "VirtualSize": virtual_size,
     })
 }
 

@@ -285,12 +285,12 @@ fn inspect_image(store: &Store, img: &ImageRecord) -> Result<Inspect, Error> {
         .map_err(|e| Error::Msg(format!("image config {}: {e}", img.id)))?;
     let created = output::parse_time(c.created.as_deref())
         .map_or_else(|| ZERO_TIME.to_owned(), |t| output::rfc3339_nano(&t));
-    let size = crate::cmd::images::image_size(img);
+    let size = crate::cmd::images::image_size(store, img)?;
     Ok(Inspect {
         id: img.id.to_string(),
         repo_tags: img.tags.iter().map(|t| familiar(t)).collect(),
         // Docker records repository digests on pull and push only.
-        repo_digests: Vec::new(),
+        repo_digests: img.repo_digests.iter().map(|d| familiar(d)).collect(),
         parent: String::new(),
         comment: c.comment,
         created,

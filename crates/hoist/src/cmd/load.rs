@@ -23,32 +23,10 @@ pub struct Args {
 
 /// Runs `hoist load`.
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
-    let input = match &args.input {
-        Some(p) if p.as_os_str() != "-" => LoadInput::File(
-            std::fs::File::open(p).map_err(|e| Error::Msg(format!("open {}: {e}", p.display())))?,
-        ),
-        _ => {
-            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                return Err(Error::Msg(
-                    "requested load from stdin, but stdin is empty (a terminal); use -i FILE or pipe an archive in".into(),
-                ));
-            }
-            let stdin = std::io::stdin();
-            let fd = std::os::fd::AsFd::as_fd(&stdin)
-                .try_clone_to_owned()
-                .map_err(|e| Error::Msg(format!("stdin: {e}")))?;
-            let file = std::fs::File::from(fd);
-            if file.metadata().is_ok_and(|m| m.is_file()) {
-                // `hoist load < FILE`: read the file in place, as with -i.
-                LoadInput::File(file)
-            } else {
-                // SAFETY: fcntl on stdin; failure (not a pipe) only costs speed.
-                unsafe {
-                    libc::fcntl(0, libc::F_SETPIPE_SZ, 1 << 20);
-                }
-                LoadInput::Stream(Box::new(stdin))
-            }
-        }
+    // An OCI layout directory (what `hoist copy … oci:DIR` and skopeo write), else an archive.
+    let input = match args.input.as_deref().filter(|p| p.is_dir()) {
+        Some(dir) => Err(dir),
+        None => Ok(open_input(args.input.as_deref())?),
     };
     let mut store = ctx.store()?;
     let bars = if args.quiet || args.format == Format::Json {
@@ -60,7 +38,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         Some(b) => b,
         None => &NoProgress,
     };
-    let loaded = hoist_transport::load(&mut store, input, progress)?;
+    let loaded = match input {
+        Ok(archive) => hoist_transport::load(&mut store, archive, progress)?,
+        Err(dir) => hoist_transport::load_dir(&mut store, dir, progress)?,
+    };
     if args.format == Format::Json {
         let v: Vec<_> = loaded
             .iter()
@@ -89,4 +70,36 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The archive to load: the file named, else stdin (a file when it is one,
+/// so it loads as fast; a pipe streamed).
+fn open_input(input: Option<&std::path::Path>) -> Result<LoadInput, Error> {
+    Ok(match input {
+        Some(p) if p.as_os_str() != "-" => LoadInput::File(
+            std::fs::File::open(p).map_err(|e| Error::Msg(format!("open {}: {e}", p.display())))?,
+        ),
+        _ => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                return Err(Error::Msg(
+                    "requested load from stdin, but stdin is empty (a terminal); use -i FILE or pipe an archive in".into(),
+                ));
+            }
+            let stdin = std::io::stdin();
+            let fd = std::os::fd::AsFd::as_fd(&stdin)
+                .try_clone_to_owned()
+                .map_err(|e| Error::Msg(format!("stdin: {e}")))?;
+            let file = std::fs::File::from(fd);
+            if file.metadata().is_ok_and(|m| m.is_file()) {
+                // `hoist load < FILE`: read the file in place, as with -i.
+                LoadInput::File(file)
+            } else {
+                // SAFETY: fcntl on stdin; failure (not a pipe) only costs speed.
+                unsafe {
+                    libc::fcntl(0, libc::F_SETPIPE_SZ, 1 << 20);
+                }
+                LoadInput::Stream(Box::new(stdin))
+            }
+        }
+    })
 }

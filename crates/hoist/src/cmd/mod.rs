@@ -37,9 +37,6 @@ use std::path::PathBuf;
 pub struct Context {
     /// The store directory.
     pub root: PathBuf,
-    /// The registry directory of `serve` and `registry gc`: `--root` as
-    /// typed, else `HOIST_REGISTRY_ROOT`; never `HOIST_ROOT`.
-    pub registry_root: Option<PathBuf>,
 }
 
 impl Context {

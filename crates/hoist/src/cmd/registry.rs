@@ -2,7 +2,7 @@
 //! or `docker-registry`'s) or S3 bucket.
 
 use super::storage::StorageArgs;
-use super::{Context, Error};
+use super::Error;
 use hoist_registry::gc::{collect_storage, GcOptions};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -77,20 +77,20 @@ fn human(bytes: u64) -> String {
 }
 
 /// Runs `hoist registry`.
-pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
+pub fn run(args: Args) -> Result<ExitCode, Error> {
     match args.command {
-        Sub::Gc(a) => gc(ctx, a),
+        Sub::Gc(a) => gc(a),
     }
 }
 
-fn gc(ctx: &Context, a: GcArgs) -> Result<ExitCode, Error> {
+fn gc(a: GcArgs) -> Result<ExitCode, Error> {
     let opts = GcOptions {
         delete_untagged: a.delete_untagged,
         dry_run: a.dry_run,
         grace: a.grace,
         upload_max_age: a.upload_max_age,
     };
-    let storage = a.storage.config(ctx, "hoist registry gc", None)?;
+    let storage = a.storage.config("hoist registry gc", None)?;
     let report = collect_storage(&storage, &opts)
         .map_err(|e| Error::Msg(format!("garbage collection failed: {e}")))?;
     let verb = if a.dry_run { "would delete" } else { "deleted" };

@@ -3,7 +3,7 @@
 //! bucket holding the same layout.
 
 use super::storage::StorageArgs;
-use super::{Context, Error};
+use super::Error;
 use hoist_registry::config::FileConfig;
 use hoist_registry::{
     AuthConfig, BuildError, IssueConfig, ProxyConfig, Registry, RegistryBuilder, StorageConfig,
@@ -162,7 +162,7 @@ fn auth_config(args: &Args) -> Result<Option<AuthConfig>, Error> {
 }
 
 /// Runs `hoist serve` until SIGINT or SIGTERM.
-pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
+pub fn run(args: Args) -> Result<ExitCode, Error> {
     let err = |e: BuildError| Error::Msg(format!("hoist serve: {e}"));
     let default_root = Path::new(DEFAULT_ROOT);
     // The file gives the base; every flag given on the command line wins.
@@ -175,18 +175,14 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
                     path.display()
                 );
             }
-            if args.storage.given(ctx) {
-                let storage = args
-                    .storage
-                    .config(ctx, "hoist serve", Some(default_root))?;
+            if args.storage.given() {
+                let storage = args.storage.config("hoist serve", Some(default_root))?;
                 b = b.with_storage(storage).map_err(err)?;
             }
             b
         }
         None => {
-            let storage = args
-                .storage
-                .config(ctx, "hoist serve", Some(default_root))?;
+            let storage = args.storage.config("hoist serve", Some(default_root))?;
             RegistryBuilder::new(storage).map_err(err)?
         }
     };

@@ -2,14 +2,18 @@
 //! filesystem under `--root` or `HOIST_REGISTRY_ROOT` (the default), or an
 //! S3 bucket.
 
-use super::{Context, Error};
+use super::Error;
 use hoist_registry::builder::refuse_image_store;
 use hoist_registry::{S3Config, StorageConfig};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Where the registry's data lives.
 #[derive(clap::Args)]
 pub struct StorageArgs {
+    /// The registry's directory (distribution's storage.filesystem.rootdirectory,
+    /// holding docker/registry/v2); not the image store, so never HOIST_ROOT.
+    #[arg(long, value_name = "DIR", env = "HOIST_REGISTRY_ROOT")]
+    root: Option<PathBuf>,
     /// Where the registry's data lives: `filesystem` (under --root) or `s3`
     /// (a bucket; credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)
     /// [default: filesystem].
@@ -41,19 +45,14 @@ enum Storage {
 impl StorageArgs {
     /// Whether the command line or environment names a storage (`--storage`,
     /// `--root` or `HOIST_REGISTRY_ROOT`), which then wins over a config file's.
-    pub fn given(&self, ctx: &Context) -> bool {
-        self.storage.is_some() || ctx.registry_root.is_some()
+    pub fn given(&self) -> bool {
+        self.storage.is_some() || self.root.is_some()
     }
 
     /// The storage the flags name; `command` prefixes the errors. Without
     /// `--root` or `HOIST_REGISTRY_ROOT` the filesystem storage is `default`,
     /// or an error when there is none. A hoist image store is refused.
-    pub fn config(
-        &self,
-        ctx: &Context,
-        command: &str,
-        default: Option<&Path>,
-    ) -> Result<StorageConfig, Error> {
+    pub fn config(&self, command: &str, default: Option<&Path>) -> Result<StorageConfig, Error> {
         let s3_flag = [
             ("--s3-bucket", self.s3_bucket.is_some()),
             ("--s3-endpoint", self.s3_endpoint.is_some()),
@@ -68,7 +67,7 @@ impl StorageArgs {
                         "{command}: {flag} needs --storage s3 (the default storage is the filesystem under --root)"
                     )));
                 }
-                let root = match (&ctx.registry_root, default) {
+                let root = match (&self.root, default) {
                     (Some(r), _) => r.clone(),
                     (None, Some(d)) => d.to_owned(),
                     (None, None) => {
