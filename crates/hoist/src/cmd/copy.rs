@@ -5,10 +5,11 @@ use super::{Context, Error};
 use crate::progress::Bars;
 use crate::resolve;
 use hoist_oci::Platform;
+use hoist_transport::docker_daemon::DockerDaemon;
 use hoist_transport::{
-    copy, ArchiveDestination, ArchiveKind, ArchiveSource, CopyOptions, ImageSource, LoadInput,
-    NoProgress, OciDirDestination, OciDirSource, Platforms, Progress, SaveOutput, StoreDestination,
-    StoreSource,
+    copy, ArchiveDestination, ArchiveKind, ArchiveSource, CopyOptions, DockerDaemonDestination,
+    DockerDaemonSource, DockerRootSource, ImageSource, LoadInput, NoProgress, OciDirDestination,
+    OciDirSource, Platforms, Progress, SaveOutput, StoreDestination, StoreSource, TransportError,
 };
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -25,9 +26,11 @@ pub struct Args {
     /// Suppress the progress output.
     #[arg(short, long)]
     quiet: bool,
-    /// Source: oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF] or store:REF.
+    /// Source: oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF], store:REF,
+    /// docker-daemon:REF or docker-root:DIR[:REF] (a stopped Docker's data-root).
     src: String,
-    /// Destination: oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF] or store:REF.
+    /// Destination: oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF], store:REF
+    /// or docker-daemon:REF.
     dst: String,
 }
 
@@ -36,6 +39,8 @@ enum Transport {
     Oci(PathBuf, Option<String>),
     Archive(ArchiveKind, PathBuf, Option<String>),
     Store(String),
+    DockerRoot(PathBuf, Option<String>),
+    Daemon(String),
 }
 
 /// Splits `PATH[:REF]` at the first colon, as skopeo does for `oci:`.
@@ -70,9 +75,14 @@ fn parse(s: &str) -> Result<Transport, Error> {
             Transport::Archive(ArchiveKind::Docker, p, r)
         }
         "store" => Transport::Store(rest.to_owned()),
+        "docker-root" => {
+            let (p, r) = path_ref(rest);
+            Transport::DockerRoot(p, r)
+        }
+        "docker-daemon" => Transport::Daemon(rest.to_owned()),
         other => {
             return Err(Error::Msg(format!(
-                "{s:?}: unknown transport {other:?}; hoist copy knows oci:, oci-archive:, docker-archive: and store:"
+                "{s:?}: unknown transport {other:?}; hoist copy knows oci:, oci-archive:, docker-archive:, store:, docker-daemon: and docker-root:"
             )))
         }
     })
@@ -82,6 +92,10 @@ fn parse(s: &str) -> Result<Transport, Error> {
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     let src = parse(&args.src)?;
     let dst = parse(&args.dst)?;
+    // Refused before the source is opened (a daemon's export would be wasted).
+    if let Transport::DockerRoot(dir, _) = &dst {
+        return Err(read_only(dir));
+    }
     let opts = CopyOptions {
         platforms: if args.all {
             Platforms::All
@@ -109,8 +123,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         ));
     }
     // The store is opened only when an end is the store or an archive must be staged.
-    let needs_store = matches!(src, Transport::Store(_) | Transport::Archive(..))
-        || matches!(dst, Transport::Store(_));
+    let needs_store = matches!(
+        src,
+        Transport::Store(_) | Transport::Archive(..) | Transport::Daemon(_)
+    ) || matches!(dst, Transport::Store(_));
     let mut store = if needs_store {
         Some(ctx.store()?)
     } else {
@@ -137,6 +153,15 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
                     .ok_or_else(|| Error::Msg("no store".into()))?;
                 source = Box::new(store_source(st, name)?);
             }
+            Transport::DockerRoot(dir, r) => {
+                source = Box::new(DockerRootSource::open(dir, r.as_deref())?)
+            }
+            Transport::Daemon(name) => {
+                let st = store
+                    .as_ref()
+                    .ok_or_else(|| Error::Msg("no store".into()))?;
+                source = Box::new(DockerDaemonSource::open(&daemon()?, name, st, progress)?);
+            }
         }
         match &dst {
             Transport::Oci(dir, r) => {
@@ -160,6 +185,14 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
                 drop(source);
                 return copy_into_store(ctx, &args, name, &opts, progress);
             }
+            Transport::Daemon(name) => copy(
+                source.as_ref(),
+                Box::new(DockerDaemonDestination::new(&daemon()?)?),
+                std::slice::from_ref(name),
+                &opts,
+                progress,
+            )?,
+            Transport::DockerRoot(dir, _) => return Err(read_only(dir)),
         }
     };
     drop(store.take());
@@ -214,6 +247,26 @@ fn copy_into_store(
                 progress,
             )?
         }
+        Transport::DockerRoot(dir, r) => {
+            let src = DockerRootSource::open(&dir, r.as_deref())?;
+            copy(
+                &src,
+                Box::new(StoreDestination::new(&store)?),
+                &tag,
+                opts,
+                progress,
+            )?
+        }
+        Transport::Daemon(name) => {
+            let src = DockerDaemonSource::open(&daemon()?, &name, &store, progress)?;
+            copy(
+                &src,
+                Box::new(StoreDestination::new(&store)?),
+                &tag,
+                opts,
+                progress,
+            )?
+        }
         Transport::Store(_) => {
             return Err(Error::Msg(
                 "both ends are the store: use `hoist tag SOURCE TARGET`".into(),
@@ -224,6 +277,19 @@ fn copy_into_store(
         println!("Copied {}", copied.top.digest);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why `docker-root:` cannot be a destination, and what to use instead.
+fn read_only(dir: &Path) -> Error {
+    Error::Msg(format!(
+        "docker-root:{}: a Docker data-root is read-only to hoist; to give an image to Docker use docker-daemon:REF or docker-archive:FILE",
+        dir.display()
+    ))
+}
+
+/// The Docker daemon `DOCKER_HOST` names (else the default socket).
+fn daemon() -> Result<DockerDaemon, Error> {
+    DockerDaemon::from_env().map_err(|e| TransportError::from(e).into())
 }
 
 /// Writes next to the target, fsyncs, then renames: never a half-written archive under its name.
