@@ -500,3 +500,82 @@ fn a_tar_split_that_is_not_one_is_refused_naming_the_layer() {
     let msg = err_of(read_all(&mut root.layer_tar(&f.chains[1]).unwrap()));
     assert!(msg.contains("unknown entry type 7"), "{msg}");
 }
+
+#[test]
+fn a_failed_layer_gives_its_error_again_on_every_later_read() {
+    let f = fixture();
+    std::fs::write(
+        f.diff(0).join("etc/passwd"),
+        b"root:x:0:0:root:/root:/bin/zz\n",
+    )
+    .unwrap();
+    let root = DockerRoot::open(f.root()).unwrap();
+    let mut tar = root.layer_tar(&f.chains[0]).unwrap();
+    let first = err_of(read_all(&mut tar));
+    let again = err_of(read_all(&mut tar));
+    assert_eq!(first, again);
+    assert!(again.contains("\"etc/passwd\""), "{again}");
+}
+
+#[test]
+fn an_image_copies_through_the_engine_with_its_id_and_rebuilt_layers() {
+    use crate::{copy, CopyOptions, DockerRootSource, NoProgress, OciDirDestination};
+    let f = fixture();
+    // The only image is taken when none is named.
+    let src = DockerRootSource::open(f.root(), None).unwrap();
+    assert_eq!(src.id(), &f.id);
+    let out = tempfile::tempdir().unwrap();
+    let copied = copy(
+        &src,
+        Box::new(OciDirDestination::new(out.path()).unwrap()),
+        &["v1".to_owned()],
+        &CopyOptions::default(),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(copied.images[0].config, f.id);
+    let blob = |d: &Digest| std::fs::read(out.path().join("blobs/sha256").join(d.hex())).unwrap();
+    assert_eq!(Digest::sha256(&blob(&f.id)), f.id);
+    for t in &f.tars {
+        assert_eq!(&blob(&Digest::sha256(t)), t);
+    }
+    // A resume from an offset rebuilds the rest of the layer.
+    let d = hoist_oci::Descriptor::new(
+        hoist_oci::media_type::OCI_LAYER_TAR,
+        Digest::sha256(&f.tars[0]),
+        f.tars[0].len() as u64,
+    );
+    let mut rest = Vec::new();
+    crate::ImageSource::blob(&src, &d, 1000)
+        .unwrap()
+        .into_reader()
+        .unwrap()
+        .read_to_end(&mut rest)
+        .unwrap();
+    assert_eq!(rest, f.tars[0][1000..]);
+}
+
+#[test]
+fn a_changed_file_fails_a_copy_with_the_layer_and_entry_named() {
+    use crate::{copy, CopyOptions, DockerRootSource, NoProgress, OciDirDestination};
+    let f = fixture();
+    std::fs::write(f.diff(1).join("etc/motd"), b"HELLO\n").unwrap();
+    let src = DockerRootSource::open(f.root(), Some("example.com/app:v1")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let store = hoist_store::Store::open(out.path().join("store")).unwrap();
+    let into_layout = Box::new(OciDirDestination::new(&out.path().join("layout")).unwrap());
+    let into_store = Box::new(crate::StoreDestination::new(&store).unwrap());
+    for dst in [into_layout as Box<dyn crate::ImageDestination>, into_store] {
+        let err = copy(&src, dst, &[], &CopyOptions::default(), &NoProgress)
+            .err()
+            .expect("the copy should fail");
+        assert!(
+            matches!(
+                &err,
+                crate::TransportError::DockerRoot(DockerRootError::Tampered { entry, chain_id, .. })
+                    if entry == "etc/motd" && *chain_id == f.chains[1]
+            ),
+            "{err}"
+        );
+    }
+}
