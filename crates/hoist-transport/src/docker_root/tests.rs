@@ -567,8 +567,7 @@ fn a_changed_file_fails_a_copy_with_the_layer_and_entry_named() {
     let into_store = Box::new(crate::StoreDestination::new(&store).unwrap());
     for dst in [into_layout as Box<dyn crate::ImageDestination>, into_store] {
         let err = copy(&src, dst, &[], &CopyOptions::default(), &NoProgress)
-            .err()
-            .expect("the copy should fail");
+            .expect_err("the copy should fail");
         assert!(
             matches!(
                 &err,
