@@ -14,7 +14,7 @@ use crate::destination::ImageDestination;
 use crate::docker_daemon::{DockerDaemon, LoadWriter};
 use crate::source::{BlobBody, ImageSource, RawManifest};
 use crate::{Progress, TransportError};
-use hoist_oci::{Descriptor, Digest};
+use hoist_oci::{Descriptor, Digest, Reference};
 use hoist_store::Store;
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,7 +34,7 @@ impl DockerDaemonSource {
         store: &Store,
         progress: &dyn Progress,
     ) -> Result<Self, TransportError> {
-        let export = daemon.export(&[name])?;
+        let export = daemon.export(&[&daemon_name(name)])?;
         let archive = ArchiveSource::open(LoadInput::Stream(Box::new(export)), store, progress)?;
         match archive.images().len() {
             1 => Ok(DockerDaemonSource { archive }),
@@ -61,6 +61,17 @@ impl ImageSource for DockerDaemonSource {
 
     fn blame(&self, d: &Descriptor, e: TransportError) -> TransportError {
         self.archive.image(0).blame(d, e)
+    }
+}
+
+/// The name to export: a bare repository means its `:latest`, as skopeo
+/// takes it (`docker save REPO` would export every tag); IDs stay as given.
+fn daemon_name(name: &str) -> String {
+    let hex = name.strip_prefix("sha256:").unwrap_or(name);
+    let is_id = hex.bytes().all(|b| b.is_ascii_hexdigit());
+    match Reference::parse(name) {
+        Ok(r) if !is_id && r.tag().is_none() && r.digest().is_none() => format!("{name}:latest"),
+        _ => name.to_owned(),
     }
 }
 
@@ -163,5 +174,25 @@ impl ImageDestination for DockerDaemonDestination {
         })?;
         writer.finish()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::daemon_name;
+
+    #[test]
+    fn a_bare_repository_is_exported_as_its_latest_tag_and_ids_stay() {
+        assert_eq!(daemon_name("busybox"), "busybox:latest");
+        assert_eq!(
+            daemon_name("localhost:5000/a/b"),
+            "localhost:5000/a/b:latest"
+        );
+        assert_eq!(daemon_name("busybox:1.36"), "busybox:1.36");
+        let digest = format!("busybox@sha256:{}", "a".repeat(64));
+        assert_eq!(daemon_name(&digest), digest);
+        assert_eq!(daemon_name("3310b8f0453d"), "3310b8f0453d");
+        let id = format!("sha256:{}", "b".repeat(64));
+        assert_eq!(daemon_name(&id), id);
     }
 }

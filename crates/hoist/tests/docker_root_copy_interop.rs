@@ -2,6 +2,7 @@
 //! dockerds: a second overlay2 dockerd that the test starts, fills and
 //! stops (its data-root read without it), and the suite's dockerd (started
 //! by scripts/test.sh) spoken to over its Engine API socket.
+//! Run: `bash scripts/test.sh --exec cargo test -p hoist --test docker_root_copy_interop`.
 
 use hoist_testkit::*;
 use std::path::Path;
@@ -112,6 +113,19 @@ fn docker_root_images_copy_out_with_dockers_id_run_and_a_changed_file_is_named()
         "a refused copy left an image"
     );
     fresh.hoist_ok(["fsck"]);
+    // Into a daemon, the load is aborted: Docker takes nothing.
+    let refused = format!("hoist-test/{}:latest", unique_name("refused"));
+    let out = hoist_docker(
+        &fresh,
+        &suite,
+        &["copy", "-q", &src, &format!("docker-daemon:{refused}")],
+    );
+    let err = assert_failure("hoist copy of a changed layer into the daemon", &out);
+    assert!(err.contains("data/old/g"), "{err}");
+    assert!(
+        !suite.has_image(&refused),
+        "the daemon loaded an image from an aborted copy"
+    );
 }
 
 /// The layer database directory of the image's top layer (its last chainID).
