@@ -578,3 +578,48 @@ fn a_changed_file_fails_a_copy_with_the_layer_and_entry_named() {
         );
     }
 }
+
+#[test]
+fn the_manifest_is_the_one_load_makes_for_a_classic_docker_save_of_the_image() {
+    use crate::{ArchiveSource, DockerRootSource, ImageSource, LoadInput, NoProgress};
+    let f = fixture();
+    let src = DockerRootSource::open(f.root(), Some("example.com/app:v1")).unwrap();
+    // The archive `docker save` wrote before Docker 25: <id>.json, <layer>/layer.tar, manifest.json.
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("classic.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&path).unwrap());
+    let mut append = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    let config_name = format!("{}.json", f.id.hex());
+    append(
+        &config_name,
+        &std::fs::read(
+            f.root()
+                .join("image/overlay2/imagedb/content/sha256")
+                .join(f.id.hex()),
+        )
+        .unwrap(),
+    );
+    let mut layers = Vec::new();
+    for (i, t) in f.tars.iter().enumerate() {
+        let name = format!("l{i}/layer.tar");
+        append(&name, t);
+        layers.push(name);
+    }
+    let manifest = serde_json::json!([{ "Config": config_name, "RepoTags": ["example.com/app:v1"], "Layers": layers }]);
+    append("manifest.json", &serde_json::to_vec(&manifest).unwrap());
+    b.into_inner().unwrap();
+    let store = hoist_store::Store::open(out.path().join("store")).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let archive = ArchiveSource::open(LoadInput::File(file), &store, &NoProgress).unwrap();
+    assert_eq!(
+        archive.images()[0].top,
+        src.top().unwrap(),
+        "docker-root: and load of a classic archive describe the image differently"
+    );
+}
