@@ -10,10 +10,12 @@
 //! `application/vnd.oci.image.layer.v1.tar` layers named by their diffIDs,
 //! not Docker's schema 2: schema 2 has no uncompressed layer type (its
 //! layers are `…diff.tar.gzip`), and recompressing to fit it would cost a
-//! pass over every byte and change the digests. It is also the manifest
-//! hoist's load makes for a classic `docker save` archive of the same image,
-//! so both ways of taking an image out of Docker give the same manifest
-//! digest. A push compresses the layers as `docker push` does.
+//! pass over every byte and change the digests. It is also, byte for byte,
+//! the manifest Docker 28's `docker save` writes for an overlay2 image
+//! (`docker-daemon:`) and the one hoist's load makes for a classic `docker
+//! save` archive, so every way of taking an image out of Docker gives the
+//! same manifest digest (both are tested). A push compresses the layers as
+//! `docker push` does.
 
 use crate::docker_root::{DockerRoot, DockerRootError};
 use crate::source::{BlobBody, ImageSource, RawManifest};

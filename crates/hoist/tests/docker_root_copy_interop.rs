@@ -60,12 +60,35 @@ fn docker_root_images_copy_out_with_dockers_id_run_and_a_changed_file_is_named()
         ctx.as_os_str(),
     ]);
     let second_id = second.client.image_id(&built);
+    // The same image through the running daemon's API (DOCKER_HOST names it).
+    let store = TempStore::with_bin(hoist_bin!());
+    let via_daemon = scratch.path().join("via-daemon");
+    let out = hoist_docker(
+        &store,
+        &second.client,
+        &[
+            "copy",
+            "-q",
+            &format!("docker-daemon:{built}"),
+            &format!("oci:{}", p(&via_daemon)),
+        ],
+    );
+    assert_success(
+        "hoist copy docker-daemon: oci: from the second dockerd",
+        &out,
+    );
     second.stop();
     let data_root = second.data_root();
     let src = format!("docker-root:{}:{built}", p(&data_root));
+    let via_root = scratch.path().join("via-root");
+    store.hoist_ok(["copy", "-q", &src, &format!("oci:{}", p(&via_root))]);
+    assert_eq!(
+        top_manifest(&via_root),
+        top_manifest(&via_daemon),
+        "docker-root: and docker-daemon: describe the image differently"
+    );
 
     // docker-root: → store, then hoist save | docker load into the suite's dockerd.
-    let store = TempStore::with_bin(hoist_bin!());
     store.hoist_ok(["copy", "-q", &src, &format!("store:{built}")]);
     let ids = store.hoist_ok(["images", "-q", "--no-trunc", &built]);
     assert_eq!(ids.trim(), second_id, "the store's image ID");
@@ -128,6 +151,20 @@ fn docker_root_images_copy_out_with_dockers_id_run_and_a_changed_file_is_named()
     );
 }
 
+/// The manifest an OCI layout's index names first.
+fn top_manifest(layout: &Path) -> serde_json::Value {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let bytes = std::fs::read(
+        layout
+            .join("blobs/sha256")
+            .join(digest.strip_prefix("sha256:").unwrap()),
+    )
+    .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
 /// The layer database directory of the image's top layer (its last chainID).
 fn suite_layerdb_top(data_root: &Path, id: &str) -> std::path::PathBuf {
     let hex = id.strip_prefix("sha256:").unwrap();
@@ -173,16 +210,7 @@ fn docker_daemon_is_a_copy_source_and_destination() {
         ],
     );
     assert_success("hoist copy docker-daemon: oci:", &out);
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let manifest = index["manifests"][0]["digest"].as_str().unwrap();
-    let manifest = std::fs::read(
-        layout
-            .join("blobs/sha256")
-            .join(manifest.strip_prefix("sha256:").unwrap()),
-    )
-    .unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let manifest = top_manifest(&layout);
     assert_eq!(manifest["config"]["digest"].as_str(), Some(id.as_str()));
 
     // docker-daemon: → store, then store: → docker-daemon: under a new name.
