@@ -271,3 +271,79 @@ fn docker_root_is_not_a_destination() {
     ]);
     assert!(err.contains("read-only"), "{err}");
 }
+
+/// Writes `bytes` as a blob of `layout` and returns its descriptor's digest and size.
+fn put_blob(layout: &Path, bytes: &[u8]) -> (String, u64) {
+    let digest = hoist_oci::Digest::sha256(bytes);
+    std::fs::write(layout.join("blobs/sha256").join(digest.hex()), bytes).unwrap();
+    (digest.to_string(), bytes.len() as u64)
+}
+
+#[test]
+fn a_daemon_that_refuses_the_archive_gives_its_reason() {
+    let d = docker();
+    let img = d.tag_unique(APP_IMAGE);
+    let scratch = scratch_dir();
+    let store = TempStore::with_bin(hoist_bin!());
+    let layout = scratch.path().join("layout");
+    let out = hoist_docker(
+        &store,
+        &d,
+        &[
+            "copy",
+            "-q",
+            &format!("docker-daemon:{img}"),
+            &format!("oci:{}", p(&layout)),
+        ],
+    );
+    assert_success("hoist copy docker-daemon: oci:", &out);
+    d.rmi(&img);
+
+    // A config whose first diffID names no layer of the image: only Docker checks it.
+    let mut manifest = top_manifest(&layout);
+    let config_digest = manifest["config"]["digest"].as_str().unwrap().to_owned();
+    let config = std::fs::read(
+        layout
+            .join("blobs/sha256")
+            .join(config_digest.strip_prefix("sha256:").unwrap()),
+    )
+    .unwrap();
+    let mut config: serde_json::Value = serde_json::from_slice(&config).unwrap();
+    let fake = format!("sha256:{}", "e".repeat(64));
+    config["rootfs"]["diff_ids"][0] = serde_json::json!(fake);
+    let (digest, size) = put_blob(&layout, &serde_json::to_vec(&config).unwrap());
+    manifest["config"]["digest"] = serde_json::json!(digest);
+    manifest["config"]["size"] = serde_json::json!(size);
+    let (digest, size) = put_blob(&layout, &serde_json::to_vec(&manifest).unwrap());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest,
+            "size": size,
+        }],
+    });
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+
+    let refused = format!("hoist-test/{}:latest", unique_name("refused"));
+    let out = hoist_docker(
+        &store,
+        &d,
+        &[
+            "copy",
+            "-q",
+            &format!("oci:{}", p(&layout)),
+            &format!("docker-daemon:{refused}"),
+        ],
+    );
+    let err = assert_failure("hoist copy of a broken image into the daemon", &out);
+    assert!(
+        err.contains(&d.socket().display().to_string()) && err.contains("diffID"),
+        "{err}"
+    );
+    assert!(!d.has_image(&refused), "the daemon kept a refused image");
+}
