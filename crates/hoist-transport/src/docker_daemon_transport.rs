@@ -114,6 +114,17 @@ pub struct DockerDaemonDestination {
 }
 
 impl DockerDaemonDestination {
+    /// Refuses a name Docker cannot load an image under (a digest), so that
+    /// a caller can check it before any byte moves; `tag` checks it too.
+    pub fn check_name(name: &str) -> Result<(), TransportError> {
+        if name.contains('@') {
+            return Err(TransportError::BadReference(format!(
+                "docker-daemon:{name}: Docker loads images under a tag, not a digest; give NAME[:TAG]"
+            )));
+        }
+        Ok(())
+    }
+
     /// Starts a load into `daemon`.
     pub fn new(daemon: &DockerDaemon) -> Result<Self, TransportError> {
         let load: SharedLoad = Arc::new(Mutex::new(Some(daemon.load_writer()?)));
@@ -159,6 +170,9 @@ impl ImageDestination for DockerDaemonDestination {
     }
 
     fn tag(&self, top: &RawManifest, tags: &[String]) -> Result<(), TransportError> {
+        if let Err(e) = tags.iter().try_for_each(|t| Self::check_name(t)) {
+            return Err(failed(&self.load, e));
+        }
         self.archive
             .tag(top, tags)
             .map_err(|e| failed(&self.load, e))
@@ -179,7 +193,23 @@ impl ImageDestination for DockerDaemonDestination {
 
 #[cfg(test)]
 mod tests {
-    use super::daemon_name;
+    use super::*;
+
+    #[test]
+    fn a_destination_named_by_digest_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = DockerDaemon::new(dir.path().join("nothing.sock")).unwrap();
+        let dst = DockerDaemonDestination::new(&daemon).unwrap();
+        let top = RawManifest::new(b"{}".to_vec(), hoist_oci::media_type::OCI_MANIFEST);
+        let name = format!("busybox@sha256:{}", "a".repeat(64));
+        assert!(DockerDaemonDestination::check_name(&name).is_err());
+        assert!(DockerDaemonDestination::check_name("busybox:1.36").is_ok());
+        let err = dst.tag(&top, std::slice::from_ref(&name)).unwrap_err();
+        assert!(
+            matches!(&err, TransportError::BadReference(m) if m.contains(&name)),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_bare_repository_is_exported_as_its_latest_tag_and_ids_stay() {

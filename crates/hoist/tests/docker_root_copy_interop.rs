@@ -261,15 +261,15 @@ fn docker_daemon_is_a_copy_source_and_destination() {
 }
 
 #[test]
-fn docker_root_is_not_a_destination() {
+fn docker_root_and_a_daemon_name_with_a_digest_are_refused_as_destinations() {
     let store = TempStore::with_bin(hoist_bin!());
     let scratch = scratch_dir();
-    let err = store.hoist_err([
-        "copy",
-        &format!("oci:{}", p(&scratch.path().join("layout"))),
-        "docker-root:/var/lib/docker:x",
-    ]);
+    let layout = format!("oci:{}", p(&scratch.path().join("layout")));
+    let err = store.hoist_err(["copy", &layout, "docker-root:/var/lib/docker:x"]);
     assert!(err.contains("read-only"), "{err}");
+    let by_digest = format!("docker-daemon:busybox@sha256:{}", "a".repeat(64));
+    let err = store.hoist_err(["copy", &layout, &by_digest]);
+    assert!(err.contains("not a digest"), "{err}");
 }
 
 /// Writes `bytes` as a blob of `layout` and returns its descriptor's digest and size.

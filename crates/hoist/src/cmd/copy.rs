@@ -93,8 +93,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     let src = parse(&args.src)?;
     let dst = parse(&args.dst)?;
     // Refused before the source is opened (a daemon's export would be wasted).
-    if let Transport::DockerRoot(dir, _) = &dst {
-        return Err(read_only(dir));
+    match &dst {
+        Transport::DockerRoot(dir, _) => return Err(read_only(dir)),
+        Transport::Daemon(name) => DockerDaemonDestination::check_name(name)?,
+        _ => {}
     }
     let opts = CopyOptions {
         platforms: if args.all {
