@@ -45,10 +45,15 @@ impl DockerRootSource {
             None => {
                 let mut images = root.images()?;
                 if images.len() != 1 {
+                    let names: Vec<String> = images
+                        .iter()
+                        .map(|i| i.tags.first().cloned().unwrap_or_else(|| i.id.to_string()))
+                        .collect();
                     return Err(TransportError::BadReference(format!(
-                        "{} holds {} images; name one: docker-root:{}:REF",
+                        "{} holds {} images ({}); name one: docker-root:{}:REF",
                         root.path().display(),
                         images.len(),
+                        names.join(", "),
                         root.path().display()
                     )));
                 }

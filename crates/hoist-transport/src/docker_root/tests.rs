@@ -623,3 +623,25 @@ fn the_manifest_is_the_one_load_makes_for_a_classic_docker_save_of_the_image() {
         "docker-root: and load of a classic archive describe the image differently"
     );
 }
+
+#[test]
+fn an_unnamed_image_of_a_data_root_with_several_is_refused_listing_them() {
+    let f = fixture();
+    let other = write_image(
+        f.root(),
+        &[Digest::sha256(&f.tars[0])],
+        "example.com/base:v1",
+    );
+    let err = crate::DockerRootSource::open(f.root(), None)
+        .err()
+        .expect("two images: one must be named");
+    let msg = err.to_string();
+    assert!(msg.contains("holds 2 images"), "{msg}");
+    // write_image rewrites repositories.json: the first image is now untagged, shown by ID.
+    assert!(
+        msg.contains("example.com/base:v1") && msg.contains(&f.id.to_string()),
+        "{msg}"
+    );
+    let src = crate::DockerRootSource::open(f.root(), Some("example.com/base:v1")).unwrap();
+    assert_eq!(src.id(), &other);
+}
