@@ -12,6 +12,7 @@
 //! * [`browser`]: headless Chromium dumping a page's DOM.
 //! * [`serve::HoistServe`]: a `hoist serve` process on a loopback port.
 //! * [`S3Server`]: a throw-away S3 server (`s3s-fs`) on a loopback port.
+//! * [`SecondDockerd`]: a second dockerd with its own data-root.
 //!
 //! The fixture images built by `scripts/test.sh` are [`BASE_IMAGE`] (busybox
 //! rootfs, one layer, `docker import`) and [`APP_IMAGE`] (three layers with a
@@ -45,6 +46,8 @@ use std::time::{Duration, Instant};
 
 mod s3;
 pub use s3::{s3s_fs_bin, S3Server, S3_ACCESS_KEY, S3_SECRET_KEY};
+mod second_dockerd;
+pub use second_dockerd::SecondDockerd;
 
 /// `docker import` of a busybox-static rootfs: one layer, `CMD ["/bin/sh"]`.
 pub const BASE_IMAGE: &str = "hoist-test/base:latest";

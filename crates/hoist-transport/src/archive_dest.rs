@@ -23,6 +23,8 @@ pub enum SaveOutput<'a> {
     File(&'a mut File),
     /// Any stream.
     Stream(&'a mut (dyn Write + Send)),
+    /// Any stream the archive owns (a request body to the Docker daemon).
+    Owned(Box<dyn Write + Send + 'a>),
 }
 
 /// Which archive to write.
@@ -44,6 +46,7 @@ impl TarOut<'_> {
         match &mut self.out {
             SaveOutput::File(f) => f.write_all(b),
             SaveOutput::Stream(w) => w.write_all(b),
+            SaveOutput::Owned(w) => w.write_all(b),
         }
     }
 
@@ -116,6 +119,7 @@ impl TarOut<'_> {
                 let w: &mut (dyn Write + Send) = match out {
                     SaveOutput::File(f) => *f,
                     SaveOutput::Stream(w) => *w,
+                    SaveOutput::Owned(w) => w.as_mut(),
                 };
                 let (digest, size, _) = pump(r, w, Some(alg), None, progress)
                     .map_err(|e| TransportError::io(format!("copying {what}"), e))?;

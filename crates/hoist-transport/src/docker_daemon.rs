@@ -334,6 +334,7 @@ impl DockerDaemon {
         Ok(LoadWriter {
             tx: Some(tx),
             aborted,
+            refused: false,
             task: Some(task),
             buf: Vec::with_capacity(CHUNK),
             socket: self.socket.clone(),
@@ -402,6 +403,8 @@ fn parse_load_answer(
 pub struct LoadWriter {
     tx: Option<mpsc::Sender<Bytes>>,
     aborted: Arc<AtomicBool>,
+    /// The daemon stopped reading the archive (its answer says why).
+    refused: bool,
     task: Option<tokio::task::JoinHandle<Result<Vec<String>, DockerDaemonError>>>,
     buf: Vec<u8>,
     socket: PathBuf,
@@ -416,13 +419,27 @@ impl LoadWriter {
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
         match &self.tx {
             Some(tx) if tx.blocking_send(chunk).is_ok() => Ok(()),
-            _ => Err(io::Error::new(
+            _ => {
+                self.refused = true;
+                Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 format!(
                     "the Docker daemon at unix://{} stopped reading the archive (LoadWriter::finish gives its answer)",
                     self.socket.display()
                 ),
-            )),
+                ))
+            }
+        }
+    }
+
+    /// Gives up after a failed copy: the daemon's own answer when it had
+    /// stopped reading first (it refused the archive, and says why), else
+    /// None, the request being aborted so the daemon loads nothing.
+    pub fn abandon(self) -> Option<DockerDaemonError> {
+        if self.refused {
+            self.finish().err()
+        } else {
+            None
         }
     }
 

@@ -95,6 +95,12 @@ pub enum TransportError {
     /// A name or ID given on the command line does not resolve.
     #[error("No such image: {0}")]
     NoSuchImage(String),
+    /// Reading a stopped Docker's data-root (`docker-root:`) failed.
+    #[error(transparent)]
+    DockerRoot(#[from] crate::docker_root::DockerRootError),
+    /// Talking to the Docker daemon (`docker-daemon:`) failed.
+    #[error(transparent)]
+    DockerDaemon(#[from] crate::docker_daemon::DockerDaemonError),
 }
 
 impl TransportError {

@@ -5,7 +5,9 @@
 //! has and takes new ones, verifying each as it writes. [`copy`] drives any
 //! source into any destination. Transports: `oci:` (an OCI image layout
 //! directory), `oci-archive:`, `docker-archive:` (the classic `docker save`
-//! layout and Docker 25+'s OCI-based one) and the local store. `load` is a
+//! layout and Docker 25+'s OCI-based one), `docker-root:` (a stopped
+//! Docker's data-root, read without dockerd), `docker-daemon:` (a running
+//! dockerd's Engine API) and the local store. `load` is a
 //! copy from an archive into the store, `save` one from the store into an
 //! archive.
 //!
@@ -30,7 +32,9 @@ mod blobio;
 mod compress;
 mod destination;
 pub mod docker_daemon;
+mod docker_daemon_transport;
 pub mod docker_root;
+mod docker_root_source;
 mod engine;
 mod error;
 mod import;
@@ -48,6 +52,8 @@ pub use archive_dest::{ArchiveDestination, ArchiveKind, SaveOutput};
 pub use archive_source::{ArchiveImage, ArchiveImageSource, ArchiveSource, LoadInput};
 pub use compress::{Compress, CompressFormat};
 pub use destination::ImageDestination;
+pub use docker_daemon_transport::{DockerDaemonDestination, DockerDaemonSource};
+pub use docker_root_source::DockerRootSource;
 pub use engine::{
     choose, copy, copy_image, Copied, CopiedImage, CopyOptions, Platforms, PARALLEL_BLOBS,
 };

@@ -94,6 +94,7 @@ impl TarOut<'_> {
         let n = match &mut self.out {
             SaveOutput::File(out) => crate::archive::copy_big(&mut hashed, *out),
             SaveOutput::Stream(w) => crate::archive::copy_big(&mut hashed, *w),
+            SaveOutput::Owned(w) => crate::archive::copy_big(&mut hashed, w),
         }
         .map_err(io_err)?;
         let (diff_id, _) = hashed.finish();

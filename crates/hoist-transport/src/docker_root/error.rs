@@ -112,6 +112,41 @@ impl DockerRootError {
         }
     }
 
+    /// The same error again, for a stream that must give it on every read
+    /// after the first failure (of layer `chain_id`).
+    pub(crate) fn again(&self, chain_id: &Digest) -> DockerRootError {
+        match self {
+            DockerRootError::Tampered {
+                chain_id,
+                entry,
+                reason,
+            } => DockerRootError::Tampered {
+                chain_id: chain_id.clone(),
+                entry: entry.clone(),
+                reason: reason.clone(),
+            },
+            DockerRootError::DiffIdMismatch {
+                chain_id,
+                expected,
+                actual,
+                size,
+            } => DockerRootError::DiffIdMismatch {
+                chain_id: chain_id.clone(),
+                expected: expected.clone(),
+                actual: actual.clone(),
+                size: *size,
+            },
+            DockerRootError::TarSplit { chain_id, reason } => DockerRootError::TarSplit {
+                chain_id: chain_id.clone(),
+                reason: reason.clone(),
+            },
+            other => DockerRootError::TarSplit {
+                chain_id: chain_id.clone(),
+                reason: other.to_string(),
+            },
+        }
+    }
+
     /// The error a [`LayerTar`](super::LayerTar) read failed with, if it was one of ours.
     pub fn from_io(e: &std::io::Error) -> Option<&DockerRootError> {
         e.get_ref().and_then(|inner| inner.downcast_ref())

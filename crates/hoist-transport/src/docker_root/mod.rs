@@ -295,15 +295,25 @@ impl DockerRoot {
     /// describes a classic `docker save` image.
     pub fn manifest(&self, id: &Digest) -> Result<Vec<u8>, DockerRootError> {
         let config_len = self.config(id)?.len() as u64;
-        let layers = self.layers(id)?;
+        self.manifest_of(id, config_len, &self.layers(id)?)
+    }
+
+    /// The manifest [`manifest`](Self::manifest) makes, from the config's
+    /// length and the layers already read.
+    pub(crate) fn manifest_of(
+        &self,
+        id: &Digest,
+        config_len: u64,
+        layers: &[RootLayer],
+    ) -> Result<Vec<u8>, DockerRootError> {
         let m = Manifest {
             schema_version: 2,
             media_type: Some(media_type::OCI_MANIFEST.to_owned()),
             artifact_type: None,
             config: Descriptor::new(media_type::OCI_CONFIG, id.clone(), config_len),
             layers: layers
-                .into_iter()
-                .map(|l| Descriptor::new(media_type::OCI_LAYER_TAR, l.diff_id, l.size))
+                .iter()
+                .map(|l| Descriptor::new(media_type::OCI_LAYER_TAR, l.diff_id.clone(), l.size))
                 .collect(),
             subject: None,
             annotations: Default::default(),

@@ -182,8 +182,9 @@ enum State {
     },
     /// The stream ended and matched its diffID.
     Done,
-    /// A read failed; the stream cannot go on.
-    Failed,
+    /// A read failed; the stream cannot go on, and every later read gives
+    /// the same error (a reader that retries must not hide it).
+    Failed(DockerRootError),
 }
 
 /// A layer's tar rebuilt from its tar-split record and diff directory, as a
@@ -308,7 +309,7 @@ impl LayerTar {
     fn read_inner(&mut self, buf: &mut [u8]) -> Result<usize, DockerRootError> {
         loop {
             match &mut self.state {
-                State::Done | State::Failed => return Ok(0),
+                State::Done | State::Failed(_) => return Ok(0),
                 State::Idle => self.advance()?,
                 State::Segment { data, pos } => {
                     let n = (data.len() - *pos).min(buf.len());
@@ -366,11 +367,8 @@ impl Read for LayerTar {
         if buf.is_empty() {
             return Ok(0);
         }
-        if matches!(self.state, State::Failed) {
-            return Err(io::Error::other(format!(
-                "layer {}: an earlier read failed",
-                self.chain_id
-            )));
+        if let State::Failed(e) = &self.state {
+            return Err(io::Error::other(e.again(&self.chain_id)));
         }
         match self.read_inner(buf) {
             Ok(n) => {
@@ -379,7 +377,8 @@ impl Read for LayerTar {
                 Ok(n)
             }
             Err(e) => {
-                self.state = State::Failed;
+                let again = e.again(&self.chain_id);
+                self.state = State::Failed(again);
                 Err(io::Error::other(e))
             }
         }

@@ -500,3 +500,148 @@ fn a_tar_split_that_is_not_one_is_refused_naming_the_layer() {
     let msg = err_of(read_all(&mut root.layer_tar(&f.chains[1]).unwrap()));
     assert!(msg.contains("unknown entry type 7"), "{msg}");
 }
+
+#[test]
+fn a_failed_layer_gives_its_error_again_on_every_later_read() {
+    let f = fixture();
+    std::fs::write(
+        f.diff(0).join("etc/passwd"),
+        b"root:x:0:0:root:/root:/bin/zz\n",
+    )
+    .unwrap();
+    let root = DockerRoot::open(f.root()).unwrap();
+    let mut tar = root.layer_tar(&f.chains[0]).unwrap();
+    let first = err_of(read_all(&mut tar));
+    let again = err_of(read_all(&mut tar));
+    assert_eq!(first, again);
+    assert!(again.contains("\"etc/passwd\""), "{again}");
+}
+
+#[test]
+fn an_image_copies_through_the_engine_with_its_id_and_rebuilt_layers() {
+    use crate::{copy, CopyOptions, DockerRootSource, NoProgress, OciDirDestination};
+    let f = fixture();
+    // The only image is taken when none is named.
+    let src = DockerRootSource::open(f.root(), None).unwrap();
+    assert_eq!(src.id(), &f.id);
+    let out = tempfile::tempdir().unwrap();
+    let copied = copy(
+        &src,
+        Box::new(OciDirDestination::new(out.path()).unwrap()),
+        &["v1".to_owned()],
+        &CopyOptions::default(),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(copied.images[0].config, f.id);
+    let blob = |d: &Digest| std::fs::read(out.path().join("blobs/sha256").join(d.hex())).unwrap();
+    assert_eq!(Digest::sha256(&blob(&f.id)), f.id);
+    for t in &f.tars {
+        assert_eq!(&blob(&Digest::sha256(t)), t);
+    }
+    // A resume from an offset rebuilds the rest of the layer.
+    let d = hoist_oci::Descriptor::new(
+        hoist_oci::media_type::OCI_LAYER_TAR,
+        Digest::sha256(&f.tars[0]),
+        f.tars[0].len() as u64,
+    );
+    let mut rest = Vec::new();
+    crate::ImageSource::blob(&src, &d, 1000)
+        .unwrap()
+        .into_reader()
+        .unwrap()
+        .read_to_end(&mut rest)
+        .unwrap();
+    assert_eq!(rest, f.tars[0][1000..]);
+}
+
+#[test]
+fn a_changed_file_fails_a_copy_with_the_layer_and_entry_named() {
+    use crate::{copy, CopyOptions, DockerRootSource, NoProgress, OciDirDestination};
+    let f = fixture();
+    std::fs::write(f.diff(1).join("etc/motd"), b"HELLO\n").unwrap();
+    let src = DockerRootSource::open(f.root(), Some("example.com/app:v1")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let store = hoist_store::Store::open(out.path().join("store")).unwrap();
+    let into_layout = Box::new(OciDirDestination::new(&out.path().join("layout")).unwrap());
+    let into_store = Box::new(crate::StoreDestination::new(&store).unwrap());
+    for dst in [into_layout as Box<dyn crate::ImageDestination>, into_store] {
+        let err = copy(&src, dst, &[], &CopyOptions::default(), &NoProgress)
+            .expect_err("the copy should fail");
+        assert!(
+            matches!(
+                &err,
+                crate::TransportError::DockerRoot(DockerRootError::Tampered { entry, chain_id, .. })
+                    if entry == "etc/motd" && *chain_id == f.chains[1]
+            ),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn the_manifest_is_the_one_load_makes_for_a_classic_docker_save_of_the_image() {
+    use crate::{ArchiveSource, DockerRootSource, ImageSource, LoadInput, NoProgress};
+    let f = fixture();
+    let src = DockerRootSource::open(f.root(), Some("example.com/app:v1")).unwrap();
+    // The archive `docker save` wrote before Docker 25: <id>.json, <layer>/layer.tar, manifest.json.
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("classic.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&path).unwrap());
+    let mut append = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    let config_name = format!("{}.json", f.id.hex());
+    append(
+        &config_name,
+        &std::fs::read(
+            f.root()
+                .join("image/overlay2/imagedb/content/sha256")
+                .join(f.id.hex()),
+        )
+        .unwrap(),
+    );
+    let mut layers = Vec::new();
+    for (i, t) in f.tars.iter().enumerate() {
+        let name = format!("l{i}/layer.tar");
+        append(&name, t);
+        layers.push(name);
+    }
+    let manifest = serde_json::json!([{ "Config": config_name, "RepoTags": ["example.com/app:v1"], "Layers": layers }]);
+    append("manifest.json", &serde_json::to_vec(&manifest).unwrap());
+    b.into_inner().unwrap();
+    let store = hoist_store::Store::open(out.path().join("store")).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let archive = ArchiveSource::open(LoadInput::File(file), &store, &NoProgress).unwrap();
+    assert_eq!(
+        archive.images()[0].top,
+        src.top().unwrap(),
+        "docker-root: and load of a classic archive describe the image differently"
+    );
+}
+
+#[test]
+fn an_unnamed_image_of_a_data_root_with_several_is_refused_listing_them() {
+    let f = fixture();
+    let other = write_image(
+        f.root(),
+        &[Digest::sha256(&f.tars[0])],
+        "example.com/base:v1",
+    );
+    let err = crate::DockerRootSource::open(f.root(), None)
+        .err()
+        .expect("two images: one must be named");
+    let msg = err.to_string();
+    assert!(msg.contains("holds 2 images"), "{msg}");
+    // write_image rewrites repositories.json: the first image is now untagged, shown by ID.
+    assert!(
+        msg.contains("example.com/base:v1") && msg.contains(&f.id.to_string()),
+        "{msg}"
+    );
+    let src = crate::DockerRootSource::open(f.root(), Some("example.com/base:v1")).unwrap();
+    assert_eq!(src.id(), &other);
+}

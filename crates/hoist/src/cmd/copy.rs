@@ -7,10 +7,12 @@ use crate::progress::Bars;
 use crate::resolve;
 use hoist_oci::{Descriptor, Digest, Platform, Reference};
 use hoist_registry_client::Options;
+use hoist_transport::docker_daemon::DockerDaemon;
 use hoist_transport::{
-    copy, ArchiveDestination, ArchiveKind, ArchiveSource, CopyOptions, FetchProgress, ImageSource,
-    LoadInput, NoProgress, OciDirDestination, OciDirSource, Platforms, Progress,
-    RegistryDestination, RegistrySource, SaveOutput, StoreDestination, StoreSource,
+    copy, ArchiveDestination, ArchiveKind, ArchiveSource, CopyOptions, DockerDaemonDestination,
+    DockerDaemonSource, DockerRootSource, FetchProgress, ImageSource, LoadInput, NoProgress,
+    OciDirDestination, OciDirSource, Platforms, Progress, RegistryDestination, RegistrySource,
+    SaveOutput, StoreDestination, StoreSource, TransportError,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -50,9 +52,11 @@ pub struct Args {
     /// A docker:// destination needs HTTPS with verified certificates (`=false`: neither).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     dest_tls_verify: bool,
-    /// Source: docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF] or store:REF.
+    /// Source: docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF],
+    /// store:REF, docker-daemon:REF or docker-root:DIR[:REF] (a stopped Docker's data-root).
     src: String,
-    /// Destination: docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF] or store:REF.
+    /// Destination: docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF],
+    /// store:REF or docker-daemon:REF.
     dst: String,
 }
 
@@ -85,6 +89,8 @@ enum Transport {
     Oci(PathBuf, Option<String>),
     Archive(ArchiveKind, PathBuf, Option<String>),
     Store(String),
+    DockerRoot(PathBuf, Option<String>),
+    Daemon(String),
 }
 
 /// Splits `PATH[:REF]` at the first colon, as skopeo does for `oci:`.
@@ -99,7 +105,7 @@ fn path_ref(rest: &str) -> (PathBuf, Option<String>) {
 fn parse(s: &str) -> Result<Transport, Error> {
     let (kind, rest) = s.split_once(':').ok_or_else(|| {
         Error::Msg(format!(
-            "{s:?}: give a transport: docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF] or store:REF"
+            "{s:?}: give a transport: docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF], store:REF, docker-daemon:REF or docker-root:DIR[:REF]"
         ))
     })?;
     if rest.is_empty() {
@@ -120,9 +126,14 @@ fn parse(s: &str) -> Result<Transport, Error> {
             Transport::Archive(ArchiveKind::Docker, p, r)
         }
         "store" => Transport::Store(rest.to_owned()),
+        "docker-root" => {
+            let (p, r) = path_ref(rest);
+            Transport::DockerRoot(p, r)
+        }
+        "docker-daemon" => Transport::Daemon(rest.to_owned()),
         other => {
             return Err(Error::Msg(format!(
-                "{s:?}: unknown transport {other:?}; hoist copy knows docker://, oci:, oci-archive:, docker-archive: and store:"
+                "{s:?}: unknown transport {other:?}; hoist copy knows docker://, oci:, oci-archive:, docker-archive:, store:, docker-daemon: and docker-root:"
             )))
         }
     })
@@ -132,6 +143,12 @@ fn parse(s: &str) -> Result<Transport, Error> {
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     let src = parse(&args.src)?;
     let dst = parse(&args.dst)?;
+    // Refused before the source is opened (a daemon's export would be wasted).
+    match &dst {
+        Transport::DockerRoot(dir, _) => return Err(read_only(dir)),
+        Transport::Daemon(name) => DockerDaemonDestination::check_name(name)?,
+        _ => {}
+    }
     let opts = CopyOptions {
         platforms: if args.all {
             Platforms::All
@@ -165,8 +182,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         ));
     }
     // The store is opened only when an end is the store or an archive must be staged.
-    let needs_store = matches!(src, Transport::Store(_) | Transport::Archive(..))
-        || matches!(dst, Transport::Store(_));
+    let needs_store = matches!(
+        src,
+        Transport::Store(_) | Transport::Archive(..) | Transport::Daemon(_)
+    ) || matches!(dst, Transport::Store(_));
     let mut store = if needs_store {
         Some(ctx.store()?)
     } else {
@@ -195,6 +214,15 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
                     .as_ref()
                     .ok_or_else(|| Error::Msg("no store".into()))?;
                 source = Box::new(store_source(st, name)?);
+            }
+            Transport::DockerRoot(dir, r) => {
+                source = Box::new(DockerRootSource::open(dir, r.as_deref())?)
+            }
+            Transport::Daemon(name) => {
+                let st = store
+                    .as_ref()
+                    .ok_or_else(|| Error::Msg("no store".into()))?;
+                source = Box::new(DockerDaemonSource::open(&daemon()?, name, st, progress)?);
             }
         }
         match &dst {
@@ -230,6 +258,14 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
                 let fetched = bars.as_ref().map(fetch_bars);
                 return copy_into_store(ctx, &args, name, &opts, progress, fetched);
             }
+            Transport::Daemon(name) => copy(
+                source.as_ref(),
+                Box::new(DockerDaemonDestination::new(&daemon()?)?),
+                std::slice::from_ref(name),
+                &opts,
+                progress,
+            )?,
+            Transport::DockerRoot(dir, _) => return Err(read_only(dir)),
         }
     };
     drop(store.take());
@@ -327,6 +363,26 @@ fn copy_into_store(
                 progress,
             )?
         }
+        Transport::DockerRoot(dir, r) => {
+            let src = DockerRootSource::open(&dir, r.as_deref())?;
+            copy(
+                &src,
+                Box::new(StoreDestination::new(&store)?),
+                &tag,
+                opts,
+                progress,
+            )?
+        }
+        Transport::Daemon(name) => {
+            let src = DockerDaemonSource::open(&daemon()?, &name, &store, progress)?;
+            copy(
+                &src,
+                Box::new(StoreDestination::new(&store)?),
+                &tag,
+                opts,
+                progress,
+            )?
+        }
         Transport::Store(_) => {
             return Err(Error::Msg(
                 "both ends are the store: use `hoist tag SOURCE TARGET`".into(),
@@ -337,6 +393,19 @@ fn copy_into_store(
         println!("Copied {}", copied.top.digest);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why `docker-root:` cannot be a destination, and what to use instead.
+fn read_only(dir: &Path) -> Error {
+    Error::Msg(format!(
+        "docker-root:{}: a Docker data-root is read-only to hoist; to give an image to Docker use docker-daemon:REF or docker-archive:FILE",
+        dir.display()
+    ))
+}
+
+/// The Docker daemon `DOCKER_HOST` names (else the default socket).
+fn daemon() -> Result<DockerDaemon, Error> {
+    DockerDaemon::from_env().map_err(|e| TransportError::from(e).into())
 }
 
 /// Writes next to the target, fsyncs, then renames: never a half-written archive under its name.
