@@ -78,10 +78,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         }
         vec![r.clone().with_default_tag()]
     };
-    let store = ctx.store()?;
+    let mut store = ctx.store()?;
     let mut newer = false;
     for one in &refs {
-        newer |= pull_one(&store, one, &opts, &copy_opts, args.quiet)?;
+        newer |= pull_one(&mut store, one, &opts, &copy_opts, args.quiet)?;
     }
     let shown = if args.all_tags {
         r.clone()
@@ -102,7 +102,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
 
 /// Pulls one reference into the store; true when its tag moved (a newer image).
 fn pull_one(
-    store: &Store,
+    store: &mut Store,
     r: &Reference,
     opts: &Options,
     copy_opts: &CopyOptions,
@@ -132,7 +132,7 @@ fn pull_one(
     let src = {
         let p = progress.clone();
         RegistrySource::open(r, opts)?
-            .with_store(store)
+            .with_store(&*store)
             .with_progress(Arc::new(move |d, n| p.fetched(d, n)))
     };
     // The store's index is not shared across threads: ask the file system.
@@ -149,13 +149,21 @@ fn pull_one(
     };
     let copied = copy(
         &announcing,
-        Box::new(StoreDestination::new(store)?),
+        Box::new(StoreDestination::new(&*store)?),
         &tags,
         copy_opts,
         progress_ref,
     )?;
     progress_ref.complete();
     let top = src.top()?;
+    drop(announcing);
+    drop(src);
+    // Docker's RepoDigests: the digest the registry names, index or manifest.
+    for image in &copied.images {
+        store
+            .index_mut()
+            .add_repo_digest(&image.config, &r.name(), &top.digest)?;
+    }
     if !quiet {
         println!("Digest: {}", top.digest);
     }

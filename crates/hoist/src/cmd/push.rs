@@ -8,7 +8,8 @@ use hoist_oci::Reference;
 use hoist_registry_client::Options;
 use hoist_store::Store;
 use hoist_transport::{
-    copy, Compress, CompressFormat, CopyOptions, Platforms, RegistryDestination, StoreSource,
+    copy, Compress, CompressFormat, Copied, CopyOptions, Platforms, RegistryDestination,
+    StoreSource,
 };
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -76,8 +77,21 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         println!("The push refers to repository [{}]", r.name());
     }
     let mounts = mount_candidates(&store, &r)?;
+    let mut pushed = Vec::new();
     for one in &refs {
-        push_one(&store, one, &opts, &mounts, args.quiet)?;
+        pushed.push(push_one(&store, one, &opts, &mounts, args.quiet)?);
+    }
+    drop(store);
+    // Docker's RepoDigests. A store this user may only read still pushes;
+    // what it pushed is then not recorded there.
+    if let Ok(mut store) = ctx.store() {
+        for copied in &pushed {
+            for image in &copied.images {
+                store
+                    .index_mut()
+                    .add_repo_digest(&image.config, &r.name(), &copied.top.digest)?;
+            }
+        }
     }
     if args.quiet {
         println!("{}", if args.all_tags { &r } else { &refs[0] });
@@ -113,7 +127,7 @@ fn push_one(
     opts: &Options,
     mounts: &[String],
     quiet: bool,
-) -> Result<(), Error> {
+) -> Result<Copied, Error> {
     let src = StoreSource::tagged(store, &r.to_string())?.ok_or_else(|| {
         Error::Msg(format!(
             "An image does not exist locally with the tag: {}",
@@ -151,5 +165,5 @@ fn push_one(
             copied.top.bytes.len()
         );
     }
-    Ok(())
+    Ok(copied)
 }
