@@ -2,6 +2,7 @@
 //! head and delete.
 
 use super::app::App;
+use super::mirror;
 use crate::error::Error;
 use crate::names::RepoName;
 use crate::plumbing::{blocking, finish, respond, ApiError, ApiResult, ChannelBody};
@@ -96,7 +97,8 @@ pub(crate) async fn get_blob(
             };
             match p.blob(&app.store, &t, &name, &d, head).await? {
                 BlobAnswer::Local(info) => info,
-                BlobAnswer::Response(r) => return Ok(r),
+                BlobAnswer::Upstream { size } => return mirror::upstream_head(&d, size),
+                BlobAnswer::Filling(fill) => return mirror::filling(&d, fill),
             }
         }
     };

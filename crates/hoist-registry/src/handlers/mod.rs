@@ -9,6 +9,7 @@ mod app;
 mod blobs;
 mod catalog;
 mod manifests;
+mod mirror;
 mod referrers;
 mod tags;
 mod uploads;
