@@ -60,7 +60,7 @@ impl From<Error> for ApiError {
         let s = StatusCode::BAD_REQUEST;
         let nf = StatusCode::NOT_FOUND;
         match e {
-            Error::Io { .. } | Error::Config(_) => {
+            Error::Io { .. } | Error::Storage(_) => {
                 tracing::error!(error = %msg, "storage failure");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", msg)
             }
