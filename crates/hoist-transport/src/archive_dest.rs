@@ -129,7 +129,7 @@ impl TarOut<'_> {
 
 /// The member a blob is written as.
 pub(crate) fn member(d: &Digest) -> String {
-    format!("blobs/{}/{}", d.algorithm().as_str(), d.hex())
+    d.layout_path()
 }
 
 #[derive(Serialize)]
