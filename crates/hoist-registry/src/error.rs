@@ -84,6 +84,20 @@ pub enum Error {
     /// The storage is misconfigured or unreachable.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Storage work on the blocking pool died (a panic).
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+/// Runs blocking storage work off the async threads.
+pub(crate) async fn off_thread<T, F>(f: F) -> Result<T>
+where
+    F: FnOnce() -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(Error::Task(e.to_string())))
 }
 
 /// A storage driver that cannot start: each names the setting to fix.

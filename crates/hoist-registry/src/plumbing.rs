@@ -117,7 +117,7 @@ impl From<Error> for ApiError {
         let s = StatusCode::BAD_REQUEST;
         let nf = StatusCode::NOT_FOUND;
         match e {
-            Error::Io { .. } | Error::Storage(_) => {
+            Error::Io { .. } | Error::Storage(_) | Error::Task(_) => {
                 tracing::error!(error = %msg, "storage failure");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", msg)
             }
@@ -209,10 +209,7 @@ where
     F: FnOnce() -> crate::Result<T> + Send + 'static,
     T: Send + 'static,
 {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(ApiError::from),
-        Err(e) => Err(RequestError::Internal(format!("internal task failed: {e}")).into()),
-    }
+    crate::error::off_thread(f).await.map_err(ApiError::from)
 }
 
 /// A response body fed through a channel by a task (a blob read ahead from

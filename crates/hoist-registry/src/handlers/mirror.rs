@@ -29,9 +29,6 @@ impl From<ProxyError> for ApiError {
             ProxyError::FillsFailed { .. } => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
             }
-            ProxyError::Task(_) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", message)
-            }
         }
     }
 }

@@ -45,19 +45,4 @@ pub enum ProxyError {
         /// What was being fetched.
         what: String,
     },
-    /// A storage task on the blocking pool died.
-    #[error("internal task failed: {0}")]
-    Task(String),
-}
-
-/// Runs blocking storage work off the async threads.
-pub(super) async fn off_thread<T, F>(f: F) -> Result<T, ProxyError>
-where
-    F: FnOnce() -> crate::Result<T> + Send + 'static,
-    T: Send + 'static,
-{
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(ProxyError::Store),
-        Err(e) => Err(ProxyError::Task(e.to_string())),
-    }
 }

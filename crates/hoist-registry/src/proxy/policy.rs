@@ -3,9 +3,10 @@
 //! upstream is down (see the module docs of [`proxy`](super)). Answers are
 //! domain values; the handlers make HTTP of them.
 
-use super::error::{off_thread, Missing, ProxyError};
+use super::error::{Missing, ProxyError};
 use super::fill::{self, FillBody, Fills};
 use super::upstream::{ProxyConfig, Target, Upstreams};
+use crate::error::off_thread;
 use crate::error::Error;
 use crate::names::{ManifestRef, RepoName, Tag};
 use crate::store::{BlobInfo, ManifestData, Store};
@@ -68,6 +69,7 @@ async fn local_manifest(
         Err(e) => Err(e),
     })
     .await
+    .map_err(ProxyError::from)
 }
 
 async fn store_manifest(
@@ -83,6 +85,7 @@ async fn store_manifest(
         s.get_manifest(&n, &ManifestRef::Digest(d))
     })
     .await
+    .map_err(ProxyError::from)
 }
 
 /// The running pull-through cache.
