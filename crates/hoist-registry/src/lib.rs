@@ -26,7 +26,7 @@ pub mod tls;
 pub mod upload;
 pub mod web;
 
-pub use auth::{Auth, AuthConfig, AuthError, IssueConfig, TokenConfig};
+pub use auth::{Auth, AuthConfig, AuthConfigError, AuthError, IssueConfig, TokenConfig};
 pub use builder::{BuildError, Registry, RegistryBuilder, DEFAULT_ADDR};
 pub use driver::{S3Config, StorageConfig};
 pub use error::{Error, Result, StorageError};
