@@ -29,7 +29,7 @@ pub use error::{Error, Result};
 pub use hash::{CountingReader, HashingReader, HashingWriter, LimitedReader};
 pub use hoist_oci::media_type::Compression;
 pub use paths::{sanitize_entry_path, PathError};
-pub use tarstream::{content_size, Entry, EntryKind, TarReader, TarWriter};
+pub use tarstream::{content_size, entry_header, padding, Entry, EntryKind, TarReader, TarWriter};
 pub use unpack::{unpack, UnpackOptions, UnpackStats, WhiteoutMode};
 pub use writer::{diff, write_tree, WriteOptions, WriteStats};
 

@@ -481,7 +481,7 @@ fn lenient(raw: &[u8], parsed: io::Result<u64>) -> io::Result<u64> {
 }
 
 /// Bytes of padding after `size` bytes of data, up to the next block.
-fn padding(size: u64) -> u64 {
+pub fn padding(size: u64) -> u64 {
     (BLOCK - size % BLOCK) % BLOCK
 }
 
@@ -527,72 +527,10 @@ impl<W: Write> TarWriter<W> {
     /// Directory names get a trailing `/`, as Docker writes them. The entry's
     /// name is used as given: callers build it from a tree, not from input.
     pub fn append(&mut self, entry: &Entry, data: impl Read) -> Result<()> {
-        let mut name = entry.path.as_os_str().as_bytes().to_vec();
-        if entry.kind == EntryKind::Dir && !name.ends_with(b"/") {
-            name.push(b'/');
-        }
-        let mut header = Header::new_ustar();
-        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
-        set_name(&mut header, &name, &mut pax);
-        let size = if entry.kind == EntryKind::File {
-            entry.size
-        } else {
-            0
-        };
-        if let Some(link) = &entry.link {
-            let link = link.as_os_str().as_bytes();
-            if link.len() > 100 {
-                pax.push(("linkpath".into(), link.to_vec()));
-            }
-            let n = link.len().min(100);
-            header.as_old_mut().linkname[..n].copy_from_slice(&link[..n]);
-        }
-        header.set_mode(entry.mode & 0o7777);
-        for (key, value, set) in [
-            ("uid", entry.uid, Header::set_uid as fn(&mut Header, u64)),
-            ("gid", entry.gid, Header::set_gid),
-        ] {
-            if value > USTAR_ID_MAX {
-                pax.push((key.into(), value.to_string().into_bytes()));
-                set(&mut header, 0);
-            } else {
-                set(&mut header, value);
-            }
-        }
-        if size > USTAR_SIZE_MAX {
-            pax.push(("size".into(), size.to_string().into_bytes()));
-        }
-        header.set_size(size);
-        header.set_mtime(entry.mtime.min(USTAR_SIZE_MAX));
-        header.set_entry_type(match entry.kind {
-            EntryKind::File => EntryType::Regular,
-            EntryKind::Dir => EntryType::Directory,
-            EntryKind::Symlink => EntryType::Symlink,
-            EntryKind::Hardlink => EntryType::Link,
-            EntryKind::CharDevice => EntryType::Char,
-            EntryKind::BlockDevice => EntryType::Block,
-            EntryKind::Fifo => EntryType::Fifo,
-            EntryKind::Other(b) => EntryType::new(b),
-        });
-        if matches!(entry.kind, EntryKind::CharDevice | EntryKind::BlockDevice) {
-            let ctx = |e: io::Error| Error::io(e, || format!("device numbers of {name:?}"));
-            header.set_device_major(entry.dev_major).map_err(ctx)?;
-            header.set_device_minor(entry.dev_minor).map_err(ctx)?;
-        }
-        let mut xattrs: Vec<_> = entry.xattrs.iter().collect();
-        xattrs.sort();
-        for (key, value) in xattrs {
-            let key = format!("{PAX_XATTR}{}", key.to_string_lossy());
-            pax.push((key, value.clone()));
-        }
-        header.set_cksum();
-
-        if !pax.is_empty() {
-            self.write_pax(&name, &pax)?;
-        }
-        self.write_raw(header.as_bytes(), &name)?;
-        if size > 0 {
-            self.copy_data(data, size, &entry.path)?;
+        let header = entry_header(entry)?;
+        self.write_raw(&header, entry.path.as_os_str().as_bytes())?;
+        if entry.kind == EntryKind::File && entry.size > 0 {
+            self.copy_data(data, entry.size, &entry.path)?;
         }
         Ok(())
     }
@@ -609,45 +547,6 @@ impl<W: Write> TarWriter<W> {
     /// A mutable reference to the inner writer.
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.out
-    }
-
-    fn write_pax(&mut self, name: &[u8], records: &[(String, Vec<u8>)]) -> Result<()> {
-        let mut body = Vec::new();
-        for (key, value) in records {
-            // A record is "LEN KEY=VALUE\n" where LEN counts the whole record,
-            // its own digits included: grow LEN until it is self-consistent.
-            let rest = key.len() + value.len() + 3;
-            let mut len = rest + 1;
-            while len != rest + len.to_string().len() {
-                len = rest + len.to_string().len();
-            }
-            body.extend_from_slice(format!("{len} {key}=").as_bytes());
-            body.extend_from_slice(value);
-            body.push(b'\n');
-        }
-        // Name the extended header as Go's archive/tar does, so that an old
-        // reader that ignores PAX extracts it to a harmless, recognisable place.
-        let base = name
-            .trim_ascii_end()
-            .rsplit(|&b| b == b'/')
-            .find(|s| !s.is_empty())
-            .unwrap_or(b"entry");
-        let mut pax_name = b"PaxHeaders.0/".to_vec();
-        pax_name.extend_from_slice(base);
-        pax_name.truncate(100);
-        let mut header = Header::new_ustar();
-        header.as_old_mut().name[..pax_name.len()].copy_from_slice(&pax_name);
-        header.set_mode(0o644);
-        header.set_size(body.len() as u64);
-        header.set_mtime(0);
-        header.set_entry_type(EntryType::XHeader);
-        header.set_cksum();
-        self.write_raw(header.as_bytes(), name)?;
-        self.write_raw(&body, name)?;
-        self.write_raw(
-            &[0u8; BLOCK as usize][..padding(body.len() as u64) as usize],
-            name,
-        )
     }
 
     fn copy_data(&mut self, mut data: impl Read, size: u64, path: &Path) -> Result<()> {
@@ -682,6 +581,115 @@ impl<W: Write> TarWriter<W> {
             })
         })
     }
+}
+
+/// The header blocks [`TarWriter::append`] writes for `entry` (a PAX
+/// extended header first where USTAR cannot say it), for writers that move
+/// the data themselves (in-kernel copies); the data then takes
+/// [`padding`]`(entry.size)` zero bytes after it.
+pub fn entry_header(entry: &Entry) -> Result<Vec<u8>> {
+    let mut name = entry.path.as_os_str().as_bytes().to_vec();
+    if entry.kind == EntryKind::Dir && !name.ends_with(b"/") {
+        name.push(b'/');
+    }
+    let mut header = Header::new_ustar();
+    let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+    set_name(&mut header, &name, &mut pax);
+    let size = if entry.kind == EntryKind::File {
+        entry.size
+    } else {
+        0
+    };
+    if let Some(link) = &entry.link {
+        let link = link.as_os_str().as_bytes();
+        if link.len() > 100 {
+            pax.push(("linkpath".into(), link.to_vec()));
+        }
+        let n = link.len().min(100);
+        header.as_old_mut().linkname[..n].copy_from_slice(&link[..n]);
+    }
+    header.set_mode(entry.mode & 0o7777);
+    for (key, value, set) in [
+        ("uid", entry.uid, Header::set_uid as fn(&mut Header, u64)),
+        ("gid", entry.gid, Header::set_gid),
+    ] {
+        if value > USTAR_ID_MAX {
+            pax.push((key.into(), value.to_string().into_bytes()));
+            set(&mut header, 0);
+        } else {
+            set(&mut header, value);
+        }
+    }
+    if size > USTAR_SIZE_MAX {
+        pax.push(("size".into(), size.to_string().into_bytes()));
+    }
+    header.set_size(size);
+    header.set_mtime(entry.mtime.min(USTAR_SIZE_MAX));
+    header.set_entry_type(match entry.kind {
+        EntryKind::File => EntryType::Regular,
+        EntryKind::Dir => EntryType::Directory,
+        EntryKind::Symlink => EntryType::Symlink,
+        EntryKind::Hardlink => EntryType::Link,
+        EntryKind::CharDevice => EntryType::Char,
+        EntryKind::BlockDevice => EntryType::Block,
+        EntryKind::Fifo => EntryType::Fifo,
+        EntryKind::Other(b) => EntryType::new(b),
+    });
+    if matches!(entry.kind, EntryKind::CharDevice | EntryKind::BlockDevice) {
+        let ctx = |e: io::Error| Error::io(e, || format!("device numbers of {name:?}"));
+        header.set_device_major(entry.dev_major).map_err(ctx)?;
+        header.set_device_minor(entry.dev_minor).map_err(ctx)?;
+    }
+    let mut xattrs: Vec<_> = entry.xattrs.iter().collect();
+    xattrs.sort();
+    for (key, value) in xattrs {
+        let key = format!("{PAX_XATTR}{}", key.to_string_lossy());
+        pax.push((key, value.clone()));
+    }
+    header.set_cksum();
+
+    let mut out = Vec::with_capacity(2 * BLOCK as usize);
+    if !pax.is_empty() {
+        pax_blocks(&mut out, &name, &pax);
+    }
+    out.extend_from_slice(header.as_bytes());
+    Ok(out)
+}
+
+fn pax_blocks(out: &mut Vec<u8>, name: &[u8], records: &[(String, Vec<u8>)]) {
+    let mut body = Vec::new();
+    for (key, value) in records {
+        // A record is "LEN KEY=VALUE\n" where LEN counts the whole record,
+        // its own digits included: grow LEN until it is self-consistent.
+        let rest = key.len() + value.len() + 3;
+        let mut len = rest + 1;
+        while len != rest + len.to_string().len() {
+            len = rest + len.to_string().len();
+        }
+        body.extend_from_slice(format!("{len} {key}=").as_bytes());
+        body.extend_from_slice(value);
+        body.push(b'\n');
+    }
+    // Name the extended header as Go's archive/tar does, so that an old
+    // reader that ignores PAX extracts it to a harmless, recognisable place.
+    let base = name
+        .trim_ascii_end()
+        .rsplit(|&b| b == b'/')
+        .find(|s| !s.is_empty())
+        .unwrap_or(b"entry");
+    let mut pax_name = b"PaxHeaders.0/".to_vec();
+    pax_name.extend_from_slice(base);
+    pax_name.truncate(100);
+    let mut header = Header::new_ustar();
+    header.as_old_mut().name[..pax_name.len()].copy_from_slice(&pax_name);
+    header.set_mode(0o644);
+    header.set_size(body.len() as u64);
+    header.set_mtime(0);
+    header.set_entry_type(EntryType::XHeader);
+    header.set_cksum();
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&body);
+    out.resize(out.len() + padding(body.len() as u64) as usize, 0);
 }
 
 /// Puts `name` in the header: the name field, the USTAR prefix split, or a PAX record.

@@ -93,6 +93,18 @@ impl Digest {
     pub fn short(&self) -> &str {
         &self.hex[..12]
     }
+
+    /// `blobs/<alg>/<hex>`: where an OCI image layout, a `docker save`
+    /// archive and the local store keep this blob, relative to their root.
+    pub fn layout_path(&self) -> String {
+        format!("blobs/{}/{}", self.algorithm.as_str(), self.hex)
+    }
+
+    /// The digest a layout path `blobs/<alg>/<hex>` names, if it is one.
+    pub fn from_layout_path(path: &str) -> Option<Digest> {
+        let (alg, hex) = path.strip_prefix("blobs/")?.split_once('/')?;
+        format!("{alg}:{hex}").parse().ok()
+    }
 }
 
 impl FromStr for Digest {
@@ -191,6 +203,22 @@ mod tests {
         assert_eq!(d.to_string(), format!("sha256:{h}"));
         let d: Digest = format!("sha512:{}", "0".repeat(128)).parse().unwrap();
         assert_eq!(d.algorithm(), Algorithm::Sha512);
+    }
+
+    #[test]
+    fn layout_path_round_trips_and_refuses_other_paths() {
+        let d: Digest = format!("sha512:{}", "0".repeat(128)).parse().unwrap();
+        assert_eq!(d.layout_path(), format!("blobs/sha512/{}", "0".repeat(128)));
+        assert_eq!(Digest::from_layout_path(&d.layout_path()), Some(d));
+        for other in [
+            "index.json",
+            "blobs/sha256",
+            &format!("blobs/sha256/../{}", "a".repeat(61)),
+            &format!("blobs/sha256/{}/x", "a".repeat(64)),
+            &format!("x/blobs/sha256/{}", "a".repeat(64)),
+        ] {
+            assert_eq!(Digest::from_layout_path(other), None, "{other}");
+        }
     }
 
     #[test]

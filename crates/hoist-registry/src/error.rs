@@ -81,9 +81,56 @@ pub enum Error {
     /// A manifest body larger than the limit.
     #[error("manifest too large: the limit is {0} bytes")]
     ManifestTooLarge(usize),
-    /// The storage is misconfigured or unreachable (names the setting to fix).
-    #[error("{0}")]
-    Config(String),
+    /// The storage is misconfigured or unreachable.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Storage work on the blocking pool died (a panic).
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+/// Runs blocking storage work off the async threads.
+pub(crate) async fn off_thread<T, F>(f: F) -> Result<T>
+where
+    F: FnOnce() -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(Error::Task(e.to_string())))
+}
+
+/// A storage driver that cannot start: each names the setting to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// S3 settings without credentials in the environment.
+    #[error("S3 storage needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")]
+    MissingCredentials,
+    /// An S3 prefix that is not a plain relative path.
+    #[error("S3 prefix {0:?} is not a plain path: use components separated by single '/', without '.' or '..'")]
+    BadPrefix(String),
+    /// An S3 endpoint that is not an http(s) URL.
+    #[error("S3 endpoint {0:?} is not a URL: write it as http://HOST:PORT or https://HOST")]
+    BadEndpoint(String),
+    /// The S3 client's own runtime could not start.
+    #[error("cannot start the S3 client's runtime: {0}")]
+    Runtime(#[source] io::Error),
+    /// The S3 client refused the settings.
+    #[error("S3 storage {storage}: {source}")]
+    Client {
+        /// The storage, as `s3://bucket/prefix at endpoint`.
+        storage: String,
+        /// The client's reason.
+        source: object_store::Error,
+    },
+    /// The bucket does not answer.
+    #[error("S3 storage {storage} does not answer: {source} (check the endpoint, the bucket and the credentials)")]
+    Unreachable {
+        /// The storage, as `s3://bucket/prefix at endpoint`.
+        storage: String,
+        /// The request's error.
+        source: object_store::Error,
+    },
 }
 
 /// Shorthand for storage results.

@@ -26,10 +26,10 @@ pub mod tls;
 pub mod upload;
 pub mod web;
 
-pub use auth::{Auth, AuthConfig, AuthError, IssueConfig, TokenConfig};
+pub use auth::{Auth, AuthConfig, AuthConfigError, AuthError, IssueConfig, TokenConfig};
 pub use builder::{BuildError, Registry, RegistryBuilder, DEFAULT_ADDR};
 pub use driver::{S3Config, StorageConfig};
-pub use error::{Error, Result};
+pub use error::{Error, Result, StorageError};
 pub use names::{ManifestRef, NameError, RepoName, Tag, UploadId};
 pub use proxy::{ProxyConfig, UpstreamConfig};
 pub use server::{router, serve, shutdown_signal, ServerConfig};

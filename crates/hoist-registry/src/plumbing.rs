@@ -49,7 +49,64 @@ impl ApiError {
 
     /// 405 `UNSUPPORTED`: the method or the registry's mode refuses it.
     pub(crate) fn unsupported(message: &str) -> Self {
-        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", message)
+        RequestError::Unsupported(message.to_owned()).into()
+    }
+}
+
+/// A request the registry refuses before storage has a say, or a failure
+/// of the server itself.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RequestError {
+    /// No route for the path.
+    #[error("no such endpoint: {0}")]
+    NoEndpoint(String),
+    /// The method, or the registry's mode, refuses the request.
+    #[error("{0}")]
+    Unsupported(String),
+    /// An `n` that is not a number.
+    #[error("invalid page size n={0:?}")]
+    PageSize(String),
+    /// A `Range` outside the blob.
+    #[error("requested range not satisfiable for a blob of {0} bytes")]
+    RangeNotSatisfiable(u64),
+    /// A `Content-Range` that is not `<start>-<end>`.
+    #[error("malformed Content-Range: expected <start>-<end>")]
+    ContentRange,
+    /// An upload's last PUT without `?digest=`.
+    #[error("the digest query parameter is required to finish an upload")]
+    DigestRequired,
+    /// The server failed (a task died, a body could not be built).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> Self {
+        let msg = e.to_string();
+        match e {
+            RequestError::NoEndpoint(_) => ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", msg),
+            RequestError::Unsupported(_) => {
+                ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", msg)
+            }
+            RequestError::PageSize(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID", msg)
+            }
+            RequestError::RangeNotSatisfiable(size) => {
+                ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN", msg)
+                    .with_header("Content-Range", format!("bytes */{size}"))
+            }
+            RequestError::ContentRange => ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "BLOB_UPLOAD_INVALID",
+                msg,
+            ),
+            RequestError::DigestRequired => {
+                ApiError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", msg)
+            }
+            RequestError::Internal(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", msg)
+            }
+        }
     }
 }
 
@@ -60,7 +117,7 @@ impl From<Error> for ApiError {
         let s = StatusCode::BAD_REQUEST;
         let nf = StatusCode::NOT_FOUND;
         match e {
-            Error::Io { .. } | Error::Config(_) => {
+            Error::Io { .. } | Error::Storage(_) | Error::Task(_) => {
                 tracing::error!(error = %msg, "storage failure");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", msg)
             }
@@ -138,7 +195,7 @@ pub(crate) fn respond(status: StatusCode) -> axum::http::response::Builder {
 /// Builds the response, or a 500 when a header value was unusable.
 pub(crate) fn finish(b: axum::http::response::Builder, body: Body) -> ApiResult {
     b.body(body)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string()))
+        .map_err(|e| RequestError::Internal(e.to_string()).into())
 }
 
 /// `Range: 0-<last byte>` as distribution writes it ("0-0" when empty).
@@ -152,14 +209,7 @@ where
     F: FnOnce() -> crate::Result<T> + Send + 'static,
     T: Send + 'static,
 {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(ApiError::from),
-        Err(e) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "UNKNOWN",
-            format!("internal task failed: {e}"),
-        )),
-    }
+    crate::error::off_thread(f).await.map_err(ApiError::from)
 }
 
 /// A response body fed through a channel by a task (a blob read ahead from

@@ -407,10 +407,7 @@ pub(crate) fn random_name() -> String {
 impl Store {
     /// The path where a committed blob lives.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root
-            .join("blobs")
-            .join(digest.algorithm().as_str())
-            .join(digest.hex())
+        self.root.join(digest.layout_path())
     }
 
     /// True when the blob is committed.

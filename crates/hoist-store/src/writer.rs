@@ -464,9 +464,7 @@ fn image_of(
 }
 
 fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
-    root.join("blobs")
-        .join(digest.algorithm().as_str())
-        .join(digest.hex())
+    root.join(digest.layout_path())
 }
 
 /// Reads a file from an offset with positioned reads, leaving its cursor alone.

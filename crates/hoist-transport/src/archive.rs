@@ -64,36 +64,17 @@ pub(crate) struct ArchiveFiles {
     links: HashMap<String, String>,
 }
 
-/// Normalises a member name: no absolute paths, no `..`, no NUL.
+/// Normalises a member name with the unpacker's sanitiser
+/// ([`hoist_archive::sanitize_entry_path`]); the archive's root itself is
+/// no member.
 pub(crate) fn normalize(name: &str) -> Result<String, TransportError> {
-    if name.starts_with('/') {
-        return Err(TransportError::Archive(format!(
-            "member {name:?} has an absolute path; archives must only hold relative paths"
-        )));
-    }
-    if name.contains('\0') {
-        return Err(TransportError::Archive(format!(
-            "member {name:?} contains a NUL byte"
-        )));
-    }
-    let mut parts: Vec<&str> = Vec::new();
-    for c in name.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                return Err(TransportError::Archive(format!(
-                    "member {name:?} contains '..'; refusing a path that leaves the archive"
-                )))
-            }
-            c => parts.push(c),
-        }
-    }
-    if parts.is_empty() {
-        return Err(TransportError::Archive(format!(
+    match hoist_archive::sanitize_entry_path(std::path::Path::new(name)) {
+        Ok(p) if !p.as_os_str().is_empty() => Ok(p.to_string_lossy().into_owned()),
+        Ok(_) => Err(TransportError::Archive(format!(
             "member {name:?} has an empty path"
-        )));
+        ))),
+        Err(e) => Err(TransportError::Archive(e.to_string())),
     }
-    Ok(parts.join("/"))
 }
 
 /// Resolves `target` of a symlink at `link` to a member name inside the archive.
@@ -460,9 +441,7 @@ pub(crate) fn short_name(name: &str) -> String {
 /// The digest a member named `blobs/<alg>/<hex>` claims, when the store
 /// already holds that blob with the same size.
 fn committed_blob(store: &Store, name: &str, size: u64) -> Option<Digest> {
-    let rest = name.strip_prefix("blobs/")?;
-    let (alg, hex) = rest.split_once('/')?;
-    let d: Digest = format!("{alg}:{hex}").parse().ok()?;
+    let d = Digest::from_layout_path(name)?;
     let on_disk = std::fs::metadata(store.blob_path(&d)).ok()?;
     (on_disk.is_file() && on_disk.len() == size).then_some(d)
 }

@@ -10,6 +10,7 @@ use crate::blobio::{check, kernel_copy_hashed, pump};
 use crate::destination::ImageDestination;
 use crate::source::{BlobBody, RawManifest};
 use crate::{choose, TransportError};
+use hoist_archive::{Entry, EntryKind};
 use hoist_oci::{media_type, Descriptor, Digest, Document, Index, Platform, Reference};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
@@ -50,43 +51,17 @@ impl TarOut<'_> {
         }
     }
 
+    /// A regular file's header, as `hoist-archive`'s writer makes it
+    /// (USTAR, PAX for long names); the data is moved by the caller.
     pub(crate) fn header(&mut self, path: &str, size: u64) -> io::Result<()> {
-        // Names over 100 bytes (sha512 blobs) need a GNU long-name record first.
-        let mut h = tar::Header::new_gnu();
-        if path.len() > 100 {
-            let mut long = tar::Header::new_gnu();
-            long.as_gnu_mut()
-                .map(|g| g.name[..13].copy_from_slice(b"././@LongLink"))
-                .ok_or_else(|| io::Error::other("gnu header"))?;
-            long.set_entry_type(tar::EntryType::GNULongName);
-            long.set_size(path.len() as u64 + 1);
-            long.set_mode(0o644);
-            long.set_cksum();
-            self.write_all(long.as_bytes())?;
-            let mut name = path.as_bytes().to_vec();
-            name.push(0);
-            self.write_all(&name)?;
-            self.pad(name.len() as u64)?;
-            let g = h
-                .as_gnu_mut()
-                .ok_or_else(|| io::Error::other("gnu header"))?;
-            g.name.copy_from_slice(&path.as_bytes()[..100]);
-        } else {
-            h.set_path(path)?;
-        }
-        h.set_size(size);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_cksum();
-        self.write_all(h.as_bytes())
+        let mut e = Entry::new(path, EntryKind::File);
+        e.size = size;
+        let h = hoist_archive::entry_header(&e).map_err(io::Error::other)?;
+        self.write_all(&h)
     }
 
     pub(crate) fn pad(&mut self, size: u64) -> io::Result<()> {
-        let rem = (512 - size % 512) % 512;
-        self.write_all(&[0u8; 512][..rem as usize])
+        self.write_all(&[0u8; 512][..hoist_archive::padding(size) as usize])
     }
 
     pub(crate) fn bytes(&mut self, path: &str, data: &[u8]) -> io::Result<()> {
@@ -133,7 +108,7 @@ impl TarOut<'_> {
 
 /// The member a blob is written as.
 pub(crate) fn member(d: &Digest) -> String {
-    format!("blobs/{}/{}", d.algorithm().as_str(), d.hex())
+    d.layout_path()
 }
 
 #[derive(Serialize)]

@@ -67,7 +67,7 @@ fn doc_err(what: &str) -> impl FnOnce(hoist_oci::DocumentError) -> TransportErro
 }
 
 pub(crate) fn blob_member(d: &Digest) -> String {
-    format!("blobs/{}/{}", d.algorithm().as_str(), d.hex())
+    d.layout_path()
 }
 
 fn parse_ref(s: &str, what: &str) -> Result<Reference, TransportError> {

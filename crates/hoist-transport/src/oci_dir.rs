@@ -22,7 +22,7 @@ use std::sync::Mutex;
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 fn blob_path(dir: &Path, d: &Digest) -> PathBuf {
-    dir.join("blobs").join(d.algorithm().as_str()).join(d.hex())
+    dir.join(d.layout_path())
 }
 
 pub(crate) fn read_index(dir: &Path) -> Result<Option<Index>, TransportError> {

@@ -178,11 +178,7 @@ impl StoreDestination {
         let state = self.state.into_inner().unwrap_or_else(|e| e.into_inner());
         let db = Db::open(&self.root.join("index.db"))?;
         let root = self.root.clone();
-        let blob_path = |d: &Digest| {
-            root.join("blobs")
-                .join(d.algorithm().as_str())
-                .join(d.hex())
-        };
+        let blob_path = |d: &Digest| root.join(d.layout_path());
         // The platform an index put in this copy lists each child for.
         let mut platform_of: HashMap<Digest, String> = HashMap::new();
         for m in &state.manifests {

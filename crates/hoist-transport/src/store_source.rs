@@ -57,10 +57,7 @@ impl StoreSource {
     }
 
     fn path(&self, d: &Digest) -> PathBuf {
-        self.root
-            .join("blobs")
-            .join(d.algorithm().as_str())
-            .join(d.hex())
+        self.root.join(d.layout_path())
     }
 
     fn open(&self, d: &Digest) -> Result<File, TransportError> {

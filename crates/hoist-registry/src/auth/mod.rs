@@ -64,7 +64,30 @@ pub enum AuthError {
     },
     /// Settings that do not fit together.
     #[error("auth configuration: {0}")]
-    Config(String),
+    Config(#[from] AuthConfigError),
+}
+
+/// Auth settings that do not fit together; each says the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    /// Neither basic nor token auth.
+    #[error("give an htpasswd file (basic auth) or token settings")]
+    NoMethod,
+    /// A token setting left empty.
+    #[error("the token {0} is empty")]
+    EmptyTokenSetting(&'static str),
+    /// A realm that is not an absolute URL.
+    #[error("the token realm {0:?} is not an absolute URL such as http://host:5000/token")]
+    RealmNotUrl(String),
+    /// htpasswd or ACL files with token auth but no built-in issuer to serve.
+    #[error(
+        "with token auth the htpasswd and ACL files serve the built-in issuer: \
+         give its signing key too, or leave them out when another issuer signs"
+    )]
+    FilesWithoutIssuer,
+    /// An issuer path that would shadow the API or the health check.
+    #[error("the token issuer path {0:?} must start with / and not be /healthz or under /v2")]
+    IssuerPath(String),
 }
 
 /// Token auth settings (distribution's `auth.token`).
@@ -191,9 +214,7 @@ impl Files {
         let token = match &cfg.token {
             None => {
                 if htpasswd.is_none() {
-                    return Err(AuthError::Config(
-                        "give an htpasswd file (basic auth) or token settings".into(),
-                    ));
+                    return Err(AuthConfigError::NoMethod.into());
                 }
                 None
             }
@@ -204,21 +225,14 @@ impl Files {
                     ("issuer", &t.issuer),
                 ] {
                     if v.trim().is_empty() {
-                        return Err(AuthError::Config(format!("the token {what} is empty")));
+                        return Err(AuthConfigError::EmptyTokenSetting(what).into());
                     }
                 }
                 if url_path(&t.realm).is_none() {
-                    return Err(AuthError::Config(format!(
-                        "the token realm {:?} is not an absolute URL such as http://host:5000/token",
-                        t.realm
-                    )));
+                    return Err(AuthConfigError::RealmNotUrl(t.realm.clone()).into());
                 }
                 if t.issue.is_none() && (htpasswd.is_some() || acl.is_some()) {
-                    return Err(AuthError::Config(
-                        "with token auth the htpasswd and ACL files serve the built-in issuer: \
-                         give its signing key too, or leave them out when another issuer signs"
-                            .into(),
-                    ));
+                    return Err(AuthConfigError::FilesWithoutIssuer.into());
                 }
                 let verifier = Verifier::load(&t.rootcertbundle, &t.issuer, &t.service)?;
                 let issuer = match &t.issue {
@@ -228,10 +242,7 @@ impl Files {
                             || i.path.starts_with("/v2")
                             || i.path == "/healthz"
                         {
-                            return Err(AuthError::Config(format!(
-                                "the token issuer path {:?} must start with / and not be /healthz or under /v2",
-                                i.path
-                            )));
+                            return Err(AuthConfigError::IssuerPath(i.path.clone()).into());
                         }
                         let iss = Issuer::load(&i.key, &verifier, &t.rootcertbundle, i.ttl)?;
                         Some((iss, i.path.clone()))

@@ -27,7 +27,7 @@ use super::{ByteStream, Driver, FileInfo, FileWriter};
 mod config;
 pub use config::S3Config;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 use crate::layout::Layout;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
@@ -83,9 +83,7 @@ impl S3Driver {
                     .worker_threads(2)
                     .enable_all()
                     .build()
-                    .map_err(|e| {
-                        Error::Config(format!("cannot start the S3 client's runtime: {e}"))
-                    })?;
+                    .map_err(StorageError::Runtime)?;
                 (own.handle().clone(), Some(own))
             }
         };
@@ -116,15 +114,14 @@ impl S3Driver {
         }
         if let Some(e) = &cfg.endpoint {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
-                return Err(Error::Config(format!(
-                    "S3 endpoint {e:?} is not a URL: write it as http://HOST:PORT or https://HOST"
-                )));
+                return Err(StorageError::BadEndpoint(e.clone()).into());
             }
             b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
         }
-        let store = b
-            .build()
-            .map_err(|e| Error::Config(format!("S3 storage {cfg}: {e}")))?;
+        let store = b.build().map_err(|source| StorageError::Client {
+            storage: cfg.to_string(),
+            source,
+        })?;
         let driver = S3Driver {
             layout: Layout::new(&cfg.prefix_path()?),
             store: Arc::new(store),
@@ -137,10 +134,9 @@ impl S3Driver {
         driver
             .rt
             .block_on(driver.store.list_with_delimiter(Some(&base)))
-            .map_err(|e| {
-                Error::Config(format!(
-                    "S3 storage {cfg} does not answer: {e} (check the endpoint, the bucket and the credentials)"
-                ))
+            .map_err(|source| StorageError::Unreachable {
+                storage: cfg.to_string(),
+                source,
             })?;
         Ok(driver)
     }

@@ -4,11 +4,11 @@
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::names::{ManifestRef, RepoName, Tag};
-use crate::plumbing::{blocking, ApiError};
+use crate::plumbing::{blocking, ApiError, RequestError};
 use crate::proxy::{Proxy, Target};
 use crate::routing::query_param;
 use crate::store::Store;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use hoist_oci::Digest;
 use std::sync::Arc;
 
@@ -89,13 +89,7 @@ pub(crate) fn page_size(uri: &axum::http::Uri, default: usize) -> Result<usize, 
         Some(n) => n
             .parse::<u64>()
             .map(|n| n.min(MAX_PAGE as u64) as usize)
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "PAGINATION_NUMBER_INVALID",
-                    format!("invalid page size n={n:?}"),
-                )
-            }),
+            .map_err(|_| RequestError::PageSize(n).into()),
     }
 }
 

@@ -2,9 +2,10 @@
 //! head and delete.
 
 use super::app::App;
+use super::mirror;
 use crate::error::Error;
 use crate::names::RepoName;
-use crate::plumbing::{blocking, finish, respond, ApiError, ApiResult, ChannelBody};
+use crate::plumbing::{blocking, finish, respond, ApiResult, ChannelBody, RequestError};
 use crate::proxy::BlobAnswer;
 use crate::store::BlobInfo;
 use axum::body::{Body, Bytes};
@@ -96,7 +97,8 @@ pub(crate) async fn get_blob(
             };
             match p.blob(&app.store, &t, &name, &d, head).await? {
                 BlobAnswer::Local(info) => info,
-                BlobAnswer::Response(r) => return Ok(r),
+                BlobAnswer::Upstream { size } => return mirror::upstream_head(&d, size),
+                BlobAnswer::Filling(fill) => return mirror::filling(&d, fill),
             }
         }
     };
@@ -104,12 +106,7 @@ pub(crate) async fn get_blob(
     let range = match parse_range(req.headers(), size) {
         Ok(r) => r,
         Err(()) => {
-            return Err(ApiError::new(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "BLOB_UNKNOWN",
-                format!("requested range not satisfiable for a blob of {size} bytes"),
-            )
-            .with_header("Content-Range", format!("bytes */{size}")));
+            return Err(RequestError::RangeNotSatisfiable(size).into());
         }
     };
     let (status, start, len) = match range {

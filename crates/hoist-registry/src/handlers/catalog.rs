@@ -1,7 +1,7 @@
 //! `GET /v2/_catalog`: the repositories, a page at a time.
 
 use super::app::{next_link, page_size, App, DEFAULT_CATALOG_PAGE};
-use crate::plumbing::{blocking, finish, respond, ApiError, ApiResult};
+use crate::plumbing::{blocking, finish, respond, ApiResult, RequestError};
 use crate::routing::query_param;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -21,7 +21,7 @@ pub(crate) async fn catalog(State(app): State<App>, req: Request) -> ApiResult {
     let body = serde_json::to_vec(&Catalog {
         repositories: &page,
     })
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string()))?;
+    .map_err(|e| RequestError::Internal(e.to_string()))?;
     let b = respond(StatusCode::OK).header(header::CONTENT_TYPE, "application/json");
     let b = next_link(b, "/v2/_catalog", n, more.then(|| page.last()).flatten());
     finish(b, Body::from(body))

@@ -9,6 +9,7 @@ mod app;
 mod blobs;
 mod catalog;
 mod manifests;
+mod mirror;
 mod referrers;
 mod tags;
 mod uploads;
@@ -19,7 +20,7 @@ pub(crate) use catalog::catalog;
 
 use crate::error::Error;
 use crate::names::UploadId;
-use crate::plumbing::{respond, ApiError, ApiResult};
+use crate::plumbing::{respond, ApiError, ApiResult, RequestError};
 use crate::routing::{route, Route};
 use app::{mark_pushed, parse_digest, parse_name};
 use axum::body::Body;
@@ -45,11 +46,7 @@ pub(crate) async fn healthz() -> Response {
 pub(crate) async fn dispatch(State(app): State<App>, req: Request) -> ApiResult {
     let path = req.uri().path().to_owned();
     let Some(r) = route(&path) else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            format!("no such endpoint: {path}"),
-        ));
+        return Err(RequestError::NoEndpoint(path).into());
     };
     let method = req.method().clone();
     let writes = !matches!(method, Method::GET | Method::HEAD);

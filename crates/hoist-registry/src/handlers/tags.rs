@@ -2,7 +2,7 @@
 
 use super::app::{next_link, page_size, paginate, App};
 use crate::names::RepoName;
-use crate::plumbing::{blocking, finish, respond, ApiError, ApiResult};
+use crate::plumbing::{blocking, finish, respond, ApiResult, RequestError};
 use crate::routing::query_param;
 use axum::body::Body;
 use axum::extract::Request;
@@ -31,7 +31,7 @@ pub(crate) async fn tags_list(app: App, name: RepoName, req: Request) -> ApiResu
         name: name.as_str(),
         tags: page,
     })
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string()))?;
+    .map_err(|e| RequestError::Internal(e.to_string()))?;
     let b = respond(StatusCode::OK).header(header::CONTENT_TYPE, "application/json");
     let b = next_link(b, &format!("/v2/{name}/tags/list"), n, more);
     finish(b, Body::from(body))

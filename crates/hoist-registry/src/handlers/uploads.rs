@@ -5,7 +5,7 @@ use super::app::{parse_digest, parse_name, App};
 use crate::error::Error;
 use crate::names::{RepoName, UploadId};
 use crate::plumbing::{
-    blocking, content_length, finish, range_header, respond, ApiError, ApiResult,
+    blocking, content_length, finish, range_header, respond, ApiError, ApiResult, RequestError,
 };
 use crate::routing::query_param;
 use crate::upload::UploadWriter;
@@ -47,13 +47,7 @@ fn content_range(h: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
     let Some(v) = h.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };
-    let bad = || {
-        ApiError::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            "BLOB_UPLOAD_INVALID",
-            "malformed Content-Range: expected <start>-<end>",
-        )
-    };
+    let bad = || ApiError::from(RequestError::ContentRange);
     let s = v.to_str().map_err(|_| bad())?.trim();
     let s = s
         .strip_prefix("bytes=")
@@ -118,13 +112,9 @@ async fn pump(
         }
     }
     drop(tx);
-    let (w, res) = task.await.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "UNKNOWN",
-            format!("upload writer failed: {e}"),
-        )
-    })?;
+    let (w, res) = task
+        .await
+        .map_err(|e| RequestError::Internal(format!("upload writer failed: {e}")))?;
     Ok(match (res, aborted) {
         (Err(e), _) => (w, Err(e)),
         (Ok(_), Some(why)) => (w, Err(Error::BodyAborted(why))),
@@ -243,11 +233,7 @@ pub(crate) async fn patch_upload(
 /// `PUT ?digest=`: the last chunk (maybe empty), then the blob is committed.
 pub(crate) async fn put_upload(app: App, name: RepoName, id: UploadId, req: Request) -> ApiResult {
     let Some(d) = query_param(req.uri(), "digest") else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "DIGEST_INVALID",
-            "the digest query parameter is required to finish an upload",
-        ));
+        return Err(RequestError::DigestRequired.into());
     };
     let d = parse_digest(&d)?;
     finish_upload(&app, &name, &id, &d, req).await

@@ -1,6 +1,6 @@
 //! Where and how to reach an S3-compatible bucket.
 
-use crate::error::{Error, Result};
+use crate::error::{Result, StorageError};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -59,10 +59,7 @@ impl S3Config {
         let (Some(access_key_id), Some(secret_access_key)) =
             (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
         else {
-            return Err(Error::Config(
-                "S3 storage needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-                    .into(),
-            ));
+            return Err(StorageError::MissingCredentials.into());
         };
         Ok(S3Config {
             bucket: bucket.to_owned(),
@@ -84,10 +81,7 @@ impl S3Config {
         }
         for c in trimmed.split('/') {
             if c.is_empty() || c == "." || c == ".." || c.contains('\\') {
-                return Err(Error::Config(format!(
-                    "S3 prefix {:?} is not a plain path: use components separated by single '/', without '.' or '..'",
-                    self.prefix
-                )));
+                return Err(StorageError::BadPrefix(self.prefix.clone()).into());
             }
             p.push(c);
         }
