@@ -385,6 +385,16 @@ fn a_pull_killed_at_random_moments_leaves_fsck_clean_and_resumes() {
             .spawn()
             .expect("start hoist pull");
         std::thread::sleep(after);
+        // The last kill waits for a checkpoint (a slow machine may not have
+        // made one yet), so that there is something to resume from.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while round == 4
+            && resume_points(store.path()).into_iter().max().unwrap_or(0) == 0
+            && matches!(child.try_wait(), Ok(None))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         // SIGKILL: no handler runs, whatever the pull was doing.
         let _ = child.kill();
         let status = child.wait().expect("wait for hoist pull");
