@@ -53,7 +53,7 @@ pub use import::{apply_change, import, ImportError, ImportOptions, ImportedImage
 pub use load::load;
 pub use oci_dir::{OciDirDestination, OciDirSource, REF_NAME};
 pub use progress::{NoProgress, Progress};
-pub use registry::{RegistryDestination, RegistrySource};
+pub use registry::{FetchProgress, RegistryDestination, RegistrySource};
 pub use save::{save, SaveFormat, SaveItem};
 pub use source::{digest_of, BlobBody, ImageSource, RawManifest};
 pub use store_dest::{LoadedImage, StoreDestination};

@@ -18,6 +18,11 @@ use hoist_oci::{Descriptor, Digest, Reference};
 use hoist_registry_client::blocking::RegistryClient;
 use hoist_registry_client::{Error as ClientError, Options, Partial, UploadBody};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Told the bytes of a blob as they arrive, for blobs fetched whole before
+/// the copy engine sees them (the engine reports streamed ones itself).
+pub type FetchProgress = Arc<dyn Fn(&Descriptor, u64) + Send + Sync>;
 
 /// Blobs at least this large are fetched as parallel ranges into a scratch file.
 const RANGED_FETCH_MIN: u64 = 64 << 20;
@@ -47,6 +52,7 @@ pub struct RegistrySource {
     repo: String,
     top: RawManifest,
     scratch: PathBuf,
+    fetched: Option<FetchProgress>,
 }
 
 impl RegistrySource {
@@ -67,6 +73,7 @@ impl RegistrySource {
             },
             name,
             scratch: std::env::temp_dir(),
+            fetched: None,
         })
     }
 
@@ -86,14 +93,25 @@ impl RegistrySource {
         self
     }
 
+    /// Reports the bytes of blobs fetched whole before they are handed over.
+    pub fn with_progress(mut self, f: FetchProgress) -> Self {
+        self.fetched = Some(f);
+        self
+    }
+
     /// Fetches `d` as parallel ranges into an unlinked scratch file.
     fn fetch_to_file(&self, d: &Descriptor) -> Result<BlobBody, TransportError> {
         let what = format!("{} blob {}", self.name, d.digest);
         let file = tempfile::tempfile_in(&self.scratch)
             .map_err(|e| TransportError::io(self.scratch.display().to_string(), e))?;
         let mut partial = Partial::new(d.digest.algorithm());
+        let report = |n: u64| {
+            if let Some(f) = &self.fetched {
+                f(d, n);
+            }
+        };
         self.client
-            .fetch_blob(&self.repo, d, &file, &mut partial, &|_| {})
+            .fetch_blob(&self.repo, d, &file, &mut partial, &report)
             .map_err(|e| client_error(&what, e))?;
         Ok(BlobBody::File {
             file,

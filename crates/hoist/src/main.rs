@@ -2,6 +2,7 @@
 //! command, prints its result the way Docker would.
 
 mod cmd;
+mod docker_progress;
 mod output;
 mod progress;
 mod resolve;
@@ -55,7 +56,11 @@ enum Command {
     Version(cmd::version::Args),
     /// Display store-wide information.
     Info(cmd::info::Args),
-    /// Copy an image between transports: oci:, oci-archive:, docker-archive:, store:.
+    /// Download an image from a registry into the store.
+    Pull(cmd::pull::Args),
+    /// Upload an image of the store to a registry.
+    Push(cmd::push::Args),
+    /// Copy an image between transports: docker://, oci:, oci-archive:, docker-archive:, store:.
     Copy(cmd::copy::Args),
     /// Check the store: re-hash every blob, check the index; --repair drops what is broken.
     Fsck(cmd::fsck::Args),
@@ -139,6 +144,8 @@ fn main() -> ExitCode {
         Command::Digest(a) => cmd::digest::run(&ctx, a),
         Command::Delete(a) => cmd::delete::run(&ctx, a),
         Command::Copy(a) => cmd::copy::run(&ctx, a),
+        Command::Pull(a) => cmd::pull::run(&ctx, a),
+        Command::Push(a) => cmd::push::run(&ctx, a),
     };
     match result {
         Ok(code) => code,

@@ -30,7 +30,7 @@ impl Bars {
 
 /// Docker's jsonmessage progress: a 50-wide bar whose head is always `>`,
 /// then `%8v/%v` of units.HumanSize (decimal units, 4 digits).
-fn docker_progress(current: u64, total: u64) -> String {
+pub(crate) fn docker_progress(current: u64, total: u64) -> String {
     let filled = if total == 0 {
         0
     } else {

@@ -1,14 +1,16 @@
 //! `hoist copy [--all] [--platform P] SRC DST`: one image from any transport
 //! to any other, over the copy engine.
 
+use super::remote::{parse_docker, registry_error, RemoteOpts};
 use super::{Context, Error};
 use crate::progress::Bars;
 use crate::resolve;
-use hoist_oci::Platform;
+use hoist_oci::{Platform, Reference};
+use hoist_registry_client::Options;
 use hoist_transport::{
     copy, ArchiveDestination, ArchiveKind, ArchiveSource, CopyOptions, ImageSource, LoadInput,
-    NoProgress, OciDirDestination, OciDirSource, Platforms, Progress, SaveOutput, StoreDestination,
-    StoreSource,
+    NoProgress, OciDirDestination, OciDirSource, Platforms, Progress, RegistryDestination,
+    RegistrySource, SaveOutput, StoreDestination, StoreSource,
 };
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -25,14 +27,50 @@ pub struct Args {
     /// Suppress the progress output.
     #[arg(short, long)]
     quiet: bool,
-    /// Source: oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF] or store:REF.
+    /// Credentials `USER[:PASSWORD]` for a docker:// source, instead of those in config.json.
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    src_creds: Option<String>,
+    /// Credentials `USER[:PASSWORD]` for a docker:// destination, instead of those in config.json.
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    dest_creds: Option<String>,
+    /// A docker:// source needs HTTPS with verified certificates (`=false`: neither).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    src_tls_verify: bool,
+    /// A docker:// destination needs HTTPS with verified certificates (`=false`: neither).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    dest_tls_verify: bool,
+    /// Source: docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF] or store:REF.
     src: String,
-    /// Destination: oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF] or store:REF.
+    /// Destination: docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF] or store:REF.
     dst: String,
+}
+
+impl Args {
+    /// The registry client options of the source's end.
+    fn src_options(&self) -> Result<Options, Error> {
+        client_options(&self.src_creds, self.src_tls_verify)
+    }
+
+    /// The registry client options of the destination's end.
+    fn dest_options(&self) -> Result<Options, Error> {
+        client_options(&self.dest_creds, self.dest_tls_verify)
+    }
+}
+
+fn client_options(creds: &Option<String>, tls_verify: bool) -> Result<Options, Error> {
+    RemoteOpts {
+        tls_verify,
+        creds: creds.clone(),
+        authfile: None,
+    }
+    .options()
+    .with_config_file()
+    .map_err(registry_error)
 }
 
 /// A parsed transport reference.
 enum Transport {
+    Docker(Reference),
     Oci(PathBuf, Option<String>),
     Archive(ArchiveKind, PathBuf, Option<String>),
     Store(String),
@@ -50,13 +88,14 @@ fn path_ref(rest: &str) -> (PathBuf, Option<String>) {
 fn parse(s: &str) -> Result<Transport, Error> {
     let (kind, rest) = s.split_once(':').ok_or_else(|| {
         Error::Msg(format!(
-            "{s:?}: give a transport: oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF] or store:REF"
+            "{s:?}: give a transport: docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF] or store:REF"
         ))
     })?;
     if rest.is_empty() {
         return Err(Error::Msg(format!("{s:?}: nothing after {kind}:")));
     }
     Ok(match kind {
+        "docker" => Transport::Docker(parse_docker(s, false)?),
         "oci" => {
             let (p, r) = path_ref(rest);
             Transport::Oci(p, r)
@@ -72,7 +111,7 @@ fn parse(s: &str) -> Result<Transport, Error> {
         "store" => Transport::Store(rest.to_owned()),
         other => {
             return Err(Error::Msg(format!(
-                "{s:?}: unknown transport {other:?}; hoist copy knows oci:, oci-archive:, docker-archive: and store:"
+                "{s:?}: unknown transport {other:?}; hoist copy knows docker://, oci:, oci-archive:, docker-archive: and store:"
             )))
         }
     })
@@ -121,6 +160,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         let archive;
         let source: Box<dyn ImageSource + '_>;
         match &src {
+            Transport::Docker(r) => {
+                source = Box::new(RegistrySource::open(r, &args.src_options()?)?)
+            }
             Transport::Oci(dir, r) => source = Box::new(OciDirSource::open(dir, r.as_deref())?),
             Transport::Archive(_, file, r) => {
                 let f = std::fs::File::open(file)
@@ -139,6 +181,16 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
             }
         }
         match &dst {
+            Transport::Docker(r) => {
+                let mut d = RegistryDestination::new(&destination_ref(r), &args.dest_options()?)?;
+                // Within one registry, blobs are mounted rather than sent.
+                if let Transport::Docker(s) = &src {
+                    if s.domain() == r.domain() {
+                        d = d.with_mount_from(vec![s.path().to_owned()]);
+                    }
+                }
+                copy(source.as_ref(), Box::new(d), &[], &opts, progress)?
+            }
             Transport::Oci(dir, r) => {
                 let tags: Vec<String> = r.iter().cloned().collect();
                 copy(
@@ -169,6 +221,15 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A destination reference names a tag: Docker's `latest` when it gives neither tag nor digest.
+fn destination_ref(r: &Reference) -> Reference {
+    if r.digest().is_some() {
+        r.clone()
+    } else {
+        r.clone().with_default_tag()
+    }
+}
+
 /// What `name` tags in the store (an index stays an index), else the image it names by ID.
 fn store_source(store: &hoist_store::Store, name: &str) -> Result<StoreSource, Error> {
     if let Ok(r) = hoist_oci::Reference::parse(name) {
@@ -191,6 +252,17 @@ fn copy_into_store(
     let store = ctx.store()?;
     let tag = vec![name.to_owned()];
     let copied = match parse(&args.src)? {
+        Transport::Docker(r) => {
+            let src = RegistrySource::open(&r, &args.src_options()?)?
+                .with_scratch(&store.root().join("ingest"));
+            copy(
+                &src,
+                Box::new(StoreDestination::new(&store)?),
+                &tag,
+                opts,
+                progress,
+            )?
+        }
         Transport::Oci(dir, r) => {
             let src = OciDirSource::open(&dir, r.as_deref())?;
             copy(

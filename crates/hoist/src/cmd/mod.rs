@@ -17,6 +17,8 @@ pub mod list_tags;
 pub mod load;
 pub mod login;
 pub mod prune;
+pub mod pull;
+pub mod push;
 pub mod registry;
 pub mod remote;
 pub mod rmi;

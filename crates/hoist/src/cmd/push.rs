@@ -1,0 +1,116 @@
+//! `hoist push [--all-tags] [-q] REF`: a copy from the store to
+//! `docker://REF`, printed as `docker push` prints it.
+
+use super::remote::{parse_docker, registry_error, RemoteOpts};
+use super::{Context, Error};
+use crate::docker_progress::{Announcing, DockerProgress, Verb};
+use hoist_oci::Reference;
+use hoist_registry_client::Options;
+use hoist_store::Store;
+use hoist_transport::{copy, CopyOptions, Platforms, RegistryDestination, StoreSource};
+use std::process::ExitCode;
+
+/// Arguments of `hoist push`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Push every tag of the repository that the store holds.
+    #[arg(short = 'a', long)]
+    all_tags: bool,
+    /// Print only the image's name.
+    #[arg(short, long)]
+    quiet: bool,
+    #[command(flatten)]
+    remote: RemoteOpts,
+    /// NAME[:TAG], as Docker writes it (`localhost:5000/app:1`).
+    reference: String,
+}
+
+/// Runs `hoist push`.
+pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
+    let r = parse_docker(&args.reference, true)?;
+    if r.digest().is_some() {
+        return Err(Error::Msg(format!(
+            "{}: push takes a tag, not a digest",
+            args.reference
+        )));
+    }
+    let opts = args
+        .remote
+        .options()
+        .with_config_file()
+        .map_err(registry_error)?;
+    let store = ctx.store_read()?;
+    let refs: Vec<Reference> = if args.all_tags {
+        if r.tag().is_some() {
+            return Err(Error::Msg(format!(
+                "{}: a tag cannot be used with --all-tags/-a",
+                args.reference
+            )));
+        }
+        let name = r.name();
+        let mut refs = Vec::new();
+        for t in store.index().tags()? {
+            if let Ok(tr) = Reference::parse(&t.name) {
+                if tr.name() == name && tr.tag().is_some() {
+                    refs.push(tr);
+                }
+            }
+        }
+        if refs.is_empty() {
+            return Err(Error::Msg(format!(
+                "An image does not exist locally with the name: {}",
+                r.familiar_name()
+            )));
+        }
+        refs
+    } else {
+        if r.tag().is_none() && !args.quiet {
+            println!("Using default tag: latest");
+        }
+        vec![r.clone().with_default_tag()]
+    };
+    if !args.quiet {
+        println!("The push refers to repository [{}]", r.name());
+    }
+    for one in &refs {
+        push_one(&store, one, &opts, args.quiet)?;
+    }
+    if args.quiet {
+        println!("{}", if args.all_tags { &r } else { &refs[0] });
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pushes one tag of the store.
+fn push_one(store: &Store, r: &Reference, opts: &Options, quiet: bool) -> Result<(), Error> {
+    let src = StoreSource::tagged(store, &r.to_string())?.ok_or_else(|| {
+        Error::Msg(format!(
+            "An image does not exist locally with the tag: {}",
+            r.familiar()
+        ))
+    })?;
+    let progress = DockerProgress::new(Verb::Push, quiet);
+    let absent = |_: &hoist_oci::Digest| false;
+    let announcing = Announcing::new(&src, &progress, &absent);
+    // What the tag names goes whole: an index with every image the store has of it.
+    let copy_opts = CopyOptions {
+        platforms: Platforms::All,
+        ..CopyOptions::default()
+    };
+    let copied = copy(
+        &announcing,
+        Box::new(RegistryDestination::new(r, opts)?),
+        &[],
+        &copy_opts,
+        &progress,
+    )?;
+    if !quiet {
+        println!(
+            "{}: digest: {} size: {}",
+            r.tag().unwrap_or("latest"),
+            copied.top.digest,
+            copied.top.bytes.len()
+        );
+    }
+    Ok(())
+}

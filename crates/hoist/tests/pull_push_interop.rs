@@ -1,0 +1,289 @@
+//! `hoist pull`, `hoist push` and `hoist copy docker://…` against the real
+//! peers: the CNCF distribution registry (`docker-registry`: plain,
+//! htpasswd, token) and `hoist serve`; a real dockerd pulls and runs what
+//! hoist pushed, skopeo reads it; hoist pulls what `docker push` and
+//! `skopeo copy` pushed, and what it pulled runs after `hoist save | docker load`.
+
+use hoist_testkit::serve::HoistServe;
+use hoist_testkit::*;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 temp path")
+}
+
+fn skopeo(args: &[&str]) -> std::process::Output {
+    Command::new(require_tool("skopeo"))
+        .arg("--insecure-policy")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run skopeo")
+}
+
+/// APP_IMAGE pushed by dockerd to `addr` under a fresh name; returns the
+/// name and Docker's image ID. The local tag is removed again.
+fn pushed_by_docker(addr: &str, repo: &str) -> (String, String) {
+    let d = docker();
+    let name = format!("{addr}/{repo}/{}:v1", unique_name("app"));
+    d.tag(APP_IMAGE, &name);
+    d.run_ok(["push", &name]);
+    let id = d.image_id(&name);
+    d.rmi(&name);
+    (name, id)
+}
+
+/// The image `name` of `store` goes to dockerd through `hoist save | docker
+/// load`, gets Docker's image ID `id` and runs.
+fn runs_after_save_and_load(store: &TempStore, name: &str, id: &str, scratch: &Path) {
+    let d = docker();
+    let tar = scratch.join(format!("{}.tar", unique_name("saved")));
+    store.hoist_ok(["save", "-o", p(&tar), name]);
+    let loaded = d.load(&tar);
+    assert!(loaded.contains(name), "docker load said: {loaded}");
+    assert_eq!(d.image_id(name), id, "image ID changed through hoist pull");
+    d.assert_runs_app(name);
+    d.rmi(name);
+}
+
+/// Docker's reference as `docker pull` prints it last: `docker.io/…` or `host:port/…`.
+fn last_line(out: &str) -> &str {
+    out.lines().last().unwrap_or_default()
+}
+
+/// dockerd pushes, hoist pulls (Docker's lines), the image runs in Docker;
+/// hoist pushes it under a new name, dockerd pulls and runs it, skopeo
+/// copies it out; a second pull is up to date and fetches nothing.
+fn round_trip(addr: &str) {
+    let scratch = scratch_dir();
+    let (name, id) = pushed_by_docker(addr, "docker");
+    let store = TempStore::with_bin(hoist_bin!());
+
+    let out = store.hoist_ok(["pull", &name]);
+    for want in [
+        ": Pulling from docker/",
+        ": Pulling fs layer",
+        ": Download complete",
+        ": Pull complete",
+        "Digest: sha256:",
+        &format!("Status: Downloaded newer image for {name}"),
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    assert_eq!(last_line(&out), name);
+    let again = store.hoist_ok(["pull", &name]);
+    assert!(
+        again.contains(": Already exists") && !again.contains("Pull complete"),
+        "{again}"
+    );
+    assert!(
+        again.contains(&format!("Status: Image is up to date for {name}")),
+        "{again}"
+    );
+    assert_eq!(store.hoist_ok(["pull", "-q", &name]).trim(), name);
+    runs_after_save_and_load(&store, &name, &id, scratch.path());
+
+    let pushed = format!("{addr}/hoist/{}:v2", unique_name("app"));
+    store.hoist_ok(["tag", &name, &pushed]);
+    let out = store.hoist_ok(["push", &pushed]);
+    assert!(
+        out.starts_with(&format!(
+            "The push refers to repository [{}]",
+            pushed.trim_end_matches(":v2")
+        )),
+        "{out}"
+    );
+    assert!(out.contains(": Preparing"), "{out}");
+    assert!(
+        out.contains(": Pushed") || out.contains(": Layer already exists"),
+        "{out}"
+    );
+    let last = last_line(&out);
+    assert!(
+        last.starts_with("v2: digest: sha256:") && last.contains(" size: "),
+        "{out}"
+    );
+    // The same manifest digest as the source registry had: nothing was rewritten.
+    let digest_line = out
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().nth(2))
+        .expect("digest in the last line");
+    let src_digest = store
+        .hoist_ok(["digest", &format!("docker://{name}")])
+        .trim()
+        .to_owned();
+    assert_eq!(digest_line, src_digest);
+
+    let d = docker();
+    d.run_ok(["pull", &pushed]);
+    assert_eq!(
+        d.image_id(&pushed),
+        id,
+        "image ID changed through hoist push"
+    );
+    d.assert_runs_app(&pushed);
+    d.rmi(&pushed);
+
+    let oci = scratch.path().join("skopeo-oci");
+    let out = skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{pushed}"),
+        &format!("oci:{}:v2", p(&oci)),
+    ]);
+    assert_success("skopeo copy of what hoist pushed", &out);
+    assert!(oci.join("index.json").is_file());
+}
+
+#[test]
+fn pull_and_push_round_trip_through_docker_registry() {
+    let reg = Registry::start();
+    round_trip(reg.addr());
+}
+
+#[test]
+fn pull_and_push_round_trip_through_hoist_serve() {
+    let scratch = scratch_dir();
+    let s = HoistServe::start(&scratch.path().join("registry"), &[]);
+    round_trip(&s.addr);
+}
+
+#[test]
+fn hoist_pulls_what_skopeo_pushed_and_it_runs() {
+    let reg = Registry::start();
+    let scratch = scratch_dir();
+    let d = docker();
+    let [hflag, host] = d.skopeo_host_args("src");
+    let name = format!("{}/skopeo/{}:v1", reg.addr(), unique_name("app"));
+    let out = skopeo(&[
+        "copy",
+        &hflag,
+        &host,
+        "--dest-tls-verify=false",
+        &format!("docker-daemon:{APP_IMAGE}"),
+        &format!("docker://{name}"),
+    ]);
+    assert_success("skopeo copy into docker-registry", &out);
+    let store = TempStore::with_bin(hoist_bin!());
+    store.hoist_ok(["pull", "-q", &name]);
+    runs_after_save_and_load(&store, &name, &d.image_id(APP_IMAGE), scratch.path());
+}
+
+#[test]
+fn copy_docker_to_docker_and_push_with_htpasswd_credentials() {
+    let plain = Registry::start();
+    let auth = Registry::start_with_htpasswd("alice", "alice-pw");
+    let scratch = scratch_dir();
+    let (name, id) = pushed_by_docker(plain.addr(), "plain");
+    let store = TempStore::with_bin(hoist_bin!());
+    let target = format!("docker://{}/alice/app:v1", auth.addr());
+
+    let e = store.hoist_err(["copy", "-q", &format!("docker://{name}"), &target]);
+    assert!(
+        e.contains("401") || e.to_lowercase().contains("unauthorized"),
+        "{e}"
+    );
+    let e = store.hoist_err([
+        "copy",
+        "-q",
+        "--dest-creds",
+        "alice:wrong",
+        &format!("docker://{name}"),
+        &target,
+    ]);
+    assert!(
+        e.contains("401") || e.to_lowercase().contains("unauthorized"),
+        "{e}"
+    );
+    store.hoist_ok([
+        "copy",
+        "-q",
+        "--dest-creds",
+        "alice:alice-pw",
+        &format!("docker://{name}"),
+        &target,
+    ]);
+    // Out again into an OCI layout with the source's credentials (the
+    // manifest keeps Docker's media type: bytes are not rewritten), and
+    // from there into the store, where the image runs.
+    let oci = scratch.path().join("oci");
+    store.hoist_ok([
+        "copy",
+        "-q",
+        "--src-creds",
+        "alice:alice-pw",
+        "--src-tls-verify=false",
+        &target,
+        &format!("oci:{}:v1", p(&oci)),
+    ]);
+    let back = format!("{}/back/app:v1", plain.addr());
+    store.hoist_ok([
+        "copy",
+        "-q",
+        &format!("oci:{}:v1", p(&oci)),
+        &format!("store:{back}"),
+    ]);
+    runs_after_save_and_load(&store, &back, &id, scratch.path());
+
+    // pull and push take --creds as skopeo does; the pulled image runs.
+    let pulled = format!("{}/alice/app:v1", auth.addr());
+    store.hoist_ok(["pull", "-q", "--creds", "alice:alice-pw", &pulled]);
+    runs_after_save_and_load(&store, &pulled, &id, scratch.path());
+    let again = format!("{}/alice/again:v3", auth.addr());
+    store.hoist_ok(["tag", &pulled, &again]);
+    store.hoist_err(["push", "-q", &again]);
+    store.hoist_ok(["push", "-q", "--creds", "alice:alice-pw", &again]);
+    let out = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        "alice:alice-pw",
+        &format!("docker://{again}"),
+    ]);
+    assert_success("skopeo inspect of what hoist pushed", &out);
+}
+
+#[test]
+fn push_and_pull_through_docker_registry_with_token_auth() {
+    let scratch = scratch_dir();
+    let dir = scratch.path();
+    let htpasswd = dir.join("htpasswd");
+    let out = Command::new(require_tool("htpasswd"))
+        .args(["-Bbc", p(&htpasswd), "alice", "alice-pw"])
+        .output()
+        .expect("run htpasswd");
+    assert_success("htpasswd", &out);
+    let (key, crt) = issuer_key(dir);
+    // A hoist serve issues the tokens; docker-registry validates them.
+    let issuer = HoistServe::start_with(&dir.join("issuer.log"), |cmd, addr| {
+        cmd.arg("--root")
+            .arg(dir.join("issuer-root"))
+            .args(["--token-realm", &format!("http://{addr}/token")])
+            .args(["--token-service", "hoist-test"])
+            .args(["--token-issuer", "hoist-test-issuer"])
+            .arg("--token-rootcertbundle")
+            .arg(&crt)
+            .arg("--token-key")
+            .arg(&key)
+            .arg("--htpasswd")
+            .arg(&htpasswd);
+    });
+    let reg = Registry::start_with_auth_config(&format!(
+        "  token:\n    realm: http://{}/token\n    service: hoist-test\n    issuer: hoist-test-issuer\n    rootcertbundle: {}\n",
+        issuer.addr,
+        crt.display()
+    ));
+    let plain = Registry::start();
+    let (name, id) = pushed_by_docker(plain.addr(), "plain");
+    let store = TempStore::with_bin(hoist_bin!());
+    store.hoist_ok(["pull", "-q", &name]);
+    let target = format!("{}/alice/app:v1", reg.addr());
+    store.hoist_ok(["tag", &name, &target]);
+    store.hoist_err(["push", "-q", "--creds", "alice:wrong", &target]);
+    store.hoist_ok(["push", "-q", "--creds", "alice:alice-pw", &target]);
+    store.hoist_ok(["rmi", &target, &name]);
+    store.hoist_ok(["pull", "-q", "--creds", "alice:alice-pw", &target]);
+    runs_after_save_and_load(&store, &target, &id, dir);
+}
