@@ -82,6 +82,24 @@ pub const GZIP_DEFAULT_LEVEL: i32 = 6;
 /// The default zstd level, zstd's own default.
 pub const ZSTD_DEFAULT_LEVEL: i32 = 3;
 
+/// Compresses `input` into `out` as one zstd frame at `level` with
+/// `threads` workers; returns the number of uncompressed bytes. zstd's
+/// multithreaded mode cuts its jobs by level, never by worker count, so the
+/// bytes are the same for any `threads` (always at least one worker: the
+/// single-threaded mode writes different bytes).
+pub fn zstd_parallel(
+    input: &mut (dyn Read + Send),
+    out: &mut (dyn Write + Send),
+    level: i32,
+    threads: usize,
+) -> io::Result<u64> {
+    let mut enc = zstd::stream::write::Encoder::new(out, level)?;
+    enc.multithread(u32::try_from(threads.max(1)).unwrap_or(u32::MAX))?;
+    let n = io::copy(input, &mut enc)?;
+    enc.finish()?;
+    Ok(n)
+}
+
 /// Starts compressing into `writer`; `level` `None` takes the algorithm's default.
 pub fn compress_writer<W: Write>(
     writer: W,
@@ -178,6 +196,32 @@ mod tests {
         let mut w = compress_writer(Vec::new(), c, None).unwrap();
         w.write_all(data).unwrap();
         w.finish().unwrap()
+    }
+
+    #[test]
+    fn zstd_parallel_gives_the_same_bytes_whatever_the_thread_count() {
+        // Several of zstd's jobs (8 MiB each at level 3), so the workers share them.
+        let data: Vec<u8> = (0..5_000_000u32)
+            .flat_map(|i| (i % 10_007).wrapping_mul(i / 64).to_le_bytes())
+            .collect();
+        let z = |threads| {
+            let mut out = Vec::new();
+            let n = zstd_parallel(&mut &data[..], &mut out, ZSTD_DEFAULT_LEVEL, threads).unwrap();
+            assert_eq!(n, data.len() as u64);
+            out
+        };
+        let one = z(1);
+        assert_eq!(one, z(2));
+        assert_eq!(one, z(4));
+        let mut back = Vec::new();
+        decompress_reader(&one[..], Compression::Zstd)
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(
+            back == data,
+            "zstd_parallel's output decompresses to its input"
+        );
     }
 
     #[test]

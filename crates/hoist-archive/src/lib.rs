@@ -15,6 +15,7 @@ pub mod hash;
 pub mod hashstate;
 pub mod kcopy;
 pub mod paths;
+pub mod pgzip;
 pub mod tarstream;
 pub mod unpack;
 pub mod writer;

@@ -114,6 +114,19 @@ impl ResumableBlob {
         self.hash.len()
     }
 
+    /// The digest of the bytes hashed so far (the prefix up to [`ResumableBlob::offset`]).
+    pub fn digest(&self) -> Digest {
+        self.hash.digest()
+    }
+
+    /// A second handle on the data file, for a fetcher that writes ranges
+    /// at their offsets itself and then calls [`ResumableBlob::hash_through`].
+    pub fn data_file(&self) -> Result<File, StoreError> {
+        self.file
+            .try_clone()
+            .map_err(|e| StoreError::io(&self.path, e))
+    }
+
     /// The digest the blob must have.
     pub fn expected(&self) -> &Digest {
         &self.expected

@@ -8,11 +8,12 @@
 //! indexes travel as their exact bytes, after the blobs they name.
 
 use crate::blobio::read_small;
+use crate::compress::{compress_layer, rewrite, Compress, CompressFormat};
 use crate::destination::ImageDestination;
 use crate::source::{BlobBody, ImageSource, RawManifest};
 use crate::{Progress, TransportError, MAX_JSON};
 use hoist_oci::{media_type, Config, Descriptor, Digest, Document, Manifest, Platform};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -35,6 +36,10 @@ pub struct CopyOptions {
     pub platforms: Platforms,
     /// Blobs moved at once.
     pub parallel: usize,
+    /// Which layers to compress on the way (their manifests then change).
+    pub compress: Compress,
+    /// Threads each compressed layer uses; the output does not depend on it.
+    pub compress_threads: usize,
 }
 
 /// Blobs moved at once by default: one per core of a small machine keeps
@@ -46,6 +51,8 @@ impl Default for CopyOptions {
         CopyOptions {
             platforms: Platforms::Host,
             parallel: PARALLEL_BLOBS,
+            compress: Compress::Keep,
+            compress_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -92,22 +99,54 @@ pub fn copy_image(
     progress: &dyn Progress,
 ) -> Result<Copied, TransportError> {
     let top = src.top()?;
-    let mut plan = Plan::default();
-    let top = plan.walk(src, top, &opts.platforms, dst.wants_diff_ids(), 0)?;
-    run_blobs(src, dst, plan.blobs, opts.parallel.max(1), progress)?;
+    let mut plan = Plan {
+        compress: opts.compress,
+        ..Plan::default()
+    };
+    let mut top = plan.walk(src, top, &opts.platforms, dst.wants_diff_ids(), 0)?;
+    let how = How {
+        threads: opts.compress_threads.max(1),
+        diff_ids: dst.wants_diff_ids(),
+    };
+    // Old digest to new descriptor, for every layer compressed and every
+    // manifest rewritten because of it.
+    let mut new = run_blobs(src, dst, plan.blobs, opts.parallel.max(1), &how, progress)?;
+    let mut images = plan.images;
+    // Children come before the indexes naming them, so each index sees its
+    // children's new digests.
     for m in &plan.manifests {
-        dst.put_manifest(m)?;
+        let m = match rewrite(m, &new)? {
+            Some(changed) => {
+                for image in images.iter_mut().filter(|i| i.manifest.digest == m.digest) {
+                    image.manifest = changed.clone();
+                }
+                if top.digest == m.digest {
+                    top = changed.clone();
+                }
+                new.insert(m.digest.clone(), changed.descriptor());
+                changed
+            }
+            None => m.clone(),
+        };
+        dst.put_manifest(&m)?;
     }
-    Ok(Copied {
-        top,
-        images: plan.images,
-    })
+    Ok(Copied { top, images })
+}
+
+/// How blobs are moved, the same for every job of a copy.
+struct How {
+    /// Threads compressing one layer.
+    threads: usize,
+    /// True when the destination checks diffIDs.
+    diff_ids: bool,
 }
 
 /// One blob to move.
 struct Job {
     desc: Descriptor,
     diff_id: Option<Digest>,
+    /// The format to compress the layer into, when it must be.
+    compress: Option<CompressFormat>,
 }
 
 /// What a copy must move, in order: blobs, then manifests children first.
@@ -117,6 +156,7 @@ struct Plan {
     seen: HashSet<Digest>,
     manifests: Vec<RawManifest>,
     images: Vec<CopiedImage>,
+    compress: Compress,
 }
 
 /// Indexes nest at most this deep.
@@ -132,7 +172,12 @@ fn doc_err(what: &str) -> impl FnOnce(hoist_oci::DocumentError) -> TransportErro
 impl Plan {
     fn add_blob(&mut self, desc: Descriptor, diff_id: Option<Digest>) {
         if self.seen.insert(desc.digest.clone()) {
-            self.blobs.push(Job { desc, diff_id });
+            let compress = self.compress.target(&desc);
+            self.blobs.push(Job {
+                desc,
+                diff_id,
+                compress,
+            });
         }
     }
 
@@ -195,7 +240,10 @@ impl Plan {
     ) -> Result<(), TransportError> {
         let is_image = media_type::is_config(&m.config.media_type);
         let mut ids: Vec<Option<Digest>> = vec![None; m.layers.len()];
-        if diff_ids && is_image {
+        // A layer compressed here gets its diffID checked too: the config
+        // keeps naming it.
+        let compresses = m.layers.iter().any(|l| self.compress.target(l).is_some());
+        if (diff_ids || compresses) && is_image {
             // The config is read here to pair each layer with its diffID; it
             // then travels from memory.
             let what = m.config.digest.to_string();
@@ -242,20 +290,26 @@ fn short(job: &Job) -> String {
     d.hex()[..12].to_owned()
 }
 
+/// Moves one blob; returns the new descriptor of a layer it compressed.
 fn move_blob(
     src: &dyn ImageSource,
     dst: &dyn ImageDestination,
     job: &Job,
+    how: &How,
     progress: &dyn Progress,
-) -> Result<(), TransportError> {
+) -> Result<Option<Descriptor>, TransportError> {
+    if let Some(format) = job.compress {
+        return compress_blob(src, dst, job, format, how, progress).map(Some);
+    }
     let id = short(job);
+    let diff_id = job.diff_id.as_ref().filter(|_| how.diff_ids);
     // Progress is about layers, as Docker shows it; configs move silently.
     let shown = !media_type::is_config(&job.desc.media_type);
     if dst.has_blob(&job.desc)? || dst.mount_blob(&job.desc)? {
         if shown {
             progress.finish(&id, true);
         }
-        return Ok(());
+        return Ok(None);
     }
     let blame = |e| src.blame(&job.desc, e);
     let body = src.blob(&job.desc, 0).map_err(blame)?;
@@ -269,12 +323,47 @@ fn move_blob(
             progress.advance(&id, n)
         }
     };
-    dst.put_blob(&job.desc, job.diff_id.as_ref(), body, &advance)
+    dst.put_blob(&job.desc, diff_id, body, &advance)
         .map_err(blame)?;
     if shown {
         progress.finish(&id, false);
     }
-    Ok(())
+    Ok(None)
+}
+
+/// Compresses a layer, then puts it unless the destination has the result.
+fn compress_blob(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    job: &Job,
+    format: CompressFormat,
+    how: &How,
+    progress: &dyn Progress,
+) -> Result<Descriptor, TransportError> {
+    let id = short(job);
+    let blame = |e| src.blame(&job.desc, e);
+    let body = src.blob(&job.desc, 0).map_err(blame)?;
+    progress.start(&id, job.desc.size);
+    let advance = |n: u64| progress.advance(&id, n);
+    let what = format!("layer {}", job.desc.digest);
+    let layer = compress_layer(
+        &what,
+        body,
+        &job.desc,
+        job.diff_id.as_ref(),
+        format,
+        how.threads,
+        &advance,
+    )
+    .map_err(blame)?;
+    let desc = layer.desc.clone();
+    // Compression is deterministic: a layer sent before compresses to the same digest.
+    if !(dst.has_blob(&desc)? || dst.mount_blob(&desc)?) {
+        let diff_id = job.diff_id.as_ref().filter(|_| how.diff_ids);
+        dst.put_blob(&desc, diff_id, layer.body(), &|_| {})?;
+    }
+    progress.finish(&id, false);
+    Ok(desc)
 }
 
 /// Moves the jobs, `parallel` at a time, biggest first. The first failure
@@ -284,13 +373,15 @@ fn run_blobs(
     dst: &dyn ImageDestination,
     mut jobs: Vec<Job>,
     parallel: usize,
+    how: &How,
     progress: &dyn Progress,
-) -> Result<(), TransportError> {
+) -> Result<HashMap<Digest, Descriptor>, TransportError> {
     // Ascending, popped from the end: the biggest blob starts first.
     jobs.sort_by_key(|j| j.desc.size);
     let queue = Mutex::new(jobs);
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<TransportError>> = Mutex::new(None);
+    let new = Mutex::new(HashMap::new());
     let workers = parallel.min(queue.lock().map(|q| q.len()).unwrap_or(1));
     std::thread::scope(|s| {
         for _ in 0..workers {
@@ -300,19 +391,27 @@ fn run_blobs(
                 }
                 let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
                 let Some(job) = next else { return };
-                if let Err(e) = move_blob(src, dst, &job, progress) {
-                    failed.store(true, Ordering::Relaxed);
-                    first_error
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get_or_insert(e);
-                    return;
+                match move_blob(src, dst, &job, how, progress) {
+                    Ok(None) => {}
+                    Ok(Some(d)) => {
+                        new.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(job.desc.digest.clone(), d);
+                    }
+                    Err(e) => {
+                        failed.store(true, Ordering::Relaxed);
+                        first_error
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get_or_insert(e);
+                        return;
+                    }
                 }
             });
         }
     });
     match first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
         Some(e) => Err(e),
-        None => Ok(()),
+        None => Ok(new.into_inner().unwrap_or_else(|e| e.into_inner())),
     }
 }

@@ -27,6 +27,7 @@ mod archive;
 mod archive_dest;
 mod archive_source;
 mod blobio;
+mod compress;
 mod destination;
 pub mod docker_daemon;
 pub mod docker_root;
@@ -44,6 +45,7 @@ mod store_source;
 
 pub use archive_dest::{ArchiveDestination, ArchiveKind, SaveOutput};
 pub use archive_source::{ArchiveImage, ArchiveImageSource, ArchiveSource, LoadInput};
+pub use compress::{Compress, CompressFormat};
 pub use destination::ImageDestination;
 pub use engine::{
     choose, copy, copy_image, Copied, CopiedImage, CopyOptions, Platforms, PARALLEL_BLOBS,
@@ -53,7 +55,7 @@ pub use import::{apply_change, import, ImportError, ImportOptions, ImportedImage
 pub use load::load;
 pub use oci_dir::{OciDirDestination, OciDirSource, REF_NAME};
 pub use progress::{NoProgress, Progress};
-pub use registry::{FetchProgress, RegistryDestination, RegistrySource};
+pub use registry::{FetchProgress, MountReport, RegistryDestination, RegistrySource};
 pub use save::{save, SaveFormat, SaveItem};
 pub use source::{digest_of, BlobBody, ImageSource, RawManifest};
 pub use store_dest::{LoadedImage, StoreDestination};

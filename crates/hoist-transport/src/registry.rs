@@ -6,23 +6,34 @@
 //! blob is a stream the destination verifies as it writes, a large one is
 //! fetched first as several bounded ranges at once into a scratch file
 //! (resumed after a cut, digest and size checked) and handed over as a
-//! file. As a destination, a blob the repository has is skipped, one that
+//! file. Given the store's ingest (a pull), every layer is fetched into a
+//! resumable partial blob there instead: a pull killed at any moment goes
+//! on from the last checkpoint next time, and the finished blob is handed
+//! over staged, with its diffID measured, for the store to commit by rename. As a destination, a blob the repository has is skipped, one that
 //! another repository of the same registry has is mounted, and the rest is
 //! uploaded (the registry checks digest and size); manifests go by digest,
 //! then the tags.
 
+use crate::blobio::{bomb_limit, measure_diff};
 use crate::destination::ImageDestination;
 use crate::source::{BlobBody, ImageSource, RawManifest};
 use crate::TransportError;
+use hoist_archive::compression;
+use hoist_oci::media_type::{self, Compression};
 use hoist_oci::{Descriptor, Digest, Reference};
 use hoist_registry_client::blocking::RegistryClient;
-use hoist_registry_client::{Error as ClientError, Options, Partial, UploadBody};
+use hoist_registry_client::{Error as ClientError, Options, Partial, PrefixHash, UploadBody};
+use hoist_store::{Ingest, ResumableBlob, StoreError};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Told the bytes of a blob as they arrive, for blobs fetched whole before
 /// the copy engine sees them (the engine reports streamed ones itself).
 pub type FetchProgress = Arc<dyn Fn(&Descriptor, u64) + Send + Sync>;
+
+/// Told each blob a destination mounted and the repository it came from.
+pub type MountReport = Arc<dyn Fn(&Descriptor, &str) + Send + Sync>;
 
 /// Blobs at least this large are fetched as parallel ranges into a scratch file.
 const RANGED_FETCH_MIN: u64 = 64 << 20;
@@ -52,6 +63,7 @@ pub struct RegistrySource {
     repo: String,
     top: RawManifest,
     scratch: PathBuf,
+    ingest: Option<Ingest>,
     fetched: Option<FetchProgress>,
 }
 
@@ -73,6 +85,7 @@ impl RegistrySource {
             },
             name,
             scratch: std::env::temp_dir(),
+            ingest: None,
             fetched: None,
         })
     }
@@ -93,6 +106,12 @@ impl RegistrySource {
         self
     }
 
+    /// Fetches layers resumably into the store's `ingest` (see the module docs).
+    pub fn with_ingest(mut self, ingest: Ingest) -> Self {
+        self.ingest = Some(ingest);
+        self
+    }
+
     /// Reports the bytes of blobs fetched whole before they are handed over.
     pub fn with_progress(mut self, f: FetchProgress) -> Self {
         self.fetched = Some(f);
@@ -105,19 +124,100 @@ impl RegistrySource {
         let file = tempfile::tempfile_in(&self.scratch)
             .map_err(|e| TransportError::io(self.scratch.display().to_string(), e))?;
         let mut partial = Partial::new(d.digest.algorithm());
-        let report = |n: u64| {
-            if let Some(f) = &self.fetched {
-                f(d, n);
-            }
-        };
         self.client
-            .fetch_blob(&self.repo, d, &file, &mut partial, &report)
+            .fetch_blob(&self.repo, d, &file, &mut partial, &|n| self.report(d, n))
             .map_err(|e| client_error(&what, e))?;
         Ok(BlobBody::File {
             file,
             offset: 0,
             len: d.size,
         })
+    }
+
+    fn report(&self, d: &Descriptor, n: u64) {
+        if let Some(f) = &self.fetched {
+            f(d, n);
+        }
+    }
+
+    /// Fetches layer `d` into its resumable partial blob in `ingest`, from
+    /// where an earlier attempt stopped, and hands it over staged.
+    fn fetch_resumable(&self, ingest: &Ingest, d: &Descriptor) -> Result<BlobBody, TransportError> {
+        let what = format!("{} blob {}", self.name, d.digest);
+        let blob = ingest.resume(&d.digest)?;
+        let file = blob.data_file()?;
+        let start = blob.offset();
+        if start > 0 {
+            self.report(d, start);
+        }
+        let shared = Arc::new(Mutex::new(blob));
+        let failed = Arc::new(Mutex::new(None));
+        let mut partial = Partial::resume(
+            start,
+            Box::new(StoreHash {
+                blob: shared.clone(),
+                failed: failed.clone(),
+            }),
+        );
+        let fetched = self
+            .client
+            .fetch_blob(&self.repo, d, &file, &mut partial, &|n| self.report(d, n));
+        drop(partial);
+        if let Some(e) = lock(&failed).take() {
+            return Err(e.into());
+        }
+        fetched.map_err(|e| client_error(&what, e))?;
+        let mut blob = Arc::try_unwrap(shared)
+            .map_err(|_| TransportError::Archive(format!("{what}: the fetch kept its blob")))?
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        // A registry that ignored Range sent the blob again from its start,
+        // into the same file: hash what the blob has not seen yet.
+        blob.hash_through(d.size)?;
+        let staged = blob.finish(Some(d.size))?;
+        let mut head = [0u8; 8];
+        let n = file
+            .read_at(&mut head[..d.size.min(8) as usize], 0)
+            .map_err(|e| TransportError::io(what.clone(), e))?;
+        let diff_id = if compression::detect(&head[..n]) == Compression::None {
+            (d.digest.clone(), d.size)
+        } else {
+            let f = std::fs::File::open(staged.path())
+                .map_err(|e| TransportError::io(staged.path().display().to_string(), e))?;
+            measure_diff(f, bomb_limit(d.size)).map_err(|f| f.into_error(&d.digest.to_string()))?
+        };
+        Ok(BlobBody::Staged {
+            blob: staged,
+            diff_id: Some(diff_id),
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The store's resumable blob as the client's prefix hash: the client
+/// writes ranges into the blob's file, and as the verified prefix grows the
+/// blob hashes it (read back from the page cache) and checkpoints, so a
+/// killed pull resumes from the last checkpoint.
+struct StoreHash {
+    blob: Arc<Mutex<ResumableBlob>>,
+    /// The first error of the store (the client's trait cannot return one).
+    failed: Arc<Mutex<Option<StoreError>>>,
+}
+
+impl PrefixHash for StoreHash {
+    fn update(&mut self, bytes: &[u8]) {
+        let mut b = lock(&self.blob);
+        let end = b.offset() + bytes.len() as u64;
+        if let Err(e) = b.hash_through(end) {
+            lock(&self.failed).get_or_insert(e);
+        }
+    }
+
+    fn digest(&self) -> Digest {
+        lock(&self.blob).digest()
     }
 }
 
@@ -136,6 +236,11 @@ impl ImageSource for RegistrySource {
     }
 
     fn blob(&self, d: &Descriptor, offset: u64) -> Result<BlobBody, TransportError> {
+        if let Some(ingest) = &self.ingest {
+            if offset == 0 && !media_type::is_config(&d.media_type) {
+                return self.fetch_resumable(ingest, d);
+            }
+        }
         if offset == 0 && d.size >= RANGED_FETCH_MIN {
             return self.fetch_to_file(d);
         }
@@ -155,6 +260,7 @@ pub struct RegistryDestination {
     repo: String,
     tag: Option<String>,
     mount_from: Vec<String>,
+    mounted: Option<MountReport>,
 }
 
 impl RegistryDestination {
@@ -169,6 +275,7 @@ impl RegistryDestination {
             repo: r.path().to_owned(),
             tag: r.tag().map(str::to_owned),
             mount_from: Vec::new(),
+            mounted: None,
         })
     }
 
@@ -181,6 +288,12 @@ impl RegistryDestination {
     /// (the source's repository, when copying within one registry).
     pub fn with_mount_from(mut self, repos: Vec<String>) -> Self {
         self.mount_from = repos;
+        self
+    }
+
+    /// Tells `f` each blob mounted, and from which repository.
+    pub fn with_mount_report(mut self, f: MountReport) -> Self {
+        self.mounted = Some(f);
         self
     }
 }
@@ -203,6 +316,9 @@ impl ImageDestination for RegistryDestination {
                 .mount_blob(&self.repo, &d.digest, from)
                 .map_err(|e| client_error(&what, e))?
             {
+                if let Some(f) = &self.mounted {
+                    f(d, from);
+                }
                 return Ok(true);
             }
         }

@@ -38,10 +38,38 @@ struct Layer {
     drawn: Option<Instant>,
     /// Finished one way or the other.
     settled: bool,
+    /// The repository it was mounted from.
+    from: Option<String>,
 }
 
-#[derive(Default)]
+impl Layer {
+    fn new(line: usize, status: &'static str, settled: bool) -> Self {
+        Layer {
+            line,
+            status,
+            total: 0,
+            done: 0,
+            drawn: None,
+            settled,
+            from: None,
+        }
+    }
+
+    /// What the line says after the id: the status, its repository or bar.
+    fn label(&self) -> String {
+        match (self.status, &self.from) {
+            ("Mounted from", Some(f)) => format!("Mounted from {f}"),
+            ("Downloading" | "Pushing", _) => {
+                format!("{} {}", self.status, docker_progress(self.done, self.total))
+            }
+            (s, _) => s.to_owned(),
+        }
+    }
+}
+
 struct State {
+    /// Where the lines go: stdout, or a buffer in tests.
+    out: Box<dyn Write + Send>,
     /// Display ids in the order their lines were printed.
     order: Vec<String>,
     layers: HashMap<String, Layer>,
@@ -66,11 +94,25 @@ impl DockerProgress {
     /// Layer lines for `verb`, redrawn in place when stdout is a terminal;
     /// none at all when `quiet`.
     pub fn new(verb: Verb, quiet: bool) -> Self {
+        Self::to(
+            verb,
+            quiet,
+            std::io::stdout().is_terminal(),
+            Box::new(std::io::stdout()),
+        )
+    }
+
+    fn to(verb: Verb, quiet: bool, tty: bool, out: Box<dyn Write + Send>) -> Self {
         DockerProgress {
             verb,
             quiet,
-            tty: std::io::stdout().is_terminal(),
-            state: Mutex::new(State::default()),
+            tty,
+            state: Mutex::new(State {
+                out,
+                order: Vec::new(),
+                layers: HashMap::new(),
+                alias: HashMap::new(),
+            }),
         }
     }
 
@@ -112,16 +154,9 @@ impl DockerProgress {
             st.order.push(id.clone());
             st.layers.insert(
                 id.clone(),
-                Layer {
-                    line,
-                    status,
-                    total: 0,
-                    done: 0,
-                    drawn: None,
-                    settled: have && self.verb == Verb::Pull,
-                },
+                Layer::new(line, status, have && self.verb == Verb::Pull),
             );
-            println_flush(&format!("{id}: {status}"));
+            println_flush(&mut st.out, &format!("{id}: {status}"));
         }
     }
 
@@ -139,6 +174,21 @@ impl DockerProgress {
                 None
             }
         });
+    }
+
+    /// Blob `d` was mounted from another repository of the registry.
+    pub fn mounted(&self, d: &Descriptor, from: &str) {
+        let id = short(&d.digest);
+        // Configs move silently, as Docker shows them.
+        if !self.lock().alias.contains_key(&id) {
+            return;
+        }
+        self.update(&id, |l| {
+            (!l.settled).then(|| {
+                l.from = Some(from.to_owned());
+                vec!["Mounted from"]
+            })
+        })
     }
 
     /// Ends a pull: every downloaded layer is committed (`Pull complete`).
@@ -167,23 +217,14 @@ impl DockerProgress {
         if !st.layers.contains_key(&id) {
             let line = st.order.len();
             st.order.push(id.clone());
-            st.layers.insert(
-                id.clone(),
-                Layer {
-                    line,
-                    status: "",
-                    total: 0,
-                    done: 0,
-                    drawn: None,
-                    settled: false,
-                },
-            );
+            st.layers.insert(id.clone(), Layer::new(line, "", false));
             if self.tty {
-                println_flush(&format!("{id}: "));
+                println_flush(&mut st.out, &format!("{id}: "));
             }
         }
         let lines = st.order.len();
-        let Some(l) = st.layers.get_mut(&id) else {
+        let State { out: w, layers, .. } = &mut *st;
+        let Some(l) = layers.get_mut(&id) else {
             return;
         };
         let before = l.status;
@@ -192,7 +233,7 @@ impl DockerProgress {
         if let Some(s) = statuses {
             for status in s {
                 l.status = status;
-                out.push(format!("{id}: {status}"));
+                out.push(format!("{id}: {}", l.label()));
             }
             l.settled = true;
         }
@@ -204,12 +245,7 @@ impl DockerProgress {
                 .is_none_or(|t| now.duration_since(t) >= REDRAW_EVERY);
             if changed || due {
                 l.drawn = Some(now);
-                let text = if matches!(l.status, "Downloading" | "Pushing") {
-                    format!("{id}: {} {}", l.status, docker_progress(l.done, l.total))
-                } else {
-                    format!("{id}: {}", l.status)
-                };
-                redraw(lines - l.line, &text);
+                redraw(w, lines - l.line, &format!("{id}: {}", l.label()));
             }
         } else {
             // Without a terminal Docker drops progress bars: only changes of status show.
@@ -220,21 +256,19 @@ impl DockerProgress {
                 out.push(format!("{id}: {}", l.status));
             }
             for line in out {
-                println_flush(&line);
+                println_flush(w, &line);
             }
         }
     }
 }
 
 /// Rewrites the line `up` lines above the cursor and comes back.
-fn redraw(up: usize, text: &str) {
-    let mut out = std::io::stdout().lock();
+fn redraw(out: &mut dyn Write, up: usize, text: &str) {
     let _ = write!(out, "\x1b[{up}A\r\x1b[2K{text}\r\x1b[{up}B");
     let _ = out.flush();
 }
 
-fn println_flush(text: &str) {
-    let mut out = std::io::stdout().lock();
+fn println_flush(out: &mut dyn Write, text: &str) {
     let _ = writeln!(out, "{text}");
     let _ = out.flush();
 }
@@ -381,5 +415,152 @@ impl ImageSource for Announcing<'_> {
 
     fn blame(&self, d: &Descriptor, e: TransportError) -> TransportError {
         self.inner.blame(d, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A writer the test reads back.
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Buf {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    fn digest(b: u8) -> Digest {
+        Digest::sha256(&[b])
+    }
+
+    #[test]
+    fn a_piped_pull_prints_one_line_per_change_with_blob_digests() {
+        let buf = Buf::default();
+        let p = DockerProgress::to(Verb::Pull, false, false, Box::new(buf.clone()));
+        let (a, a_diff, b) = (digest(1), digest(2), digest(3));
+        p.announce(
+            &[(a.clone(), Some(a_diff.clone())), (b.clone(), None)],
+            &|d| *d == b,
+        );
+        // The engine names a layer going into the store by its diffID.
+        p.start(&short(&a_diff), 2_000_000);
+        p.advance(&short(&a_diff), 1_000_000);
+        p.advance(&short(&a_diff), 1_000_000);
+        p.finish(&short(&a_diff), false);
+        p.finish(&short(&b), true);
+        p.complete();
+        let (a, b) = (short(&a), short(&b));
+        assert_eq!(
+            buf.text(),
+            format!(
+                "{a}: Pulling fs layer\n{b}: Already exists\n{a}: Verifying Checksum\n\
+                 {a}: Download complete\n{a}: Pull complete\n"
+            )
+        );
+    }
+
+    #[test]
+    fn a_push_names_layers_by_diff_id_top_first() {
+        let buf = Buf::default();
+        let p = DockerProgress::to(Verb::Push, false, false, Box::new(buf.clone()));
+        let (a, a_diff, b, b_diff) = (digest(1), digest(2), digest(3), digest(4));
+        p.announce(
+            &[
+                (a.clone(), Some(a_diff.clone())),
+                (b.clone(), Some(b_diff.clone())),
+            ],
+            &|_| false,
+        );
+        // A registry destination gets no diffIDs: the engine names blobs by digest.
+        p.finish(&short(&a), true);
+        p.start(&short(&b), 10);
+        p.advance(&short(&b), 10);
+        p.finish(&short(&b), false);
+        let (a, b) = (short(&a_diff), short(&b_diff));
+        assert_eq!(
+            buf.text(),
+            format!("{b}: Preparing\n{a}: Preparing\n{a}: Layer already exists\n{b}: Pushed\n")
+        );
+    }
+
+    #[test]
+    fn a_blob_fetched_whole_completes_once() {
+        let buf = Buf::default();
+        let p = DockerProgress::to(Verb::Pull, false, false, Box::new(buf.clone()));
+        let a = digest(1);
+        p.announce(&[(a.clone(), None)], &|_| false);
+        let d = Descriptor::new(media_type::OCI_LAYER_GZIP, a.clone(), 100);
+        p.fetched(&d, 60);
+        p.fetched(&d, 40);
+        // The engine then moves the fetched file and reports it too.
+        p.start(&short(&a), 100);
+        p.advance(&short(&a), 100);
+        p.finish(&short(&a), false);
+        let a = short(&a);
+        assert_eq!(
+            buf.text(),
+            format!("{a}: Pulling fs layer\n{a}: Verifying Checksum\n{a}: Download complete\n")
+        );
+    }
+
+    #[test]
+    fn a_terminal_gets_bars_redrawn_in_place() {
+        let buf = Buf::default();
+        let p = DockerProgress::to(Verb::Pull, false, true, Box::new(buf.clone()));
+        let (a, b) = (digest(1), digest(2));
+        p.announce(&[(a.clone(), None), (b.clone(), None)], &|_| false);
+        p.start(&short(&a), 3_400_000);
+        // Redraws are at most every REDRAW_EVERY apart.
+        std::thread::sleep(REDRAW_EVERY);
+        p.advance(&short(&a), 1_200_000);
+        let text = buf.text();
+        // Layer a is two lines up from the cursor (below layer b's line).
+        assert!(
+            text.contains(&format!("\x1b[2A\r\x1b[2K{}: Downloading [", short(&a))),
+            "{text:?}"
+        );
+        assert!(text.contains("]    1.2MB/3.4MB\r"), "{text:?}");
+    }
+
+    #[test]
+    fn a_mounted_layer_names_its_repository_and_a_config_shows_nothing() {
+        let buf = Buf::default();
+        let p = DockerProgress::to(Verb::Push, false, false, Box::new(buf.clone()));
+        let (a, a_diff) = (digest(1), digest(2));
+        p.announce(&[(a.clone(), Some(a_diff.clone()))], &|_| false);
+        let layer = Descriptor::new(media_type::OCI_LAYER_GZIP, a.clone(), 10);
+        p.mounted(&layer, "library/base");
+        p.finish(&short(&a), true);
+        let config = Descriptor::new(media_type::OCI_CONFIG, digest(9), 10);
+        p.mounted(&config, "library/base");
+        let a = short(&a_diff);
+        assert_eq!(
+            buf.text(),
+            format!("{a}: Preparing\n{a}: Mounted from library/base\n")
+        );
+    }
+
+    #[test]
+    fn quiet_prints_nothing() {
+        let buf = Buf::default();
+        let p = DockerProgress::to(Verb::Pull, true, false, Box::new(buf.clone()));
+        p.announce(&[(digest(1), None)], &|_| false);
+        p.finish(&short(&digest(1)), false);
+        p.complete();
+        assert_eq!(buf.text(), "");
     }
 }

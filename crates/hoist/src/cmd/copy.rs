@@ -5,15 +5,17 @@ use super::remote::{parse_docker, registry_error, RemoteOpts};
 use super::{Context, Error};
 use crate::progress::Bars;
 use crate::resolve;
-use hoist_oci::{Platform, Reference};
+use hoist_oci::{Descriptor, Digest, Platform, Reference};
 use hoist_registry_client::Options;
 use hoist_transport::{
-    copy, ArchiveDestination, ArchiveKind, ArchiveSource, CopyOptions, ImageSource, LoadInput,
-    NoProgress, OciDirDestination, OciDirSource, Platforms, Progress, RegistryDestination,
-    RegistrySource, SaveOutput, StoreDestination, StoreSource,
+    copy, ArchiveDestination, ArchiveKind, ArchiveSource, CopyOptions, FetchProgress, ImageSource,
+    LoadInput, NoProgress, OciDirDestination, OciDirSource, Platforms, Progress,
+    RegistryDestination, RegistrySource, SaveOutput, StoreDestination, StoreSource,
 };
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 /// Arguments of `hoist copy`.
 #[derive(clap::Args)]
@@ -24,6 +26,9 @@ pub struct Args {
     /// The image of an index to copy (os/arch[/variant]); default: this machine's.
     #[arg(long)]
     platform: Option<String>,
+    /// Compress every layer to gzip or zstd, recompressing those in another format.
+    #[arg(long, value_name = "FORMAT")]
+    dest_compress_format: Option<hoist_transport::CompressFormat>,
     /// Suppress the progress output.
     #[arg(short, long)]
     quiet: bool,
@@ -131,15 +136,19 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         } else {
             Platforms::Host
         },
+        compress: args.dest_compress_format.map_or(
+            hoist_transport::Compress::Keep,
+            hoist_transport::Compress::All,
+        ),
         ..CopyOptions::default()
     };
     let bars = if args.quiet {
         None
     } else {
-        Bars::new("Copying blob")
+        Bars::new("Copying blob").map(Arc::new)
     };
     let progress: &dyn Progress = match &bars {
-        Some(b) => b,
+        Some(b) => b.as_ref(),
         None => &NoProgress,
     };
     if matches!((&src, &dst), (Transport::Store(_), Transport::Store(_))) {
@@ -210,7 +219,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
             }
             Transport::Store(name) => {
                 drop(source);
-                return copy_into_store(ctx, &args, name, &opts, progress);
+                let fetched = bars.as_ref().map(fetch_bars);
+                return copy_into_store(ctx, &args, name, &opts, progress, fetched);
             }
         }
     };
@@ -219,6 +229,26 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
         println!("Copied {}", copied.top.digest);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Bars for layers a registry source fetches into the store's ingest
+/// before the engine sees them (it shows only what it streams itself).
+fn fetch_bars(bars: &Arc<Bars>) -> FetchProgress {
+    let bars = bars.clone();
+    let done: Mutex<HashMap<Digest, u64>> = Mutex::new(HashMap::new());
+    Arc::new(move |d: &Descriptor, n: u64| {
+        let id: String = d.digest.hex().chars().take(12).collect();
+        let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
+        let got = done.entry(d.digest.clone()).or_insert_with(|| {
+            bars.start(&id, d.size);
+            0
+        });
+        *got += n;
+        bars.advance(&id, n);
+        if *got >= d.size {
+            bars.finish(&id, false);
+        }
+    })
 }
 
 /// A destination reference names a tag: Docker's `latest` when it gives neither tag nor digest.
@@ -248,13 +278,17 @@ fn copy_into_store(
     name: &str,
     opts: &CopyOptions,
     progress: &dyn Progress,
+    fetched: Option<FetchProgress>,
 ) -> Result<ExitCode, Error> {
     let store = ctx.store()?;
     let tag = vec![name.to_owned()];
     let copied = match parse(&args.src)? {
         Transport::Docker(r) => {
-            let src = RegistrySource::open(&r, &args.src_options()?)?
-                .with_scratch(&store.root().join("ingest"));
+            let mut src =
+                RegistrySource::open(&r, &args.src_options()?)?.with_ingest(store.ingest());
+            if let Some(f) = fetched {
+                src = src.with_progress(f);
+            }
             copy(
                 &src,
                 Box::new(StoreDestination::new(&store)?),

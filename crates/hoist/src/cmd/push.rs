@@ -9,6 +9,7 @@ use hoist_registry_client::Options;
 use hoist_store::Store;
 use hoist_transport::{copy, CopyOptions, Platforms, RegistryDestination, StoreSource};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Arguments of `hoist push`.
 #[derive(clap::Args)]
@@ -72,8 +73,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     if !args.quiet {
         println!("The push refers to repository [{}]", r.name());
     }
+    let mounts = mount_candidates(&store, &r)?;
     for one in &refs {
-        push_one(&store, one, &opts, args.quiet)?;
+        push_one(&store, one, &opts, &mounts, args.quiet)?;
     }
     if args.quiet {
         println!("{}", if args.all_tags { &r } else { &refs[0] });
@@ -81,15 +83,48 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Repositories a blob is tried to be mounted from, as Docker tries at most three.
+const MAX_MOUNT_SOURCES: usize = 3;
+
+/// Other repositories of the same registry that the store has tags of:
+/// what was pulled from or pushed to them can be mounted rather than sent.
+fn mount_candidates(store: &Store, r: &Reference) -> Result<Vec<String>, Error> {
+    let mut repos: Vec<String> = Vec::new();
+    for t in store.index().tags()? {
+        if let Ok(tr) = Reference::parse(&t.name) {
+            if tr.domain() == r.domain()
+                && tr.path() != r.path()
+                && !repos.iter().any(|x| x == tr.path())
+            {
+                repos.push(tr.path().to_owned());
+            }
+        }
+    }
+    repos.truncate(MAX_MOUNT_SOURCES);
+    Ok(repos)
+}
+
 /// Pushes one tag of the store.
-fn push_one(store: &Store, r: &Reference, opts: &Options, quiet: bool) -> Result<(), Error> {
+fn push_one(
+    store: &Store,
+    r: &Reference,
+    opts: &Options,
+    mounts: &[String],
+    quiet: bool,
+) -> Result<(), Error> {
     let src = StoreSource::tagged(store, &r.to_string())?.ok_or_else(|| {
         Error::Msg(format!(
             "An image does not exist locally with the tag: {}",
             r.familiar()
         ))
     })?;
-    let progress = DockerProgress::new(Verb::Push, quiet);
+    let progress = Arc::new(DockerProgress::new(Verb::Push, quiet));
+    let dst = {
+        let p = progress.clone();
+        RegistryDestination::new(r, opts)?
+            .with_mount_from(mounts.to_vec())
+            .with_mount_report(Arc::new(move |d, from| p.mounted(d, from)))
+    };
     let absent = |_: &hoist_oci::Digest| false;
     let announcing = Announcing::new(&src, &progress, &absent);
     // What the tag names goes whole: an index with every image the store has of it.
@@ -99,10 +134,10 @@ fn push_one(store: &Store, r: &Reference, opts: &Options, quiet: bool) -> Result
     };
     let copied = copy(
         &announcing,
-        Box::new(RegistryDestination::new(r, opts)?),
+        Box::new(dst),
         &[],
         &copy_opts,
-        &progress,
+        progress.as_ref(),
     )?;
     if !quiet {
         println!(
