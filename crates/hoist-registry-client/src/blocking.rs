@@ -87,6 +87,12 @@ impl RegistryClient {
             .block_on(self.inner.put_manifest(repo, reference, bytes, media_type))
     }
 
+    /// See [`crate::RegistryClient::put_referrer`].
+    pub fn put_referrer(&self, repo: &str, bytes: &[u8], media_type: &str) -> Result<bool> {
+        self.rt
+            .block_on(self.inner.put_referrer(repo, bytes, media_type))
+    }
+
     /// See [`crate::RegistryClient::delete_manifest`].
     pub fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<()> {
         self.rt.block_on(self.inner.delete_manifest(repo, digest))

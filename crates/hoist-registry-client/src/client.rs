@@ -940,6 +940,22 @@ impl RegistryClient {
         Ok(Digest::sha256(bytes))
     }
 
+    /// Uploads, by its digest, a manifest that names a `subject`; true when
+    /// the registry indexed it for the referrers API itself (it answered
+    /// with `OCI-Subject`), false when the caller must keep the
+    /// `<alg>-<hex>` tag index up to date (the tag-schema fallback).
+    pub async fn put_referrer(&self, repo: &str, bytes: &[u8], media_type: &str) -> Result<bool> {
+        let mut r = Req::new(
+            Method::PUT,
+            format!("/v2/{repo}/manifests/{}", Digest::sha256(bytes)),
+            Some(repo),
+        )
+        .header(CONTENT_TYPE, media_type);
+        r.body = Some(Bytes::copy_from_slice(bytes));
+        let resp = self.send(r).await?;
+        Ok(resp.headers().contains_key("oci-subject"))
+    }
+
     /// Deletes a manifest by digest.
     pub async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<()> {
         let r = Req::new(

@@ -275,6 +275,10 @@ pub(crate) fn rewrite(
             for l in &mut m.layers {
                 changed |= swap(l);
             }
+            // A referrer follows its subject to the subject's new digest.
+            if let Some(s) = &mut m.subject {
+                changed |= swap(s);
+            }
             if !changed {
                 return Ok(None);
             }
@@ -294,6 +298,9 @@ pub(crate) fn rewrite(
             let mut changed = false;
             for e in &mut idx.manifests {
                 changed |= swap(e);
+            }
+            if let Some(s) = &mut idx.subject {
+                changed |= swap(s);
             }
             if !changed {
                 return Ok(None);

@@ -40,6 +40,8 @@ pub struct CopyOptions {
     pub compress: Compress,
     /// Threads each compressed layer uses; the output does not depend on it.
     pub compress_threads: usize,
+    /// Copy the referrers (signatures, SBOMs…) of every manifest copied, and theirs.
+    pub referrers: bool,
 }
 
 /// Blobs moved at once by default: one per core of a small machine keeps
@@ -53,6 +55,7 @@ impl Default for CopyOptions {
             parallel: PARALLEL_BLOBS,
             compress: Compress::Keep,
             compress_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            referrers: false,
         }
     }
 }
@@ -104,6 +107,12 @@ pub fn copy_image(
         ..Plan::default()
     };
     let mut top = plan.walk(src, top, &opts.platforms, dst.wants_diff_ids(), 0)?;
+    if opts.referrers {
+        // Referrers travel along but are not images of the copy.
+        let images = plan.images.len();
+        plan.referrers(src)?;
+        plan.images.truncate(images);
+    }
     let how = How {
         threads: opts.compress_threads.max(1),
         diff_ids: dst.wants_diff_ids(),
@@ -179,6 +188,25 @@ impl Plan {
                 compress,
             });
         }
+    }
+
+    /// Plans the referrers of every manifest planned, theirs too, each
+    /// after its subject.
+    fn referrers(&mut self, src: &dyn ImageSource) -> Result<(), TransportError> {
+        let mut planned: HashSet<Digest> =
+            self.manifests.iter().map(|m| m.digest.clone()).collect();
+        let mut i = 0;
+        while i < self.manifests.len() {
+            let subject = self.manifests[i].descriptor();
+            for r in src.referrers(&subject)? {
+                if planned.insert(r.digest.clone()) {
+                    let raw = src.manifest(&r)?;
+                    self.walk(src, raw, &Platforms::All, false, 0)?;
+                }
+            }
+            i += 1;
+        }
+        Ok(())
     }
 
     /// Plans one manifest or index; returns what the destination will name.

@@ -37,6 +37,7 @@ mod import;
 mod load;
 mod oci_dir;
 mod progress;
+mod referrers;
 mod registry;
 mod save;
 mod source;

@@ -16,6 +16,7 @@
 
 use crate::blobio::{bomb_limit, measure_diff};
 use crate::destination::ImageDestination;
+use crate::referrers::{add_to_tag_index, referrer_entry};
 use crate::source::{BlobBody, ImageSource, RawManifest};
 use crate::TransportError;
 use hoist_archive::compression;
@@ -235,6 +236,13 @@ impl ImageSource for RegistrySource {
         RawManifest::verified(m.bytes, d, &what)
     }
 
+    fn referrers(&self, d: &Descriptor) -> Result<Vec<Descriptor>, TransportError> {
+        let what = format!("{} referrers of {}", self.name, d.digest);
+        self.client
+            .referrers(&self.repo, &d.digest, None)
+            .map_err(|e| client_error(&what, e))
+    }
+
     fn blob(&self, d: &Descriptor, offset: u64) -> Result<BlobBody, TransportError> {
         if let Some(ingest) = &self.ingest {
             if offset == 0 && !media_type::is_config(&d.media_type) {
@@ -352,9 +360,20 @@ impl ImageDestination for RegistryDestination {
 
     fn put_manifest(&self, m: &RawManifest) -> Result<(), TransportError> {
         let what = format!("{} manifest {}", self.name, m.digest);
-        self.client
-            .put_manifest(&self.repo, &m.digest.to_string(), &m.bytes, &m.media_type)
+        let Some((subject, entry)) = referrer_entry(m) else {
+            self.client
+                .put_manifest(&self.repo, &m.digest.to_string(), &m.bytes, &m.media_type)
+                .map_err(|e| client_error(&what, e))?;
+            return Ok(());
+        };
+        let indexed = self
+            .client
+            .put_referrer(&self.repo, &m.bytes, &m.media_type)
             .map_err(|e| client_error(&what, e))?;
+        if !indexed {
+            add_to_tag_index(&self.client, &self.repo, &subject, entry)
+                .map_err(|e| client_error(&format!("{what}: the referrers tag of {subject}"), e))?;
+        }
         Ok(())
     }
 

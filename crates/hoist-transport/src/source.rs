@@ -142,6 +142,11 @@ pub trait ImageSource: Send + Sync {
     fn manifest(&self, d: &Descriptor) -> Result<RawManifest, TransportError>;
     /// A blob (config or layer), from `offset` when the source can seek.
     fn blob(&self, d: &Descriptor, offset: u64) -> Result<BlobBody, TransportError>;
+    /// The manifests that name `d` as their subject (signatures, SBOMs…);
+    /// the default: none.
+    fn referrers(&self, _d: &Descriptor) -> Result<Vec<Descriptor>, TransportError> {
+        Ok(Vec::new())
+    }
     /// Rewords an error about blob `d` in the source's own terms (an
     /// archive names its member); the default keeps it.
     fn blame(&self, _d: &Descriptor, e: TransportError) -> TransportError {

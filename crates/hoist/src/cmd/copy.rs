@@ -29,6 +29,9 @@ pub struct Args {
     /// Compress every layer to gzip or zstd, recompressing those in another format.
     #[arg(long, value_name = "FORMAT")]
     dest_compress_format: Option<hoist_transport::CompressFormat>,
+    /// Copy the referrers (signatures, SBOMs…) of each manifest copied along with it.
+    #[arg(long)]
+    referrers: bool,
     /// Suppress the progress output.
     #[arg(short, long)]
     quiet: bool,
@@ -140,6 +143,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
             hoist_transport::Compress::Keep,
             hoist_transport::Compress::All,
         ),
+        referrers: args.referrers,
         ..CopyOptions::default()
     };
     let bars = if args.quiet {
