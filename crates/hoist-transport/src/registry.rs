@@ -24,7 +24,7 @@ use hoist_oci::media_type::{self, Compression};
 use hoist_oci::{Descriptor, Digest, Reference};
 use hoist_registry_client::blocking::RegistryClient;
 use hoist_registry_client::{Error as ClientError, Options, Partial, PrefixHash, UploadBody};
-use hoist_store::{Ingest, ResumableBlob, StoreError};
+use hoist_store::{Ingest, ResumableBlob, Store, StoreError};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -35,6 +35,9 @@ pub type FetchProgress = Arc<dyn Fn(&Descriptor, u64) + Send + Sync>;
 
 /// Told each blob a destination mounted and the repository it came from.
 pub type MountReport = Arc<dyn Fn(&Descriptor, &str) + Send + Sync>;
+
+/// How often a blob another process is receiving is looked at again.
+const BUSY_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Blobs at least this large are fetched as parallel ranges into a scratch file.
 const RANGED_FETCH_MIN: u64 = 64 << 20;
@@ -64,7 +67,8 @@ pub struct RegistrySource {
     repo: String,
     top: RawManifest,
     scratch: PathBuf,
-    ingest: Option<Ingest>,
+    /// The store's ingest and root, for resumable fetches.
+    store: Option<(Ingest, PathBuf)>,
     fetched: Option<FetchProgress>,
 }
 
@@ -86,7 +90,7 @@ impl RegistrySource {
             },
             name,
             scratch: std::env::temp_dir(),
-            ingest: None,
+            store: None,
             fetched: None,
         })
     }
@@ -107,9 +111,9 @@ impl RegistrySource {
         self
     }
 
-    /// Fetches layers resumably into the store's `ingest` (see the module docs).
-    pub fn with_ingest(mut self, ingest: Ingest) -> Self {
-        self.ingest = Some(ingest);
+    /// Fetches layers resumably into `store`'s ingest (see the module docs).
+    pub fn with_store(mut self, store: &Store) -> Self {
+        self.store = Some((store.ingest(), store.root().to_owned()));
         self
     }
 
@@ -143,9 +147,34 @@ impl RegistrySource {
 
     /// Fetches layer `d` into its resumable partial blob in `ingest`, from
     /// where an earlier attempt stopped, and hands it over staged.
-    fn fetch_resumable(&self, ingest: &Ingest, d: &Descriptor) -> Result<BlobBody, TransportError> {
+    fn fetch_resumable(
+        &self,
+        ingest: &Ingest,
+        root: &Path,
+        d: &Descriptor,
+    ) -> Result<BlobBody, TransportError> {
         let what = format!("{} blob {}", self.name, d.digest);
-        let blob = ingest.resume(&d.digest)?;
+        // Another hoist receiving the same blob holds it until its copy
+        // commits: wait, then take what it committed (the destination
+        // verifies it again), or go on from where it stopped.
+        let committed = root
+            .join("blobs")
+            .join(d.digest.algorithm().as_str())
+            .join(d.digest.hex());
+        let blob = loop {
+            if let Ok(file) = std::fs::File::open(&committed) {
+                self.report(d, d.size);
+                return Ok(BlobBody::File {
+                    file,
+                    offset: 0,
+                    len: d.size,
+                });
+            }
+            match ingest.resume(&d.digest) {
+                Err(StoreError::Busy(_)) => std::thread::sleep(BUSY_POLL),
+                other => break other?,
+            }
+        };
         let file = blob.data_file()?;
         let start = blob.offset();
         if start > 0 {
@@ -167,11 +196,19 @@ impl RegistrySource {
         if let Some(e) = lock(&failed).take() {
             return Err(e.into());
         }
-        fetched.map_err(|e| client_error(&what, e))?;
         let mut blob = Arc::try_unwrap(shared)
             .map_err(|_| TransportError::Archive(format!("{what}: the fetch kept its blob")))?
             .into_inner()
             .unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = fetched {
+            // Wrong bytes (digest or size): the partial blob cannot be
+            // resumed from; finishing it fails its check and removes it.
+            // A cut or a refusal keeps it for the next attempt.
+            if matches!(e, ClientError::Invalid { .. }) {
+                let _ = blob.finish(Some(d.size));
+            }
+            return Err(client_error(&what, e));
+        }
         // A registry that ignored Range sent the blob again from its start,
         // into the same file: hash what the blob has not seen yet.
         blob.hash_through(d.size)?;
@@ -244,9 +281,9 @@ impl ImageSource for RegistrySource {
     }
 
     fn blob(&self, d: &Descriptor, offset: u64) -> Result<BlobBody, TransportError> {
-        if let Some(ingest) = &self.ingest {
+        if let Some((ingest, root)) = &self.store {
             if offset == 0 && !media_type::is_config(&d.media_type) {
-                return self.fetch_resumable(ingest, d);
+                return self.fetch_resumable(ingest, root, d);
             }
         }
         if offset == 0 && d.size >= RANGED_FETCH_MIN {

@@ -4,6 +4,9 @@
 //! hoist pushed, skopeo reads it; hoist pulls what `docker push` and
 //! `skopeo copy` pushed, and what it pulled runs after `hoist save | docker load`.
 
+#[path = "common/ocilayout.rs"]
+mod ocilayout;
+
 use hoist_testkit::serve::HoistServe;
 use hoist_testkit::*;
 use std::path::Path;
@@ -401,7 +404,16 @@ fn a_pull_killed_at_random_moments_leaves_fsck_clean_and_resumes() {
     let before = bytes_sent(&serve.addr);
     assert_eq!(store.hoist_ok(["pull", "-q", &name]).trim(), name);
     let fetched = bytes_sent(&serve.addr) - before;
-    let layer = std::fs::metadata(&tar).expect("tar size").len();
+    // The layer as the registry holds it (push gzipped the imported tar).
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ]);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&assert_success("skopeo inspect --raw", &raw)).expect("manifest");
+    let layer = manifest["layers"][0]["size"].as_u64().expect("layer size");
     eprintln!("resumed at {resume_at}: fetched {fetched} of {layer} bytes");
     // The layer is fetched from where the killed pulls checkpointed it
     // (manifest and config are a few hundred bytes more).
@@ -419,4 +431,175 @@ fn a_pull_killed_at_random_moments_leaves_fsck_clean_and_resumes() {
         src.hoist_ok(["images", "-q", &name]).trim(),
         "the pulled image is the pushed one"
     );
+}
+
+#[test]
+fn a_loaded_image_is_pushed_gzipped_and_docker_runs_it() {
+    let reg = Registry::start();
+    let scratch = scratch_dir();
+    let d = docker();
+    let tar = scratch.path().join("app.tar");
+    d.save(APP_IMAGE, &tar);
+    let id = d.image_id(APP_IMAGE);
+    let store = TempStore::with_bin(hoist_bin!());
+    store.hoist_ok(["load", "-i", p(&tar)]);
+    let name = format!("{}/loaded/{}:v1", reg.addr(), unique_name("app"));
+    store.hoist_ok(["tag", APP_IMAGE, &name]);
+    let out = store.hoist_ok(["push", &name]);
+    assert!(out.contains(": Pushed"), "{out}");
+
+    // The layers were stored as docker save wrote them (plain tar): they went out gzipped.
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ]);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&assert_success("skopeo inspect --raw", &raw)).expect("manifest");
+    let layers = manifest["layers"].as_array().expect("layers");
+    assert!(!layers.is_empty());
+    for l in layers {
+        let mt = l["mediaType"].as_str().unwrap_or_default();
+        assert!(mt.ends_with("gzip"), "layer not gzipped: {mt}");
+    }
+
+    d.run_ok(["pull", &name]);
+    assert_eq!(d.image_id(&name), id, "image ID changed through hoist push");
+    d.assert_runs_app(&name);
+    d.rmi(&name);
+}
+
+#[test]
+fn pull_takes_one_platform_or_all_of_an_index_and_push_gives_the_index_back() {
+    let reg = Registry::start();
+    let scratch = scratch_dir();
+    let src = scratch.path().join("src");
+    let built = ocilayout::write_layout(
+        &src,
+        "v1",
+        &["linux/amd64", "linux/arm64"],
+        200_000,
+        serde_json::json!([{ "created_by": "test" }]),
+    );
+    let name = format!("{}/multi/{}:v1", reg.addr(), unique_name("idx"));
+    let store = TempStore::with_bin(hoist_bin!());
+    store.hoist_ok([
+        "copy",
+        "-q",
+        "--all",
+        &format!("oci:{}:v1", p(&src)),
+        &format!("docker://{name}"),
+    ]);
+
+    // One platform: its image, named by the index's digest as Docker prints it.
+    let arm = built
+        .images
+        .iter()
+        .find(|i| i.platform == "linux/arm64")
+        .expect("arm64 image");
+    let one = TempStore::with_bin(hoist_bin!());
+    let out = one.hoist_ok(["pull", "--platform", "linux/arm64", &name]);
+    assert!(out.contains(&format!("Digest: {}", built.top)), "{out}");
+    for (d, _) in &arm.layers {
+        let short = &d.trim_start_matches("sha256:")[..12];
+        assert!(out.contains(&format!("{short}: Pull complete")), "{out}");
+    }
+    let e = one.hoist_err(["pull", "--platform", "linux/s390x", &name]);
+    assert!(e.contains("no image for linux/s390x"), "{e}");
+
+    // Every platform: the index comes along, and push gives it back byte for byte.
+    let all = TempStore::with_bin(hoist_bin!());
+    all.hoist_ok(["pull", "-q", "--all-platforms", &name]);
+    let again = format!("{}/again/{}:v2", reg.addr(), unique_name("idx"));
+    all.hoist_ok(["tag", &name, &again]);
+    let out = all.hoist_ok(["push", &again]);
+    assert!(
+        last_line(&out).starts_with(&format!("v2: digest: {} size: ", built.top)),
+        "{out}"
+    );
+}
+
+#[test]
+fn two_pulls_of_one_image_at_once_both_finish() {
+    let scratch = scratch_dir();
+    let serve = HoistServe::start(&scratch.path().join("registry"), &[]);
+    let name = format!("{}/big/{}:v1", serve.addr, unique_name("img"));
+    let tar = big_layer(scratch.path(), 96 << 20);
+    let src = TempStore::with_bin(hoist_bin!());
+    src.hoist_ok(["import", p(&tar), &name]);
+    src.hoist_ok(["push", "-q", &name]);
+
+    let store = TempStore::with_bin(hoist_bin!());
+    let pulls: Vec<_> = (0..2)
+        .map(|_| {
+            store
+                .command()
+                .args(["pull", "-q", &name])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start hoist pull")
+        })
+        .collect();
+    for child in pulls {
+        let out = child.wait_with_output().expect("wait for hoist pull");
+        assert_eq!(assert_success("hoist pull", &out).trim(), name);
+    }
+    assert!(store.hoist_ok(["fsck"]).contains("clean"));
+    assert!(
+        resume_points(store.path()).is_empty(),
+        "a partial blob is left"
+    );
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_layer_with_wrong_bytes_is_refused_and_nothing_is_kept_to_resume() {
+    let reg = Registry::start();
+    let (name, id) = pushed_by_docker(reg.addr(), "tampered");
+    // The biggest blob the registry stores is a layer: change one byte.
+    let data = files(&reg.root().join("docker/registry/v2/blobs"))
+        .into_iter()
+        .max_by_key(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+        .expect("a blob in the registry");
+    let good = std::fs::read(&data).expect("read blob");
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    std::fs::write(&data, &bad).expect("tamper");
+    let hex = data
+        .parent()
+        .and_then(|d| d.file_name())
+        .and_then(|n| n.to_str())
+        .expect("blob directory named by its digest")
+        .to_owned();
+
+    let store = TempStore::with_bin(hoist_bin!());
+    let e = store.hoist_err(["pull", &name]);
+    assert!(e.contains(&hex), "the error names the blob: {e}");
+    assert!(
+        resume_points(store.path()).is_empty(),
+        "wrong bytes are kept to resume from"
+    );
+    assert!(store.hoist_ok(["fsck"]).contains("clean"));
+    assert_eq!(store.hoist_ok(["images", "-q"]).trim(), "");
+
+    std::fs::write(&data, &good).expect("restore");
+    store.hoist_ok(["pull", "-q", &name]);
+    let scratch = scratch_dir();
+    runs_after_save_and_load(&store, &name, &id, scratch.path());
 }

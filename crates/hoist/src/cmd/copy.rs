@@ -288,8 +288,7 @@ fn copy_into_store(
     let tag = vec![name.to_owned()];
     let copied = match parse(&args.src)? {
         Transport::Docker(r) => {
-            let mut src =
-                RegistrySource::open(&r, &args.src_options()?)?.with_ingest(store.ingest());
+            let mut src = RegistrySource::open(&r, &args.src_options()?)?.with_store(&store);
             if let Some(f) = fetched {
                 src = src.with_progress(f);
             }

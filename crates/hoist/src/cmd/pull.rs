@@ -132,7 +132,7 @@ fn pull_one(
     let src = {
         let p = progress.clone();
         RegistrySource::open(r, opts)?
-            .with_ingest(store.ingest())
+            .with_store(store)
             .with_progress(Arc::new(move |d, n| p.fetched(d, n)))
     };
     // The store's index is not shared across threads: ask the file system.

@@ -7,7 +7,9 @@ use crate::docker_progress::{Announcing, DockerProgress, Verb};
 use hoist_oci::Reference;
 use hoist_registry_client::Options;
 use hoist_store::Store;
-use hoist_transport::{copy, CopyOptions, Platforms, RegistryDestination, StoreSource};
+use hoist_transport::{
+    copy, Compress, CompressFormat, CopyOptions, Platforms, RegistryDestination, StoreSource,
+};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -128,8 +130,10 @@ fn push_one(
     let absent = |_: &hoist_oci::Digest| false;
     let announcing = Announcing::new(&src, &progress, &absent);
     // What the tag names goes whole: an index with every image the store has of it.
+    // Layers stored uncompressed (loaded, imported) go out gzipped, as `docker push` sends them.
     let copy_opts = CopyOptions {
         platforms: Platforms::All,
+        compress: Compress::Uncompressed(CompressFormat::Gzip),
         ..CopyOptions::default()
     };
     let copied = copy(
