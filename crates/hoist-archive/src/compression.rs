@@ -82,6 +82,9 @@ pub const GZIP_DEFAULT_LEVEL: i32 = 6;
 /// The default zstd level, zstd's own default.
 pub const ZSTD_DEFAULT_LEVEL: i32 = 3;
 
+/// Input bytes per zstd job in [`zstd_parallel`].
+const ZSTD_JOB_SIZE: u32 = 2 << 20;
+
 /// Compresses `input` into `out` as one zstd frame at `level` with
 /// `threads` workers; returns the number of uncompressed bytes. zstd's
 /// multithreaded mode cuts its jobs by level, never by worker count, so the
@@ -95,7 +98,23 @@ pub fn zstd_parallel(
 ) -> io::Result<u64> {
     let mut enc = zstd::stream::write::Encoder::new(out, level)?;
     enc.multithread(u32::try_from(threads.max(1)).unwrap_or(u32::MAX))?;
-    let n = io::copy(input, &mut enc)?;
+    // Smaller jobs than zstd's default (4 windows) keep memory flat; the
+    // size is fixed, so the bytes still do not depend on the thread count.
+    enc.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
+    // Big reads: each write into the encoder costs a round of its job queue.
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => {
+                enc.write_all(&buf[..k])?;
+                n += k as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
     enc.finish()?;
     Ok(n)
 }

@@ -12,7 +12,9 @@
 use crate::blobio::{bomb_limit, check, DiffFail};
 use crate::source::{BlobBody, RawManifest};
 use crate::TransportError;
-use hoist_archive::{compression, pgzip, HashingReader, HashingWriter, LimitedReader};
+use hoist_archive::{
+    compression, pgzip, CountingReader, HashingReader, HashingWriter, LimitedReader,
+};
 use hoist_oci::media_type::{self, Compression};
 use hoist_oci::{Algorithm, Descriptor, Digest, Document};
 use std::collections::HashMap;
@@ -79,10 +81,38 @@ impl Compress {
     }
 }
 
-/// The gzip level hoist writes: zlib's default, as `docker push` uses.
-const GZIP_LEVEL: u32 = 6;
+/// The gzip level hoist writes by default: zlib's default, as `docker push` uses.
+const GZIP_LEVEL: i32 = 6;
 /// The zstd level hoist writes: zstd's default.
 const ZSTD_LEVEL: i32 = hoist_archive::compression::ZSTD_DEFAULT_LEVEL;
+
+/// How to compress one layer.
+pub(crate) struct Encoding {
+    /// gzip or zstd.
+    pub(crate) format: CompressFormat,
+    /// The level; None takes the format's default.
+    pub(crate) level: Option<i32>,
+    /// Threads compressing it; the bytes do not depend on how many.
+    pub(crate) threads: usize,
+}
+
+impl Encoding {
+    /// The level to use, refused when the format has no such level.
+    fn level(&self) -> Result<i32, TransportError> {
+        let (format, default, range, levels) = match self.format {
+            CompressFormat::Gzip => ("gzip", GZIP_LEVEL, "0 to 9", 0..=9),
+            CompressFormat::Zstd => ("zstd", ZSTD_LEVEL, "1 to 22", 1..=22),
+        };
+        match self.level.unwrap_or(default) {
+            l if levels.contains(&l) => Ok(l),
+            level => Err(TransportError::BadLevel {
+                format,
+                level,
+                range,
+            }),
+        }
+    }
+}
 
 /// A layer compressed into a temporary file.
 pub(crate) struct Compressed {
@@ -103,6 +133,40 @@ impl Compressed {
     }
 }
 
+/// The uncompressed stream: hashed for its diffID, or only counted when
+/// the diffID is the raw digest.
+enum Plain<R> {
+    Hashed(Box<HashingReader<R>>),
+    Counted(CountingReader<R>),
+}
+
+/// What [`Plain`] measured.
+enum Measured {
+    Hashed(Digest, u64),
+    Counted(u64),
+}
+
+impl<R: Read> Plain<R> {
+    fn finish(self) -> Measured {
+        match self {
+            Plain::Hashed(h) => {
+                let (d, n) = h.finish();
+                Measured::Hashed(d, n)
+            }
+            Plain::Counted(c) => Measured::Counted(c.count()),
+        }
+    }
+}
+
+impl<R: Read> Read for Plain<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Plain::Hashed(h) => h.read(buf),
+            Plain::Counted(c) => c.read(buf),
+        }
+    }
+}
+
 /// Reports each read's byte count.
 struct Reporting<'a, R> {
     inner: R,
@@ -117,19 +181,19 @@ impl<R: Read> Read for Reporting<'_, R> {
     }
 }
 
-/// Compresses layer `d` (read from `body`) into `format` on `threads`
-/// threads, checking its digest, size and (when known) diffID on the way.
+/// Compresses layer `d` (read from `body`) as `enc` says, checking its
+/// digest, size and (when known) diffID on the way.
 /// `progress` gets the layer's raw bytes as they are read.
 pub(crate) fn compress_layer(
     what: &str,
     body: BlobBody,
     d: &Descriptor,
     diff_id: Option<&Digest>,
-    format: CompressFormat,
-    threads: usize,
+    enc: &Encoding,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Compressed, TransportError> {
     let io_err = |e| TransportError::io(format!("compressing {what}"), e);
+    let level = enc.level()?;
     let raw = body.into_reader()?;
     let mut raw = HashingReader::new(
         Reporting {
@@ -143,18 +207,20 @@ pub(crate) fn compress_layer(
     let diff = {
         let (comp, mut sniffed) = compression::sniff(&mut raw).map_err(io_err)?;
         let dec = compression::decompress_reader(&mut sniffed, comp).map_err(io_err)?;
-        let mut plain = HashingReader::new(
-            LimitedReader::new(dec, bomb_limit(d.size)),
-            Algorithm::Sha256,
-        );
-        let written = match format {
-            CompressFormat::Gzip => {
-                pgzip::gzip(&mut plain, &mut out, GZIP_LEVEL, threads).map(|_| ())
-            }
-            CompressFormat::Zstd => {
-                compression::zstd_parallel(&mut plain, &mut out, ZSTD_LEVEL, threads).map(|_| ())
-            }
+        let limited = LimitedReader::new(dec, bomb_limit(d.size));
+        // A plain sha256 layer's diffID is its digest, hashed already.
+        let mut plain = if comp == Compression::None && d.digest.algorithm() == Algorithm::Sha256 {
+            Plain::Counted(CountingReader::new(limited))
+        } else {
+            Plain::Hashed(Box::new(HashingReader::new(limited, Algorithm::Sha256)))
         };
+        let written = match enc.format {
+            CompressFormat::Gzip => pgzip::gzip(&mut plain, &mut out, level as u32, enc.threads),
+            CompressFormat::Zstd => {
+                compression::zstd_parallel(&mut plain, &mut out, level, enc.threads)
+            }
+        }
+        .map(|_| ());
         let measured = plain.finish();
         let diff = match written {
             Ok(()) => Ok(measured),
@@ -172,6 +238,10 @@ pub(crate) fn compress_layer(
         io::copy(&mut raw, &mut io::sink()).map_err(io_err)?;
     }
     let (digest, size) = raw.finish();
+    let diff = diff.map(|m| match m {
+        Measured::Hashed(digest, n) => (digest, n),
+        Measured::Counted(n) => (digest.clone(), n),
+    });
     let diff = diff.map_err(|f| match f {
         DiffFail::Corrupt(_) if digest != d.digest => TransportError::DigestMismatch {
             path: what.to_owned(),
@@ -186,7 +256,7 @@ pub(crate) fn compress_layer(
     let (buf, new_digest, new_size) = out.finish();
     let file = buf.into_inner().map_err(|e| io_err(e.into_error()))?;
     let mut desc = d.clone();
-    desc.media_type = layer_type(&d.media_type, format).to_owned();
+    desc.media_type = layer_type(&d.media_type, enc.format).to_owned();
     desc.digest = new_digest;
     desc.size = new_size;
     Ok(Compressed { desc, file })

@@ -5,10 +5,14 @@
 //! several at once on bounded scoped threads, biggest first, and reports one
 //! [`Progress`]. Layers carry their diffID from the config to the
 //! destination, which checks it in the same pass as the digest; manifests and
-//! indexes travel as their exact bytes, after the blobs they name.
+//! indexes travel as their exact bytes, after the blobs they name, unless
+//! layers were compressed on the way ([`CopyOptions::compress`]): then the
+//! manifests naming them, and the indexes naming those, are rewritten. With
+//! [`CopyOptions::referrers`] the manifests naming a copied one as their
+//! subject (signatures, SBOMs) follow it.
 
 use crate::blobio::read_small;
-use crate::compress::{compress_layer, rewrite, Compress, CompressFormat};
+use crate::compress::{compress_layer, rewrite, Compress, CompressFormat, Encoding};
 use crate::destination::ImageDestination;
 use crate::source::{BlobBody, ImageSource, RawManifest};
 use crate::{Progress, TransportError, MAX_JSON};
@@ -40,6 +44,8 @@ pub struct CopyOptions {
     pub compress: Compress,
     /// Threads each compressed layer uses; the output does not depend on it.
     pub compress_threads: usize,
+    /// The compression level (gzip 0–9, zstd 1–22); None: the format's default.
+    pub compress_level: Option<i32>,
     /// Copy the referrers (signatures, SBOMs…) of every manifest copied, and theirs.
     pub referrers: bool,
 }
@@ -55,6 +61,7 @@ impl Default for CopyOptions {
             parallel: PARALLEL_BLOBS,
             compress: Compress::Keep,
             compress_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            compress_level: None,
             referrers: false,
         }
     }
@@ -115,6 +122,7 @@ pub fn copy_image(
     }
     let how = How {
         threads: opts.compress_threads.max(1),
+        level: opts.compress_level,
         diff_ids: dst.wants_diff_ids(),
     };
     // Old digest to new descriptor, for every layer compressed and every
@@ -146,6 +154,8 @@ pub fn copy_image(
 struct How {
     /// Threads compressing one layer.
     threads: usize,
+    /// The compression level, when not the default.
+    level: Option<i32>,
     /// True when the destination checks diffIDs.
     diff_ids: bool,
 }
@@ -379,8 +389,11 @@ fn compress_blob(
         body,
         &job.desc,
         job.diff_id.as_ref(),
-        format,
-        how.threads,
+        &Encoding {
+            format,
+            level: how.level,
+            threads: how.threads,
+        },
         &advance,
     )
     .map_err(blame)?;

@@ -74,6 +74,18 @@ pub enum TransportError {
         /// What was found instead.
         actual: String,
     },
+    /// A compression level the format does not have.
+    #[error(
+        "{format} has no level {level}: give {range} (or leave the level out for the default)"
+    )]
+    BadLevel {
+        /// gzip or zstd.
+        format: &'static str,
+        /// The level asked for.
+        level: i32,
+        /// The levels there are.
+        range: &'static str,
+    },
     /// A transport name or reference given by the user is not understood.
     #[error("{0}")]
     BadReference(String),

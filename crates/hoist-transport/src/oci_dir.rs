@@ -7,6 +7,7 @@
 
 use crate::blobio::write_verified;
 use crate::destination::ImageDestination;
+use crate::referrers::referrer_entry;
 use crate::source::{BlobBody, ImageSource, RawManifest};
 use crate::{TransportError, MAX_JSON};
 use hoist_oci::{media_type, Descriptor, Digest, Document, Index};
@@ -130,6 +131,29 @@ impl ImageSource for OciDirSource {
         })
     }
 
+    /// The layout's manifests whose subject is `d`: a layout lists
+    /// referrers in index.json, untagged, as oras writes them.
+    fn referrers(&self, d: &Descriptor) -> Result<Vec<Descriptor>, TransportError> {
+        let mut found = Vec::new();
+        for e in read_index(&self.dir)?
+            .map(|i| i.manifests)
+            .unwrap_or_default()
+        {
+            if e.digest == d.digest || !media_type::is_manifest(&e.media_type) {
+                continue;
+            }
+            let raw = self.manifest(&e)?;
+            if let Some((subject, entry)) = referrer_entry(&raw) {
+                if subject == d.digest
+                    && !found.iter().any(|f: &Descriptor| f.digest == entry.digest)
+                {
+                    found.push(entry);
+                }
+            }
+        }
+        Ok(found)
+    }
+
     fn blame(&self, d: &Descriptor, e: TransportError) -> TransportError {
         let p = blob_path(&self.dir, &d.digest);
         e.renamed(&d.digest.to_string(), &p.display().to_string())
@@ -211,6 +235,13 @@ impl ImageDestination for OciDirDestination {
 
     fn put_manifest(&self, m: &RawManifest) -> Result<(), TransportError> {
         let d = m.descriptor();
+        if let Some((_, entry)) = referrer_entry(m) {
+            // Listed untagged in index.json, where a layout's referrers are found.
+            self.tops
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(entry);
+        }
         if self.has_blob(&d)? {
             return Ok(());
         }

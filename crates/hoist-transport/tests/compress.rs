@@ -215,3 +215,41 @@ fn a_layer_whose_bytes_do_not_match_its_digest_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_level_changes_the_bytes_and_a_level_the_format_lacks_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let (tars, _) = layout(&src, media_type::OCI_MANIFEST);
+    let with_level = |level, dst: &Path| {
+        let source = OciDirSource::open(&src, None).unwrap();
+        let opts = CopyOptions {
+            compress: Compress::Uncompressed(CompressFormat::Gzip),
+            compress_level: Some(level),
+            ..CopyOptions::default()
+        };
+        copy(
+            &source,
+            Box::new(OciDirDestination::new(dst).unwrap()),
+            &[],
+            &opts,
+            &NoProgress,
+        )
+    };
+    let fast = with_level(1, &t.path().join("fast")).unwrap();
+    let best = with_level(9, &t.path().join("best")).unwrap();
+    assert_ne!(fast.top.digest, best.top.digest);
+    for (copied, dir) in [(fast, "fast"), (best, "best")] {
+        let m: Manifest = serde_json::from_slice(&copied.top.bytes).unwrap();
+        assert_eq!(
+            decompress(&blob(&t.path().join(dir), &m.layers[0].digest)),
+            tars[0]
+        );
+    }
+    let err = with_level(10, &t.path().join("bad")).unwrap_err();
+    assert!(
+        matches!(err, TransportError::BadLevel { level: 10, .. }),
+        "{err}"
+    );
+}

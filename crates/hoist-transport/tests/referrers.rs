@@ -8,8 +8,8 @@ use hoist_registry_client::{blocking::RegistryClient, Options};
 use hoist_testkit::serve::HoistServe;
 use hoist_testkit::Registry;
 use hoist_transport::{
-    copy, BlobBody, CopyOptions, ImageSource, NoProgress, RawManifest, RegistryDestination,
-    RegistrySource, TransportError,
+    copy, BlobBody, CopyOptions, ImageSource, NoProgress, OciDirDestination, OciDirSource,
+    RawManifest, RegistryDestination, RegistrySource, TransportError,
 };
 use std::collections::HashMap;
 
@@ -195,4 +195,37 @@ fn without_the_flag_referrers_stay_behind() {
         .referrers("t/app", &mem.top.digest, None)
         .unwrap()
         .is_empty());
+}
+
+#[test]
+fn referrers_go_through_an_oci_layout() {
+    let mem = Mem::new();
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("layout");
+    let dst = OciDirDestination::new(&dir).unwrap();
+    copy(
+        &mem,
+        Box::new(dst),
+        &["v1".to_owned()],
+        &with_referrers(),
+        &NoProgress,
+    )
+    .unwrap();
+    // The image tagged, its two referrers listed untagged.
+    let idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let entries = idx["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 3, "{idx}");
+    let types: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["artifactType"].as_str())
+        .collect();
+    assert_eq!(types, [SBOM, SIG]);
+
+    let reg = Registry::start();
+    let r = Reference::parse(&format!("{}/t/app:v1", reg.addr())).unwrap();
+    let src = OciDirSource::open(&dir, Some("v1")).unwrap();
+    let dst = RegistryDestination::new(&r, &opts()).unwrap();
+    copy(&src, Box::new(dst), &[], &with_referrers(), &NoProgress).unwrap();
+    assert!(check(&mem, reg.addr(), "t/app"));
 }

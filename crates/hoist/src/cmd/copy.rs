@@ -29,6 +29,9 @@ pub struct Args {
     /// Compress every layer to gzip or zstd, recompressing those in another format.
     #[arg(long, value_name = "FORMAT")]
     dest_compress_format: Option<hoist_transport::CompressFormat>,
+    /// The level for --dest-compress-format (gzip 0-9, default 6; zstd 1-22, default 3).
+    #[arg(long, value_name = "LEVEL", requires = "dest_compress_format")]
+    dest_compress_level: Option<i32>,
     /// Copy the referrers (signatures, SBOMs…) of each manifest copied along with it.
     #[arg(long)]
     referrers: bool,
@@ -144,6 +147,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode, Error> {
             hoist_transport::Compress::All,
         ),
         referrers: args.referrers,
+        compress_level: args.dest_compress_level,
         ..CopyOptions::default()
     };
     let bars = if args.quiet {
